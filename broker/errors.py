@@ -1,0 +1,131 @@
+"""Typed errors of the broker.
+
+Each carries a stable ``code`` (the last segment of its RFC 9457 problem type), the HTTP
+status the edge maps it to, and a ``detail`` that names the rule, field or key that failed.
+Details never carry personal data: name fields, never quote their values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+PROBLEM_BASE = "https://masp.example/problems/"
+
+
+class MaspError(Exception):
+    """Base of every refusal the broker or an adapter can give."""
+
+    code: ClassVar[str] = "error"
+    status: ClassVar[int] = 400
+    title: ClassVar[str] = "Request refused"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+    @property
+    def type_uri(self) -> str:
+        return PROBLEM_BASE + self.code
+
+    def problem(self, instance: str | None = None) -> dict[str, Any]:
+        """RFC 9457 problem document."""
+        doc: dict[str, Any] = {
+            "type": self.type_uri,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            "code": self.code,
+        }
+        if instance:
+            doc["instance"] = instance
+        doc.update(self.extensions)
+        return doc
+
+
+class MalformedMessage(MaspError):
+    code = "malformed"
+    title = "Message is not well-formed"
+
+
+class PayloadTooLarge(MaspError):
+    code = "too-large"
+    status = 413
+    title = "Message too large"
+
+
+class DecryptionFailed(MaspError):
+    code = "decryption-failed"
+    title = "Message could not be decrypted"
+
+
+class UnknownKey(MaspError):
+    code = "unknown-key"
+    status = 401
+    title = "Key not registered"
+
+
+class UnknownSender(MaspError):
+    code = "unknown-sender"
+    status = 401
+    title = "Sender not registered"
+
+
+class SignatureInvalid(MaspError):
+    code = "signature-invalid"
+    status = 401
+    title = "Signature does not verify"
+
+
+class DisclosureMismatch(MaspError):
+    code = "disclosure-mismatch"
+    status = 400
+    title = "A disclosure does not match the signed digests"
+
+
+class ReplayDetected(MaspError):
+    code = "replay"
+    status = 409
+    title = "Message id already used"
+
+
+class MessageExpired(MaspError):
+    code = "expired"
+    status = 400
+    title = "Message expired or not yet valid"
+
+
+class SchemaInvalid(MaspError):
+    code = "schema-invalid"
+    status = 422
+    title = "Message does not match its schema"
+
+
+class PolicyRefused(MaspError):
+    code = "policy-refused"
+    status = 403
+    title = "Refused by the data-sharing agreement"
+
+
+class Unauthorized(MaspError):
+    code = "unauthorized"
+    status = 401
+    title = "Authentication required"
+
+
+class Forbidden(MaspError):
+    code = "forbidden"
+    status = 403
+    title = "Not allowed"
+
+
+class NotFound(MaspError):
+    code = "not-found"
+    status = 404
+    title = "Not found"
+
+
+class ConfigurationError(MaspError):
+    code = "configuration"
+    status = 500
+    title = "Configuration error"

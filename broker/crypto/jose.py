@@ -1,0 +1,147 @@
+"""Compact JWS and JWE as MASP Exchange profiles them (DESIGN.md §3), on joserfc.
+
+The profile is narrow on purpose: signatures are Ed25519 only (``EdDSA`` accepted from
+verifiers' peers), encryption is ``ECDH-ES+A256KW`` + ``A256GCM`` to X25519 keys, no
+``zip``. Headers are checked before any key is touched, so algorithm confusion, ``none``,
+compression and unknown keys are refused without running the crypto at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from joserfc import jwe, jws
+from joserfc.errors import JoseError
+from joserfc.jwk import OKPKey
+
+from broker.errors import DecryptionFailed, MalformedMessage, PayloadTooLarge, SignatureInvalid
+
+SIG_ALG = "Ed25519"
+SIG_ALGS_ACCEPTED = frozenset({"Ed25519", "EdDSA"})
+KEY_ALG = "ECDH-ES+A256KW"
+CONTENT_ENC = "A256GCM"
+#: Upper bound on a compact JWE we will even parse; a full referral is a few KiB.
+MAX_COMPACT_BYTES = 512 * 1024
+
+KeyLookup = Callable[[str], OKPKey]
+
+
+def b64url_decode(segment: str) -> bytes:
+    if any(c in segment for c in "+/="):
+        raise MalformedMessage("base64url segment has non-url-safe characters or padding")
+    try:
+        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise MalformedMessage("segment is not base64url") from None
+
+
+def b64url_encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def canonical_json(value: Any) -> bytes:
+    """Compact JSON for payloads we sign (not RFC 8785: readers never re-serialise it)."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
+
+
+def peek_header(token: str, parts: int) -> dict[str, Any]:
+    """Decode the protected header of a compact JOSE object without verifying anything."""
+    segments = token.split(".")
+    if len(segments) != parts:
+        raise MalformedMessage(f"compact serialization must have {parts} segments")
+    try:
+        header = json.loads(b64url_decode(segments[0]))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MalformedMessage("protected header is not JSON") from None
+    if not isinstance(header, dict):
+        raise MalformedMessage("protected header is not a JSON object")
+    if "crit" in header:
+        raise MalformedMessage("critical header parameters are not supported")
+    return header
+
+
+# --- JWS ------------------------------------------------------------------------------
+
+
+def sign(payload: Mapping[str, Any], key: OKPKey, typ: str) -> str:
+    if key.kid is None:
+        raise SignatureInvalid("signing key has no kid")
+    header = {"alg": SIG_ALG, "kid": key.kid, "typ": typ}
+    return jws.serialize_compact(header, canonical_json(payload), key, algorithms=[SIG_ALG])
+
+
+def verify(token: str, lookup: KeyLookup, typ: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Verify a compact JWS of the given ``typ``; return (header, payload).
+
+    ``lookup`` maps the header's kid to a registered key and raises if there is none, so
+    the caller decides which keys (and which agency's) may sign this kind of token.
+    """
+    if len(token) > MAX_COMPACT_BYTES:
+        raise PayloadTooLarge("signed token exceeds the size limit")
+    header = peek_header(token, 3)
+    if header.get("alg") not in SIG_ALGS_ACCEPTED:
+        raise SignatureInvalid("signature algorithm must be Ed25519")
+    if header.get("typ") != typ:
+        raise SignatureInvalid(f"token typ must be {typ}")
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        raise SignatureInvalid("token has no kid")
+    key = lookup(kid)
+    if key.curve_name != "Ed25519":
+        raise SignatureInvalid("key is not an Ed25519 signing key")
+    try:
+        obj = jws.deserialize_compact(token, key, algorithms=list(SIG_ALGS_ACCEPTED))
+    except JoseError:
+        raise SignatureInvalid(f"signature by {kid} does not verify") from None
+    try:
+        payload = json.loads(obj.payload)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise MalformedMessage("signed payload is not JSON") from None
+    if not isinstance(payload, dict):
+        raise MalformedMessage("signed payload is not a JSON object")
+    return dict(obj.headers()), payload
+
+
+# --- JWE ------------------------------------------------------------------------------
+
+
+def encrypt(plaintext: bytes, recipient: OKPKey, cty: str) -> str:
+    if recipient.kid is None or recipient.curve_name != "X25519":
+        raise DecryptionFailed("recipient key must be an X25519 key with a kid")
+    header = {"alg": KEY_ALG, "enc": CONTENT_ENC, "kid": recipient.kid, "cty": cty}
+    return jwe.encrypt_compact(header, plaintext, recipient, algorithms=[KEY_ALG, CONTENT_ENC])
+
+
+def decrypt(token: str | bytes, keys: Mapping[str, OKPKey], cty: str,
+            *, max_bytes: int = MAX_COMPACT_BYTES) -> bytes:
+    """Decrypt a compact JWE addressed to one of ``keys`` (by kid) with content type ``cty``."""
+    if len(token) > max_bytes:
+        raise PayloadTooLarge(f"JWE exceeds {max_bytes} bytes")
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            raise MalformedMessage("JWE compact serialization must be ASCII") from None
+    token = token.strip()
+    header = peek_header(token, 5)
+    if "zip" in header:
+        raise DecryptionFailed("compressed JWE is refused")
+    if header.get("alg") != KEY_ALG or header.get("enc") != CONTENT_ENC:
+        raise DecryptionFailed(f"JWE must use {KEY_ALG} with {CONTENT_ENC}")
+    if header.get("cty") != cty:
+        raise DecryptionFailed(f"JWE content type must be {cty}")
+    kid = header.get("kid")
+    key = keys.get(kid) if isinstance(kid, str) else None
+    if key is None:
+        raise DecryptionFailed("JWE is not addressed to a current key of this recipient")
+    epk = header.get("epk")
+    if not isinstance(epk, dict) or epk.get("kty") != "OKP" or epk.get("crv") != "X25519":
+        raise DecryptionFailed("JWE ephemeral key must be an X25519 OKP key")
+    try:
+        return jwe.decrypt_compact(token, key, algorithms=[KEY_ALG, CONTENT_ENC]).plaintext or b""
+    except (JoseError, ValueError):
+        raise DecryptionFailed("JWE does not decrypt (tampered or not for this key)") from None

@@ -1,0 +1,175 @@
+"""Agency and broker keys: generation, JWK files, and the registry the broker verifies with.
+
+Every key has a ``kid`` of the form ``<agency>-<sig|enc>-<yyyymmdd>[-n]`` (DESIGN.md §3).
+Signing keys are Ed25519, encryption keys X25519, both as OKP JWKs. Private key files are
+written 0600 and never leave the agency's own key directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Literal
+
+from joserfc.jwk import OKPKey
+
+from broker.errors import ConfigurationError, UnknownKey
+
+BROKER = "broker"
+AGENCIES: tuple[str, ...] = ("police", "probation", "nhs", "advocacy")
+KeyUse = Literal["sig", "enc"]
+
+_KID = re.compile(r"^(?P<agency>[a-z][a-z0-9_]{1,31})-(?P<use>sig|enc)-(?P<day>\d{8})(?:-(?P<n>\d{1,3}))?$")
+_CURVE: dict[str, str] = {"sig": "Ed25519", "enc": "X25519"}
+
+
+@dataclass(frozen=True)
+class KeyId:
+    agency: str
+    use: KeyUse
+    day: date
+    n: int | None = None
+
+    def __str__(self) -> str:
+        base = f"{self.agency}-{self.use}-{self.day:%Y%m%d}"
+        return base if self.n is None else f"{base}-{self.n}"
+
+    @classmethod
+    def parse(cls, kid: str) -> KeyId:
+        m = _KID.match(kid)
+        if m is None:
+            raise UnknownKey("kid is not of the form <agency>-<sig|enc>-<yyyymmdd>[-n]")
+        use: KeyUse = "sig" if m["use"] == "sig" else "enc"
+        try:
+            day = date(int(m["day"][:4]), int(m["day"][4:6]), int(m["day"][6:]))
+        except ValueError:
+            raise UnknownKey("kid carries an invalid date") from None
+        return cls(m["agency"], use, day, int(m["n"]) if m["n"] else None)
+
+
+def generate_key(agency: str, use: KeyUse, day: date, n: int | None = None) -> OKPKey:
+    kid = str(KeyId(agency, use, day, n))
+    return OKPKey.generate_key(_CURVE[use], parameters={"kid": kid, "use": use}, private=True)
+
+
+def public_jwk(key: OKPKey) -> dict[str, str]:
+    return {k: str(v) for k, v in key.as_dict(private=False).items()}
+
+
+@dataclass(frozen=True)
+class AgencyKeys:
+    """The private signing and encryption keys of one agency (or of the broker)."""
+
+    agency: str
+    sig: OKPKey
+    enc: OKPKey
+
+    @classmethod
+    def generate(cls, agency: str, day: date) -> AgencyKeys:
+        return cls(agency, generate_key(agency, "sig", day), generate_key(agency, "enc", day))
+
+    def write(self, keys_dir: Path) -> Path:
+        """Write ``<keys_dir>/<agency>/{sig,enc}.{private,public}.jwk``; private files 0600."""
+        home = keys_dir / self.agency
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for use, key in (("sig", self.sig), ("enc", self.enc)):
+            _write_private(home / f"{use}.private.jwk", key.as_dict(private=True))
+            (home / f"{use}.public.jwk").write_text(json.dumps(public_jwk(key), indent=2) + "\n")
+        return home
+
+    @classmethod
+    def load(cls, keys_dir: Path, agency: str) -> AgencyKeys:
+        home = keys_dir / agency
+        try:
+            sig = OKPKey.import_key(json.loads((home / "sig.private.jwk").read_text()))
+            enc = OKPKey.import_key(json.loads((home / "enc.private.jwk").read_text()))
+        except FileNotFoundError:
+            raise ConfigurationError(
+                f"no private keys for {agency} under {home}; run `masp keys init`"
+            ) from None
+        return cls(agency, sig, enc)
+
+
+def _write_private(path: Path, jwk: Mapping[str, object]) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(jwk, indent=2) + "\n")
+    os.chmod(path, 0o600)
+
+
+@dataclass
+class KeyRegistry:
+    """Public keys the broker (or an adapter) trusts, looked up by ``kid``.
+
+    A key only speaks for the agency named in its kid: verification compares the kid's
+    agency with the claimed ``iss`` so one agency's key can never sign as another.
+    """
+
+    _keys: dict[str, OKPKey] = field(default_factory=dict)
+
+    def add(self, key: OKPKey) -> None:
+        kid = key.kid
+        if kid is None:
+            raise ConfigurationError("a registered key has no kid")
+        parsed = KeyId.parse(kid)
+        if key.curve_name != _CURVE[parsed.use]:
+            raise ConfigurationError(f"key {kid} is not an {_CURVE[parsed.use]} key")
+        self._keys[kid] = OKPKey.import_key(public_jwk(key))
+
+    def get(self, kid: str, *, use: KeyUse, agency: str | None = None) -> OKPKey:
+        key = self._keys.get(kid)
+        if key is None:
+            raise UnknownKey(f"key {kid!r} is not registered" if _KID.match(kid) else "key is not registered")
+        parsed = KeyId.parse(kid)
+        if parsed.use != use:
+            raise UnknownKey(f"key {kid} is not a {use} key")
+        if agency is not None and parsed.agency != agency:
+            raise UnknownKey(f"key {kid} does not belong to {agency}")
+        return key
+
+    def current(self, agency: str, use: KeyUse) -> OKPKey:
+        """The newest registered key of an agency for a use (latest date, then highest n)."""
+        best: tuple[date, int, OKPKey] | None = None
+        for kid, key in self._keys.items():
+            parsed = KeyId.parse(kid)
+            if parsed.agency == agency and parsed.use == use:
+                rank = (parsed.day, parsed.n or 0, key)
+                if best is None or rank[:2] > best[:2]:
+                    best = rank
+        if best is None:
+            raise UnknownKey(f"no {use} key registered for {agency}")
+        return best[2]
+
+    def agencies(self) -> set[str]:
+        return {KeyId.parse(kid).agency for kid in self._keys}
+
+    def jwks(self) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [public_jwk(k) for _, k in sorted(self._keys.items())]}
+
+    @classmethod
+    def from_public_dir(cls, keys_dir: Path, agencies: Iterable[str] | None = None) -> KeyRegistry:
+        """Load every ``<agency>/*.public.jwk`` under ``keys_dir``."""
+        reg = cls()
+        wanted = set(agencies) if agencies is not None else None
+        for path in sorted(keys_dir.glob("*/*.public.jwk")):
+            if wanted is not None and path.parent.name not in wanted:
+                continue
+            reg.add(OKPKey.import_key(json.loads(path.read_text())))
+        return reg
+
+
+def init_keys(keys_dir: Path, day: date, agencies: Iterable[str] = (*AGENCIES, BROKER),
+              *, force: bool = False) -> list[str]:
+    """Create keys for each agency lacking them; return the agencies created."""
+    created: list[str] = []
+    for agency in agencies:
+        if not force and (keys_dir / agency / "sig.private.jwk").exists():
+            continue
+        AgencyKeys.generate(agency, day).write(keys_dir)
+        created.append(agency)
+    return created

@@ -1,0 +1,45 @@
+"""Deployment settings, read once from the environment (``MASP_*``) at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MASP_", env_file=".env", extra="ignore")
+
+    state_dir: Path = Field(default=Path("var"), description="keys, database, exports")
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy async URL; default SQLite under the state dir"
+    )
+    dsa_dir: Path = Path("deploy/dsa")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    deployment: str = Field(default="dev", description="names the audit log origin")
+    #: Prefix for every exchange and queue, so several deployments (or tests) share a vhost.
+    namespace: str = ""
+    max_message_bytes: int = 256 * 1024
+    max_clock_skew_s: int = 300
+    delivery_limit: int = 5
+    auth_token_max_age_s: int = 300
+    pseudonym_secret: str | None = Field(
+        default=None, description="deployment secret for subject pseudonyms; file under state dir if unset"
+    )
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.state_dir / "keys"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.state_dir / 'masp.db').resolve()}"
+
+    @property
+    def audit_origin(self) -> str:
+        return f"masp.audit/{self.deployment}"

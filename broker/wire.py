@@ -1,0 +1,269 @@
+"""The wire formats of DESIGN.md §3, built and checked in one place.
+
+Both sides use this module: adapters compose and seal messages, open deliveries and sign
+acknowledgements; the broker opens submissions, seals deliveries and signs receipts. Each
+``open_*`` function fails closed with a typed error naming what did not hold.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import uuid6
+from joserfc.jwk import OKPKey
+
+from broker.crypto import jose, sdjwt
+from broker.crypto.keys import BROKER, AgencyKeys, KeyId, KeyRegistry
+from broker.errors import (
+    MalformedMessage,
+    MessageExpired,
+    SignatureInvalid,
+    UnknownKey,
+    UnknownSender,
+)
+
+CTY_SUBMISSION = "masp+sd-jwt"
+CTY_DELIVERY = "masp-delivery+json"
+TYP_DELIVERY = "masp-delivery+jwt"
+TYP_ACK = "masp-ack+jwt"
+TYP_RECEIPT = "masp-receipt+jwt"
+TYP_AUTH = "JWT"
+MAX_LIFETIME = timedelta(hours=24)
+_UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+
+
+def new_id() -> str:
+    """A UUIDv7 string: time-ordered, so ids sort the way messages arrived."""
+    return str(uuid6.uuid7())
+
+
+def epoch(at: datetime) -> int:
+    return int(at.timestamp())
+
+
+def from_epoch(seconds: int) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def _signer_lookup(registry: KeyRegistry, issuer: str | None = None) -> jose.KeyLookup:
+    def lookup(kid: str) -> OKPKey:
+        try:
+            agency = KeyId.parse(kid).agency
+        except UnknownKey:
+            raise UnknownSender("signing key id names no registered agency") from None
+        if agency not in registry.agencies():
+            raise UnknownSender(f"agency {agency!r} is not registered")
+        if issuer is not None and agency != issuer:
+            raise SignatureInvalid(f"key {kid} may not sign for {issuer!r}")
+        return registry.get(kid, use="sig", agency=agency)
+
+    return lookup
+
+
+# --- agency message (§3.1) and submission (§3.2) ---------------------------------------
+
+
+def compose_message(keys: AgencyKeys, masp_type: str, body: dict[str, Any], *, case_id: str,
+                    purpose: str, subjects: list[dict[str, str]], now: datetime,
+                    ttl: timedelta = timedelta(hours=1), jti: str | None = None,
+                    consent_ref: str | None = None, override: dict[str, Any] | None = None,
+                    schema_version: str = "1", decoys: int = 2) -> sdjwt.SdJwt:
+    if ttl > MAX_LIFETIME:
+        raise MalformedMessage("a message may live at most 24 hours")
+    clear: dict[str, Any] = {
+        "iss": keys.agency, "jti": jti or new_id(), "iat": epoch(now), "exp": epoch(now + ttl),
+        "masp_type": masp_type, "masp_schema": schema_version, "case_id": case_id,
+        "purpose": purpose, "subjects": subjects,
+    }
+    if consent_ref is not None:
+        clear["consent_ref"] = consent_ref
+    if override is not None:
+        clear["override"] = override
+    return sdjwt.issue(clear, body, keys.sig, decoys=decoys)
+
+
+def seal_submission(message: sdjwt.SdJwt, broker_enc: OKPKey) -> str:
+    return jose.encrypt(message.serialize().encode("ascii"), broker_enc, CTY_SUBMISSION)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """A submission the broker has decrypted and whose sender signature verified."""
+
+    message: sdjwt.VerifiedSdJwt
+    raw: str  # the SD-JWT exactly as submitted, for payload_digest
+
+    @property
+    def claims(self) -> dict[str, Any]:
+        return self.message.payload
+
+    @property
+    def sender(self) -> str:
+        return str(self.message.payload["iss"])
+
+    @property
+    def message_id(self) -> str:
+        return str(self.message.payload["jti"])
+
+
+def decrypt_submission(token: str | bytes, broker_keys: dict[str, OKPKey], max_bytes: int) -> str:
+    plaintext = jose.decrypt(token, broker_keys, CTY_SUBMISSION, max_bytes=max_bytes)
+    try:
+        return plaintext.decode("ascii")
+    except UnicodeDecodeError:
+        raise MalformedMessage("SD-JWT must be ASCII") from None
+
+
+def verify_submission(raw: str, registry: KeyRegistry, now: datetime,
+                      max_skew: timedelta = timedelta(minutes=5)) -> Submission:
+    """Verify the sender's signature, its right to the ``iss`` it claims, and the times."""
+    token = sdjwt.SdJwt.parse(raw)
+    header = jose.peek_header(token.jwt, 3)
+    kid = header.get("kid")
+    claimed = _peek_iss(token.jwt)
+    if not isinstance(kid, str):
+        raise SignatureInvalid("message has no kid")
+    verified = sdjwt.verify(token, _signer_lookup(registry, claimed))
+    p = verified.payload
+    for name, kind in (("iss", str), ("jti", str), ("iat", int), ("exp", int),
+                       ("masp_type", str), ("masp_schema", str), ("case_id", str),
+                       ("purpose", str), ("subjects", list)):
+        if not isinstance(p.get(name), kind) or isinstance(p.get(name), bool):
+            raise MalformedMessage(f"claim {name!r} is missing or not a {kind.__name__}")
+    if not _UUID7.match(p["jti"]):
+        raise MalformedMessage("jti must be a UUIDv7 string")
+    iat, exp = from_epoch(p["iat"]), from_epoch(p["exp"])
+    if iat > now + max_skew:
+        raise MessageExpired("message is issued in the future")
+    if exp <= now:
+        raise MessageExpired("message has expired")
+    if exp - iat > MAX_LIFETIME:
+        raise MessageExpired("message lifetime exceeds 24 hours")
+    for s in p["subjects"]:
+        if not (isinstance(s, dict) and isinstance(s.get("ref"), str)
+                and isinstance(s.get("category"), str)):
+            raise MalformedMessage("each subject needs a ref and a category")
+    return Submission(verified, raw)
+
+
+def _peek_iss(jwt: str) -> str:
+    try:
+        payload = json.loads(jose.b64url_decode(jwt.split(".")[1]))
+    except (IndexError, UnicodeDecodeError, json.JSONDecodeError):
+        raise MalformedMessage("message payload is not JSON") from None
+    iss = payload.get("iss") if isinstance(payload, dict) else None
+    if not isinstance(iss, str):
+        raise MalformedMessage("message has no iss")
+    return iss
+
+
+# --- delivery (§3.3) -------------------------------------------------------------------
+
+
+def seal_delivery(presentation: sdjwt.SdJwt, token: str, recipient_enc: OKPKey) -> str:
+    body = {"sd_jwt": presentation.serialize(), "delivery": token}
+    return jose.encrypt(json.dumps(body, separators=(",", ":")).encode(), recipient_enc, CTY_DELIVERY)
+
+
+def sign_delivery_token(broker: AgencyKeys, payload: dict[str, Any]) -> str:
+    return jose.sign({"iss": BROKER, **payload}, broker.sig, TYP_DELIVERY)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    token: dict[str, Any]
+    message: sdjwt.VerifiedSdJwt
+
+    @property
+    def delivery_id(self) -> str:
+        return str(self.token["jti"])
+
+    @property
+    def message_id(self) -> str:
+        return str(self.token["message_id"])
+
+
+def open_delivery(jwe: str | bytes, me: AgencyKeys, registry: KeyRegistry) -> Delivery:
+    """Everything a recipient must check before its application sees a delivery (§3.3)."""
+    plaintext = jose.decrypt(jwe, {str(me.enc.kid): me.enc}, CTY_DELIVERY)
+    try:
+        body = json.loads(plaintext)
+        sd_raw, token = body["sd_jwt"], body["delivery"]
+    except (ValueError, KeyError, TypeError):
+        raise MalformedMessage("delivery is not {sd_jwt, delivery}") from None
+    if not isinstance(sd_raw, str) or not isinstance(token, str):
+        raise MalformedMessage("delivery members must be strings")
+    _, claims = jose.verify(token, _signer_lookup(registry, BROKER), TYP_DELIVERY)
+    if claims.get("aud") != me.agency:
+        raise SignatureInvalid("delivery is addressed to another agency")
+    sender = claims.get("sender")
+    message = sdjwt.verify(sd_raw, _signer_lookup(registry, str(sender)))
+    if message.payload.get("iss") != sender or message.payload.get("jti") != claims.get("message_id"):
+        raise SignatureInvalid("delivery token does not describe this message")
+    if message.payload.get("masp_type") != claims.get("masp_type"):
+        raise SignatureInvalid("delivery token names another message type")
+    received = sorted(d.digest for d in message.disclosures)
+    listed = claims.get("disclosed")
+    if not isinstance(listed, list) or sorted(listed) != received:
+        raise SignatureInvalid("disclosures received differ from those the broker lists")
+    return Delivery(claims, message)
+
+
+# --- acknowledgement (§3.4), receipt (§3.5), agency authentication (§6) ---------------
+
+
+def sign_ack(me: AgencyKeys, delivery: Delivery | dict[str, str], now: datetime,
+             status: Literal["accepted", "rejected"] = "accepted", reason: str | None = None) -> str:
+    ids = (delivery if isinstance(delivery, dict)
+           else {"delivery_id": delivery.delivery_id, "message_id": delivery.message_id})
+    payload: dict[str, Any] = {"iss": me.agency, "aud": BROKER, "delivery_id": ids["delivery_id"],
+                               "message_id": ids["message_id"], "status": status, "iat": epoch(now)}
+    if reason:
+        payload["reason"] = reason
+    return jose.sign(payload, me.sig, TYP_ACK)
+
+
+def verify_ack(token: str, registry: KeyRegistry) -> dict[str, Any]:
+    header = jose.peek_header(token, 3)
+    kid = header.get("kid")
+    agency = KeyId.parse(kid).agency if isinstance(kid, str) else None
+    _, payload = jose.verify(token, _signer_lookup(registry, agency), TYP_ACK)
+    if payload.get("iss") != agency or payload.get("aud") != BROKER:
+        raise SignatureInvalid("acknowledgement iss/aud do not match its key")
+    if payload.get("status") not in ("accepted", "rejected"):
+        raise MalformedMessage("acknowledgement status must be accepted or rejected")
+    return payload
+
+
+def sign_receipt(broker: AgencyKeys, payload: dict[str, Any]) -> str:
+    return jose.sign(payload, broker.sig, TYP_RECEIPT)
+
+
+def sign_agency_auth(me: AgencyKeys, now: datetime, ttl: timedelta = timedelta(seconds=60)) -> str:
+    """Short-lived client assertion (RFC 7523 style) an agency presents as a bearer token."""
+    payload = {"iss": me.agency, "sub": me.agency, "aud": BROKER, "jti": new_id(),
+               "iat": epoch(now), "exp": epoch(now + ttl)}
+    return jose.sign(payload, me.sig, TYP_AUTH)
+
+
+def verify_agency_auth(token: str, registry: KeyRegistry, now: datetime,
+                       max_age: timedelta) -> dict[str, Any]:
+    header = jose.peek_header(token, 3)
+    kid = header.get("kid")
+    agency = KeyId.parse(kid).agency if isinstance(kid, str) else None
+    if agency == BROKER:
+        raise UnknownSender("the broker's key does not authenticate agencies")
+    _, p = jose.verify(token, _signer_lookup(registry, agency), TYP_AUTH)
+    if p.get("iss") != agency or p.get("sub") != agency or p.get("aud") != BROKER:
+        raise SignatureInvalid("assertion iss/sub/aud do not match its key")
+    if not isinstance(p.get("jti"), str) or not isinstance(p.get("exp"), int) \
+            or not isinstance(p.get("iat"), int):
+        raise MalformedMessage("assertion needs jti, iat and exp")
+    iat, exp = from_epoch(p["iat"]), from_epoch(p["exp"])
+    if exp <= now or iat > now + timedelta(seconds=30) or exp - iat > max_age:
+        raise MessageExpired("assertion expired, not yet valid, or too long-lived")
+    return p

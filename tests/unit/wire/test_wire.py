@@ -1,0 +1,178 @@
+"""The DESIGN.md §3 wire formats: every check a recipient or the broker must make, tripped."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from broker import wire
+from broker.crypto import jose, sdjwt
+from broker.crypto.keys import AgencyKeys, KeyRegistry
+from broker.errors import (
+    DecryptionFailed,
+    DisclosureMismatch,
+    MalformedMessage,
+    MessageExpired,
+    SignatureInvalid,
+    UnknownSender,
+)
+from tests.conftest import NOW
+
+BODY = {"perpetrator_name": {"given": "Daniel", "family": "Marsh"},
+        "victim_address": {"line1": "14 Fernhill Road", "postcode": "SO99 1ZZ"},
+        "offence_codes": ["PHA-S2A"]}
+
+
+def _message(keys: dict[str, AgencyKeys], **kw: object) -> sdjwt.SdJwt:
+    args: dict[str, object] = {"case_id": "case-1", "purpose": "risk_management",
+                               "subjects": [{"ref": "p-1", "category": "suspect"}], "now": NOW}
+    args.update(kw)
+    return wire.compose_message(keys["police"], "case_referral", dict(BODY), **args)  # type: ignore[arg-type]
+
+
+def _broker_keys(keys: dict[str, AgencyKeys]) -> dict[str, object]:
+    return {str(keys["broker"].enc.kid): keys["broker"].enc}
+
+
+def test_submission_round_trip(agency_keys: dict[str, AgencyKeys], registry: KeyRegistry) -> None:
+    msg = _message(agency_keys)
+    jwe = wire.seal_submission(msg, agency_keys["broker"].enc)
+    header = jose.peek_header(jwe, 5)
+    assert header == {**header, "alg": "ECDH-ES+A256KW", "enc": "A256GCM", "cty": "masp+sd-jwt",
+                      "kid": agency_keys["broker"].enc.kid}
+    raw = wire.decrypt_submission(jwe, _broker_keys(agency_keys), 1 << 20)  # type: ignore[arg-type]
+    sub = wire.verify_submission(raw, registry, NOW)
+    assert sub.sender == "police"
+    assert sub.message.claims == BODY
+    jwt_header = jose.peek_header(sub.message.token.jwt, 3)
+    assert jwt_header == {"alg": "Ed25519", "kid": agency_keys["police"].sig.kid, "typ": "masp+sd-jwt"}
+    # the body never appears in clear inside the JWT; only digests (plus decoys) do
+    payload = sub.claims
+    assert "victim_address" not in payload
+    assert len(payload["_sd"]) == len(BODY) + 2 and payload["_sd_alg"] == "sha-256"
+
+
+def test_disclosure_digest_and_salt(agency_keys: dict[str, AgencyKeys]) -> None:
+    msg = _message(agency_keys)
+    for d in msg.disclosures:
+        salt, name, value = json.loads(jose.b64url_decode(d.encoded))
+        assert len(jose.b64url_decode(salt)) >= 16
+        assert BODY[name] == value
+    assert len({d.salt for d in msg.disclosures}) == len(BODY)
+
+
+def test_tampered_ciphertext_refused(agency_keys: dict[str, AgencyKeys]) -> None:
+    jwe = wire.seal_submission(_message(agency_keys), agency_keys["broker"].enc)
+    parts = jwe.split(".")
+    ct = bytearray(jose.b64url_decode(parts[3]))
+    ct[5] ^= 0x01
+    parts[3] = jose.b64url_encode(bytes(ct))
+    with pytest.raises(DecryptionFailed):
+        wire.decrypt_submission(".".join(parts), _broker_keys(agency_keys), 1 << 20)  # type: ignore[arg-type]
+
+
+def test_compressed_and_wrong_alg_refused(agency_keys: dict[str, AgencyKeys]) -> None:
+    jwe = wire.seal_submission(_message(agency_keys), agency_keys["broker"].enc)
+    parts = jwe.split(".")
+    header = json.loads(jose.b64url_decode(parts[0]))
+    for change in ({"zip": "DEF"}, {"alg": "RSA1_5"}, {"enc": "A128CBC-HS256"}, {"cty": "json"}):
+        parts[0] = jose.b64url_encode(json.dumps({**header, **change}).encode())
+        with pytest.raises(DecryptionFailed):
+            wire.decrypt_submission(".".join(parts), _broker_keys(agency_keys), 1 << 20)  # type: ignore[arg-type]
+
+
+def test_wrong_signature_refused(agency_keys: dict[str, AgencyKeys], registry: KeyRegistry) -> None:
+    msg = _message(agency_keys)
+    head, payload, sig = msg.jwt.split(".")
+    forged = bytearray(jose.b64url_decode(sig))
+    forged[0] ^= 0xFF
+    bad = sdjwt.SdJwt(f"{head}.{payload}.{jose.b64url_encode(bytes(forged))}", msg.disclosures)
+    with pytest.raises(SignatureInvalid):
+        wire.verify_submission(bad.serialize(), registry, NOW)
+
+
+def test_key_may_not_sign_for_another_agency(agency_keys: dict[str, AgencyKeys],
+                                             registry: KeyRegistry) -> None:
+    probation_as_police = AgencyKeys("police", agency_keys["probation"].sig, agency_keys["probation"].enc)
+    msg = _message({"police": probation_as_police})
+    with pytest.raises(SignatureInvalid, match="may not sign"):
+        wire.verify_submission(msg.serialize(), registry, NOW)
+
+
+def test_unknown_sender_refused(registry: KeyRegistry) -> None:
+    stranger = AgencyKeys.generate("council", NOW.date())
+    msg = wire.compose_message(stranger, "case_referral", dict(BODY), case_id="c", purpose="p",
+                               subjects=[], now=NOW)
+    with pytest.raises(UnknownSender):
+        wire.verify_submission(msg.serialize(), registry, NOW)
+
+
+def test_expired_and_future_messages_refused(agency_keys: dict[str, AgencyKeys],
+                                             registry: KeyRegistry) -> None:
+    old = _message(agency_keys, now=NOW - timedelta(hours=2), ttl=timedelta(hours=1))
+    with pytest.raises(MessageExpired, match="expired"):
+        wire.verify_submission(old.serialize(), registry, NOW)
+    future = _message(agency_keys, now=NOW + timedelta(hours=1))
+    with pytest.raises(MessageExpired, match="future"):
+        wire.verify_submission(future.serialize(), registry, NOW)
+    with pytest.raises(MalformedMessage):
+        _message(agency_keys, ttl=timedelta(hours=25))
+
+
+def test_foreign_disclosure_refused(agency_keys: dict[str, AgencyKeys], registry: KeyRegistry) -> None:
+    msg = _message(agency_keys)
+    smuggled = sdjwt.Disclosure.create("victim_address", {"line1": "elsewhere"})
+    bad = sdjwt.SdJwt(msg.jwt, (*msg.disclosures, smuggled))
+    with pytest.raises(DisclosureMismatch):
+        wire.verify_submission(bad.serialize(), registry, NOW)
+    dup = sdjwt.SdJwt(msg.jwt, (*msg.disclosures, msg.disclosures[0]))
+    with pytest.raises(DisclosureMismatch):
+        wire.verify_submission(dup.serialize(), registry, NOW)
+
+
+def _delivery(keys: dict[str, AgencyKeys], to: str, names: list[str], **over: object) -> str:
+    msg = _message(keys)
+    shown = msg.present(names)
+    claims = {"aud": to, "jti": wire.new_id(), "message_id": wire.verify_submission(
+        msg.serialize(), _registry_of(keys), NOW).message_id, "sender": "police",
+        "masp_type": "case_referral", "disclosed": [d.digest for d in shown.disclosures]}
+    claims.update(over)
+    token = wire.sign_delivery_token(keys["broker"], claims)
+    return wire.seal_delivery(shown, token, keys[to].enc)
+
+
+def _registry_of(keys: dict[str, AgencyKeys]) -> KeyRegistry:
+    reg = KeyRegistry()
+    for k in keys.values():
+        reg.add(k.sig)
+        reg.add(k.enc)
+    return reg
+
+
+def test_delivery_opens_and_verifies(agency_keys: dict[str, AgencyKeys], registry: KeyRegistry) -> None:
+    jwe = _delivery(agency_keys, "nhs", ["perpetrator_name", "offence_codes"])
+    d = wire.open_delivery(jwe, agency_keys["nhs"], registry)
+    assert set(d.message.claims) == {"perpetrator_name", "offence_codes"}
+    assert d.token["aud"] == "nhs" and d.token["iss"] == "broker"
+    ack = wire.verify_ack(wire.sign_ack(agency_keys["nhs"], d, NOW), registry)
+    assert ack["status"] == "accepted" and ack["delivery_id"] == d.delivery_id
+
+
+def test_delivery_checks(agency_keys: dict[str, AgencyKeys], registry: KeyRegistry) -> None:
+    with pytest.raises(DecryptionFailed):  # addressed to nhs, opened by probation
+        wire.open_delivery(_delivery(agency_keys, "nhs", ["offence_codes"]), agency_keys["probation"], registry)
+    with pytest.raises(SignatureInvalid, match="another agency"):
+        wire.open_delivery(_delivery(agency_keys, "nhs", ["offence_codes"], aud="probation"),
+                           agency_keys["nhs"], registry)
+    with pytest.raises(SignatureInvalid, match="differ"):
+        wire.open_delivery(_delivery(agency_keys, "nhs", ["offence_codes"], disclosed=[]),
+                           agency_keys["nhs"], registry)
+
+
+def test_agency_auth(agency_keys: dict[str, AgencyKeys], registry: KeyRegistry) -> None:
+    tok = wire.sign_agency_auth(agency_keys["police"], NOW)
+    assert wire.verify_agency_auth(tok, registry, NOW, timedelta(minutes=5))["sub"] == "police"
+    with pytest.raises(MessageExpired):
+        wire.verify_agency_auth(tok, registry, NOW + timedelta(minutes=2), timedelta(minutes=5))

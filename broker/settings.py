@@ -26,6 +26,8 @@ class Settings(BaseSettings):
     max_clock_skew_s: int = 300
     delivery_limit: int = 5
     auth_token_max_age_s: int = 300
+    log_json: bool = Field(default=False, description="JSON log lines (production) instead of console")
+    log_level: str = "INFO"
     pseudonym_secret: str | None = Field(
         default=None, description="deployment secret for subject pseudonyms; file under state dir if unset"
     )

@@ -6,10 +6,14 @@ decides what a recipient may see from these tags alone.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
-from typing import Any, ClassVar
+from functools import cache
+from typing import Any, ClassVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 DATA_CLASS_KEY = "x-masp-data-class"
 
@@ -33,6 +37,10 @@ class DataClass(StrEnum):
     HEALTH_FLAGS = "health_flags"
     CHILDREN = "children"
     REFERRER = "referrer"
+    #: Which earlier message and which of its fields a correction_notice concerns, and why
+    #: (coded). No personal data; every recipient of a correction needs it to apply one.
+    #: Not in DOMAIN.md section 1, whose classes all describe personal data.
+    MESSAGE_REFERENCE = "message_reference"
 
 
 #: Classes that never reach the perpetrator-facing NHS team, whatever a clause or an
@@ -48,16 +56,32 @@ SPECIAL_CATEGORY: frozenset[DataClass] = frozenset(
 
 
 def classified(data_class: DataClass, description: str, **kwargs: Any) -> Any:
-    """A pydantic ``Field`` tagged with its data class (exported as ``x-masp-data-class``)."""
+    """A pydantic ``Field`` tagged with its data class (exported as ``x-masp-data-class``).
+
+    Optional fields must say ``default=None`` explicitly: a body field is either required
+    or absent, never defaulted to a value the sender did not write.
+    """
     extra = dict(kwargs.pop("json_schema_extra", None) or {})
     extra[DATA_CLASS_KEY] = data_class.value
     return Field(description=description, json_schema_extra=extra, **kwargs)
 
 
+_STRICT_CONFIG = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class ValueObject(BaseModel):
+    """Base of the structured values inside a body field (an address, an order...).
+
+    Value objects carry no data class: they travel inside one tagged top-level field.
+    """
+
+    model_config = _STRICT_CONFIG
+
+
 class CanonicalBody(BaseModel):
     """Base of every message body: each top-level field is one selectively disclosable claim."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    model_config = _STRICT_CONFIG
 
     masp_type: ClassVar[str]
 
@@ -71,3 +95,105 @@ class CanonicalBody(BaseModel):
                 raise TypeError(f"{cls.__name__}.{name} has no data class")
             out[name] = DataClass(str(extra[DATA_CLASS_KEY]))
         return out
+
+    def present_fields(self) -> frozenset[str]:
+        """Names of the fields that carry a value (the claims this body discloses)."""
+        return frozenset(n for n in type(self).model_fields if getattr(self, n) is not None)
+
+    def to_claims(self) -> dict[str, Any]:
+        """The body as SD-JWT claims: JSON values, absent fields left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def cross_field_error(code: str, *fields: str) -> PydanticCustomError:
+    """An error for a rule spanning fields; ``code`` is its type, ``fields`` its paths.
+
+    The message is fixed text: it must never quote a value.
+    """
+    return PydanticCustomError(code, "fields are inconsistent", {"masp_fields": ",".join(fields)})
+
+
+class SchemaInvalid(ValueError):
+    """A body that does not match its schema.
+
+    ``fields`` holds the failing paths (``victim_address.postcode``, ``orders[0].status``)
+    and ``errors`` the (path, error type) pairs. Neither, nor the message, ever quotes a
+    submitted value: pydantic's own messages and ``input`` may hold personal data.
+    """
+
+    #: A body can fail in hundreds of places; the message lists the first few.
+    _MAX_LISTED: ClassVar[int] = 20
+
+    def __init__(self, subject: str, errors: Sequence[tuple[str, str]]) -> None:
+        self.errors: tuple[tuple[str, str], ...] = tuple(errors)
+        self.fields: tuple[str, ...] = tuple(dict.fromkeys(path for path, _ in self.errors))
+        listed = [f"{path} ({kind})" for path, kind in self.errors[: self._MAX_LISTED]]
+        more = len(self.errors) - len(listed)
+        if more > 0:
+            listed.append(f"and {more} more")
+        super().__init__(f"{subject}: " + "; ".join(listed))
+
+    @classmethod
+    def from_validation_error(
+        cls, subject: str, exc: ValidationError, model: type[BaseModel]
+    ) -> SchemaInvalid:
+        """Rebuild pydantic's errors from their ``loc`` and ``type`` alone."""
+        known = field_names(model)
+        errors: list[tuple[str, str]] = []
+        for err in exc.errors(include_url=False, include_input=False, include_context=True):
+            kind = str(err["type"])
+            ctx = err.get("ctx") or {}
+            named = str(ctx.get("masp_fields", ""))
+            base = _render_loc(err["loc"], known)
+            if named:
+                prefix = f"{base}." if base != "<body>" else ""
+                errors.extend(
+                    (prefix + _render_loc((name,), known), kind) for name in named.split(",")
+                )
+            else:
+                errors.append((base, kind))
+        return cls(subject, errors)
+
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+def _render_loc(loc: Iterable[int | str], known: frozenset[str]) -> str:
+    """A path from a pydantic ``loc``; names the schema does not define are masked.
+
+    An unknown claim name comes from the sender and could itself be personal data.
+    """
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        name = part if part in known and _NAME.match(part) else "<unknown>"
+        out = f"{out}.{name}" if out else name
+    return out or "<body>"
+
+
+@cache
+def field_names(model: type[BaseModel]) -> frozenset[str]:
+    """Every field name of ``model`` and of the value objects nested in it."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(name)
+        for nested in _models_in(info.annotation):
+            names |= field_names(nested)
+    return frozenset(names)
+
+
+def _models_in(annotation: object) -> Iterable[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        return
+    for arg in get_args(annotation):
+        yield from _models_in(arg)
+
+
+def check_mapping(subject: str, claims: object) -> Mapping[str, object]:
+    """The claims as a mapping with string keys, or ``SchemaInvalid``."""
+    if not isinstance(claims, Mapping) or not all(isinstance(k, str) for k in claims):
+        raise SchemaInvalid(subject, [("<body>", "not_a_claim_set")])
+    return claims

@@ -1,0 +1,59 @@
+"""The DSA policy engine: what each partner may see of a message, and why.
+
+Callers use this surface only; YAML parsing and the individual rules are plumbing::
+
+    bundle = load_bundle(settings.dsa_dir)
+    for recipient in candidate_recipients(bundle, sender, masp_type):
+        decision = evaluate(bundle, PolicyRequest(sender, recipient, ...))
+"""
+
+from broker.policy.dsa import (
+    Clause,
+    DataSharingAgreement,
+    DsaBundle,
+    DsaInvalid,
+    load_bundle,
+)
+from broker.policy.engine import (
+    Classification,
+    ClauseRef,
+    Decision,
+    Explanation,
+    Outcome,
+    candidate_recipients,
+    evaluate,
+    explain,
+)
+from broker.policy.lint import LintFinding, lint
+from broker.policy.rules import (
+    Authoriser,
+    ConsentState,
+    ConsentStatus,
+    Justification,
+    Override,
+    PolicyRequest,
+)
+
+__all__ = [
+    "Authoriser",
+    "Classification",
+    "Clause",
+    "ClauseRef",
+    "ConsentState",
+    "ConsentStatus",
+    "DataSharingAgreement",
+    "Decision",
+    "DsaBundle",
+    "DsaInvalid",
+    "Explanation",
+    "Justification",
+    "LintFinding",
+    "Outcome",
+    "Override",
+    "PolicyRequest",
+    "candidate_recipients",
+    "evaluate",
+    "explain",
+    "lint",
+    "load_bundle",
+]

@@ -1,0 +1,172 @@
+"""The shared adapter runtime: sign, encrypt, submit, consume, verify, de-duplicate, acknowledge.
+
+Each agency adapter is this runtime plus a translation between the agency's own records and
+canonical messages. Delivery to the agency's application is effectively-once: a delivery is
+handed over by writing ``received/<delivery_id>.json`` atomically, and a redelivered id that
+is already there is acknowledged again without being handed over twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aio_pika
+import httpx
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+
+from broker import wire
+from broker.clock import Clock, system_clock
+from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry
+from broker.crypto.sdjwt import SdJwt
+from broker.errors import MaspError
+from broker.transport.topology import Names
+
+log = structlog.get_logger("masp.adapter")
+
+DeliveryHandler = Callable[[wire.Delivery], Awaitable[None]]
+
+
+@dataclass
+class AdapterRuntime:
+    keys: AgencyKeys
+    registry: KeyRegistry
+    home: Path  # the adapter's own state: received deliveries, raw ciphertexts
+    names: Names = field(default_factory=Names)
+    clock: Clock = system_clock
+    on_delivery: DeliveryHandler | None = None
+    _channel: AbstractChannel | None = None
+    _consumer_tag: str | None = None
+
+    @property
+    def agency(self) -> str:
+        return self.keys.agency
+
+    # --- sending -------------------------------------------------------------------------
+
+    def compose(self, masp_type: str, body: dict[str, Any], *, case_id: str, purpose: str,
+                subjects: list[dict[str, str]], ttl: timedelta = timedelta(hours=1),
+                consent_ref: str | None = None, override: dict[str, Any] | None = None,
+                jti: str | None = None) -> tuple[SdJwt, str]:
+        """Sign a canonical message as this agency and seal it to the broker: (SD-JWT, JWE)."""
+        message = wire.compose_message(
+            self.keys, masp_type, body, case_id=case_id, purpose=purpose, subjects=subjects,
+            now=self.clock(), ttl=ttl, consent_ref=consent_ref, override=override, jti=jti)
+        return message, wire.seal_submission(message, self.registry.current(BROKER, "enc"))
+
+    async def submit_amqp(self, connection: AbstractRobustConnection, jwe: str,
+                          *, timeout: float = 30.0) -> dict[str, Any]:
+        """Publish to ``masp.ingress`` with confirms and wait for the broker's reply."""
+        async with connection.channel(publisher_confirms=True, on_return_raises=True) as ch:
+            reply_q = await ch.declare_queue(exclusive=True, auto_delete=True)
+            ingress = await ch.get_exchange(self.names.ingress, ensure=False)
+            await ingress.publish(aio_pika.Message(
+                jwe.encode("ascii"), content_type="application/jose",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, reply_to=reply_q.name,
+                correlation_id=wire.new_id()), routing_key="", mandatory=True)
+            async with reply_q.iterator(timeout=timeout) as it:
+                async for msg in it:
+                    await msg.ack()
+                    reply: dict[str, Any] = json.loads(msg.body)
+                    return reply
+        raise TimeoutError("no reply from the broker")  # pragma: no cover - iterator raises first
+
+    async def submit_http(self, client: httpx.AsyncClient, jwe: str) -> httpx.Response:
+        """``POST /v1/messages`` authenticated with a single-use assertion signed by this agency."""
+        return await client.post("/v1/messages", content=jwe.encode("ascii"), headers={
+            "content-type": "application/jose",
+            "authorization": f"Bearer {wire.sign_agency_auth(self.keys, self.clock())}"})
+
+    # --- receiving -----------------------------------------------------------------------
+
+    async def start(self, connection: AbstractRobustConnection, prefetch: int = 16) -> None:
+        self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        await self._channel.set_qos(prefetch_count=prefetch)
+        queue = await self._channel.get_queue(self.names.inbox(self.agency), ensure=False)
+        self._consumer_tag = await queue.consume(self._on_message)
+
+    async def stop(self) -> None:
+        if self._channel is not None and not self._channel.is_closed:
+            await self._channel.close()
+
+    async def _on_message(self, message: AbstractIncomingMessage) -> None:
+        try:
+            delivery = wire.open_delivery(message.body, self.keys, self.registry)
+        except MaspError as exc:
+            # Nothing in an unverifiable delivery can be trusted, not even its id: it goes to
+            # the dead letters with its reason for ops to inspect; the application never sees it.
+            log.warning("delivery_refused", agency=self.agency, code=exc.code)
+            await message.reject(requeue=False)
+            return
+        try:
+            fresh = self._hand_over(delivery, message.body)
+            if fresh and self.on_delivery is not None:
+                await self.on_delivery(delivery)
+            await self._send_ack(delivery)
+        except Exception:
+            log.exception("delivery_handling_failed", agency=self.agency,
+                          delivery_id=delivery.delivery_id)
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+
+    def _hand_over(self, delivery: wire.Delivery, raw: bytes) -> bool:
+        """Write the delivery for the application unless it already has it. True if new."""
+        received = self.home / "received"
+        target = received / f"{delivery.delivery_id}.json"
+        if target.exists():
+            log.info("delivery_duplicate", agency=self.agency, delivery_id=delivery.delivery_id)
+            return False
+        for sub in ("received", "deliveries"):
+            (self.home / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
+        (self.home / "deliveries" / f"{delivery.delivery_id}.jwe").write_bytes(raw)
+        view = {"delivery": delivery.token, "message": {
+            k: v for k, v in delivery.message.payload.items() if k not in ("_sd", "_sd_alg")},
+            "fields": delivery.message.claims}
+        _atomic_write(target, json.dumps(view, indent=2, sort_keys=True).encode())
+        return True
+
+    async def _send_ack(self, delivery: wire.Delivery) -> None:
+        assert self._channel is not None
+        token = wire.sign_ack(self.keys, delivery, self.clock())
+        acks = await self._channel.get_exchange(self.names.acks, ensure=False)
+        await acks.publish(aio_pika.Message(
+            token.encode("ascii"), content_type="application/jose",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key="", mandatory=True)
+
+    def received(self) -> list[dict[str, Any]]:
+        """What the application has been handed, oldest first (by delivery id, a UUIDv7)."""
+        folder = self.home / "received"
+        if not folder.exists():
+            return []
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, step: float = 0.05) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(step)
+    with suppress(Exception):
+        return predicate()
+    return False

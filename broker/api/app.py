@@ -1,0 +1,170 @@
+"""The HTTP API of DESIGN.md §6 (the parts built so far), on FastAPI."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse
+from sqlalchemy import select, text
+
+from broker.api import problems
+from broker.api.auth import Principal, authenticate, require_agency, require_role
+from broker.audit.entry import AuditEntry, pseudonym
+from broker.errors import NotFound, PayloadTooLarge
+from broker.exchange import acknowledge
+from broker.service import BrokerService
+from broker.store.models import AuditRow, AuditSubjectRow, DeliveryRow
+
+Auth = Annotated[Principal, Depends(authenticate)]
+
+
+def create_app(service: BrokerService) -> FastAPI:
+    app = FastAPI(title="MASP Exchange", version="1.0.0",
+                  description="Secure inter-agency referral and information-sharing broker. "
+                              "Errors are RFC 9457 problem documents.")
+    app.state.service = service
+    app.state.exchange = service.exchange
+    app.state.settings = service.settings
+    problems.install(app)
+    exchange = service.exchange
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        checks: dict[str, bool] = {}
+        try:
+            async with exchange.sessions() as session:
+                await session.execute(text("SELECT 1"))
+            checks["database"] = True
+        except Exception:
+            checks["database"] = False
+        conn = service.connection
+        checks["rabbitmq"] = conn is not None and not conn.is_closed
+        checks["keys"] = bool(exchange.registry.agencies())
+        checks["dsa"] = bool(exchange.bundle.agreements)
+        ready = all(checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @app.get("/.well-known/jwks.json", tags=["keys"])
+    async def jwks() -> dict[str, Any]:
+        return exchange.registry.jwks()
+
+    @app.post("/v1/messages", status_code=202, tags=["agency"], responses={
+        400: {"description": "malformed, undecryptable or expired"}, 401: {"description": "bad credentials or signature"},
+        403: {"description": "not allowed"}, 409: {"description": "message id reused"},
+        413: {"description": "too large"}, 422: {"description": "schema invalid"}})
+    async def post_message(request: Request, who: Auth) -> Response:
+        agency = require_agency(who)
+        length = int(request.headers.get("content-length") or 0)
+        if length > exchange.max_message_bytes:
+            raise PayloadTooLarge(f"message exceeds {exchange.max_message_bytes} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > exchange.max_message_bytes:
+                raise PayloadTooLarge(f"message exceeds {exchange.max_message_bytes} bytes")
+        receipt = await exchange.submit(bytes(body), via="http", agency=agency)
+        if "application/jose" in request.headers.get("accept", ""):
+            return PlainTextResponse(receipt.token, status_code=202, media_type="application/jose")
+        return JSONResponse(receipt.as_json(), status_code=202)
+
+    @app.get("/v1/mailbox", tags=["agency"])
+    async def mailbox(who: Auth, state: str | None = None, limit: int = Query(100, le=1000)
+                      ) -> dict[str, Any]:
+        agency = require_agency(who)
+        async with exchange.sessions() as session:
+            q = select(DeliveryRow).where(DeliveryRow.recipient == agency)
+            if state:
+                q = q.where(DeliveryRow.state == state)
+            rows = (await session.execute(q.order_by(DeliveryRow.created_at).limit(limit))).scalars().all()  # type: ignore[arg-type]
+        return {"deliveries": [_delivery_meta(r) for r in rows]}
+
+    @app.get("/v1/mailbox/{delivery_id}", tags=["agency"])
+    async def mailbox_item(delivery_id: str, who: Auth) -> Response:
+        agency = require_agency(who)
+        async with exchange.sessions() as session:
+            row = await session.get(DeliveryRow, delivery_id)
+        if row is None or row.recipient != agency:
+            raise NotFound("no such delivery in this mailbox")
+        if row.jwe is None:
+            return JSONResponse(_delivery_meta(row))
+        return PlainTextResponse(row.jwe, media_type="application/jose")
+
+    @app.post("/v1/mailbox/{delivery_id}/ack", tags=["agency"])
+    async def mailbox_ack(delivery_id: str, request: Request, who: Auth) -> dict[str, Any]:
+        agency = require_agency(who)
+        token = (await request.body()).decode("ascii", "replace").strip()
+        result = await acknowledge(exchange, token, via="http", agency=agency)
+        if result["delivery_id"] != delivery_id:
+            raise NotFound("acknowledgement is for another delivery")
+        return result
+
+    @app.get("/v1/audit/entries", tags=["audit"])
+    async def audit_entries(
+        who: Auth, subject: str | None = None, agency: str | None = None,
+        clause: str | None = None, decision: str | None = None, kind: str | None = None,
+        from_: Annotated[datetime | None, Query(alias="from")] = None,
+        to: datetime | None = None, after: int = -1, limit: int = Query(200, le=1000),
+    ) -> dict[str, Any]:
+        require_role(who, "ig_officer")
+        q = select(AuditRow).where(AuditRow.seq > after)
+        if subject:
+            pseud = pseudonym(exchange.pseudonym_secret, subject)
+            q = q.where(AuditRow.seq.in_(  # type: ignore[attr-defined]
+                select(AuditSubjectRow.seq).where(AuditSubjectRow.pseudonym == pseud)))
+        if agency:
+            q = q.where((AuditRow.sender == agency) | (AuditRow.recipient == agency))
+        for col, val in ((AuditRow.clause, clause), (AuditRow.decision, decision), (AuditRow.kind, kind)):
+            if val:
+                q = q.where(col == val)
+        if from_:
+            q = q.where(AuditRow.at >= from_)
+        if to:
+            q = q.where(AuditRow.at < to)
+        async with exchange.sessions() as session:
+            rows = (await session.execute(q.order_by(AuditRow.seq).limit(limit))).scalars().all()  # type: ignore[arg-type]
+        return {"entries": [_entry_json(r) for r in rows]}
+
+    @app.get("/v1/audit/entries/{seq}", tags=["audit"])
+    async def audit_entry(seq: int, who: Auth) -> dict[str, Any]:
+        require_role(who, "ig_officer")
+        async with exchange.sessions() as session:
+            row = await session.get(AuditRow, seq)
+        if row is None:
+            raise NotFound(f"no audit entry {seq}")
+        return _entry_json(row)
+
+    @app.get("/v1/audit/checkpoint", tags=["audit"])
+    async def audit_checkpoint(who: Auth) -> PlainTextResponse:
+        require_role(who, "ig_officer")
+        async with exchange.sessions() as session:
+            cp = await exchange.audit.latest_checkpoint(session)
+        if cp is None:
+            raise NotFound("the audit log is empty")
+        return PlainTextResponse(cp.note, media_type="text/plain; charset=utf-8")
+
+    @app.get("/v1/dsa", tags=["policy"])
+    async def dsa(who: Auth) -> dict[str, Any]:
+        return {"policy_hash": exchange.bundle.policy_hash, "agreements": [
+            json.loads(a.model_dump_json(by_alias=True)) for a in exchange.bundle.agreements]}
+
+    return app
+
+
+def _delivery_meta(row: DeliveryRow) -> dict[str, Any]:
+    return {"delivery_id": row.delivery_id, "message_id": row.message_id, "sender": row.sender,
+            "masp_type": row.masp_type, "state": row.state, "audit_seq": row.audit_seq,
+            "created_at": row.created_at.isoformat(),
+            "retention_until": row.retention_until.isoformat() if row.retention_until else None}
+
+
+def _entry_json(row: AuditRow) -> dict[str, Any]:
+    entry = AuditEntry.from_leaf(row.leaf)
+    return {**entry.model_dump(mode="json", exclude_none=True), "leaf_hash": row.leaf_hash.hex()}
+

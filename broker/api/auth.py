@@ -1,0 +1,95 @@
+"""Who is calling: agencies by signed single-use assertions, people by role-bearing tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import Request
+from sqlalchemy.exc import IntegrityError
+
+from broker import wire
+from broker.crypto import jose
+from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry
+from broker.errors import Forbidden, MaspError, Unauthorized
+from broker.store.models import UsedAssertionRow
+
+TYP_USER = "masp-user+jwt"
+Role = Literal["ig_officer", "ops", "admin"]
+ROLES: tuple[str, ...] = ("ig_officer", "ops", "admin")
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: Literal["agency", "person"]
+    id: str
+    role: str | None = None
+
+    @property
+    def agency(self) -> str | None:
+        return self.id if self.kind == "agency" else None
+
+
+def issue_user_token(broker: AgencyKeys, sub: str, role: str, now: datetime,
+                     ttl: timedelta = timedelta(hours=8)) -> str:
+    """A development role token, signed by the broker (production uses OIDC instead)."""
+    if role not in ROLES:
+        raise ValueError(f"role must be one of {ROLES}")
+    return jose.sign({"iss": BROKER, "sub": sub, "role": role, "iat": wire.epoch(now),
+                      "exp": wire.epoch(now + ttl)}, broker.sig, TYP_USER)
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("a bearer token is required")
+    return token.strip()
+
+
+async def authenticate(request: Request) -> Principal:
+    token = _bearer(request)
+    state = request.app.state
+    registry: KeyRegistry = state.exchange.registry
+    now = state.exchange.clock()
+    try:
+        typ = jose.peek_header(token, 3).get("typ")
+        if typ == TYP_USER:
+            _, p = jose.verify(token, lambda kid: registry.get(kid, use="sig", agency=BROKER), TYP_USER)
+            if not isinstance(p.get("exp"), int) or wire.from_epoch(p["exp"]) <= now:
+                raise Unauthorized("token expired")
+            if p.get("role") not in ROLES or not isinstance(p.get("sub"), str):
+                raise Unauthorized("token carries no valid role")
+            return Principal("person", p["sub"], p["role"])
+        claims = wire.verify_agency_auth(token, registry, now,
+                                         timedelta(seconds=state.settings.auth_token_max_age_s))
+    except Unauthorized:
+        raise
+    except MaspError as exc:
+        raise Unauthorized(f"credentials refused: {exc.detail}") from None
+    await _spend(request, claims)
+    return Principal("agency", claims["iss"])
+
+
+async def _spend(request: Request, claims: dict[str, Any]) -> None:
+    """An assertion is single-use: its jti is recorded until it expires."""
+    exchange = request.app.state.exchange
+    try:
+        async with exchange.sessions() as session, session.begin():
+            session.add(UsedAssertionRow(jti=claims["jti"], agency=claims["iss"],
+                                         expires_at=wire.from_epoch(claims["exp"])))
+    except IntegrityError:
+        raise Unauthorized("assertion already used") from None
+
+
+def require_agency(p: Principal) -> str:
+    if p.kind != "agency":
+        raise Forbidden("this endpoint is for agencies")
+    return p.id
+
+
+def require_role(p: Principal, *roles: str) -> Principal:
+    if p.kind != "person" or p.role not in (*roles, "admin"):
+        raise Forbidden(f"requires role {' or '.join(roles)}")
+    return p

@@ -1,0 +1,129 @@
+"""Audit entries: what one leaf of the log says, and its canonical bytes.
+
+A leaf is the RFC 8785 JSON of the entry, stored verbatim; its Merkle leaf hash is over
+those bytes. Entries never hold personal data: subjects appear as keyed pseudonyms and
+fields as names plus their SD-JWT digests (a digest of a salted disclosure reveals nothing
+without the disclosure).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import unicodedata
+from collections.abc import Mapping
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import rfc8785
+from pydantic import BaseModel, ConfigDict
+
+
+class EntryKind(StrEnum):
+    SUBMITTED = "submitted"
+    DISCLOSED = "disclosed"
+    REFUSED = "refused"
+    OVERRIDE_USED = "override_used"
+    DELIVERED = "delivered"
+    ACKNOWLEDGED = "acknowledged"
+    REJECTED_BY_RECIPIENT = "rejected_by_recipient"
+    EXPIRED = "expired"
+    DEAD_LETTERED = "dead_lettered"
+    REPLAYED = "replayed"
+    CONSENT_CHANGED = "consent_changed"
+    DSA_LOADED = "dsa_loaded"
+    KEY_ROTATED = "key_rotated"
+    AUDIT_VIEWED = "audit_viewed"
+    AUDIT_EXPORTED = "audit_exported"
+    CORRECTION_SENT = "correction_sent"
+
+
+class Actor(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agency: str | None = None
+    user_id: str | None = None
+    role: str | None = None
+    auth: str  # how the actor was authenticated: agency-jwt, amqp, role-token, system
+
+
+class SubjectRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pseudonym: str
+    category: str
+
+
+class FieldDigest(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    digest: str
+
+
+class DsaRef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    version: int
+    clause: str | None = None
+
+
+class AuditEntry(BaseModel):
+    """One audit leaf (DOMAIN.md §4). ``leaf_hash`` is stored beside it, not inside."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    seq: int
+    kind: EntryKind
+    at: datetime
+    actor: Actor
+    message_id: str | None = None
+    delivery_id: str | None = None
+    masp_type: str | None = None
+    case_id: str | None = None
+    sender: str | None = None
+    recipient: str | None = None
+    subjects: tuple[SubjectRef, ...] = ()
+    dsa: DsaRef | None = None
+    purpose: str | None = None
+    lawful_basis: str | None = None
+    special_category_condition: str | None = None
+    decision: str | None = None
+    rules: tuple[str, ...] = ()
+    reason: str | None = None
+    fields_disclosed: tuple[FieldDigest, ...] = ()
+    fields_withheld: tuple[str, ...] = ()
+    consent: Mapping[str, str] | None = None
+    override: Mapping[str, Any] | None = None
+    classification: str | None = None
+    retention_until: datetime | None = None
+    policy_hash: str | None = None
+    payload_digest: str | None = None
+
+    def leaf_bytes(self) -> bytes:
+        """RFC 8785 canonical JSON; ``None`` and empty members are dropped to keep leaves small."""
+        doc = self.model_dump(mode="json", exclude_none=True)
+        doc = {k: v for k, v in doc.items() if v not in ((), [], {})}
+        return rfc8785.dumps(doc)
+
+    @classmethod
+    def from_leaf(cls, leaf: bytes) -> AuditEntry:
+        return cls.model_validate_json(leaf)
+
+
+def normalise_identifier(identifier: str) -> str:
+    """Fold the ways one identifier gets written (case, width, spaces, dashes) into one."""
+    folded = unicodedata.normalize("NFKC", identifier).casefold()
+    return "".join(ch for ch in folded if ch.isalnum())
+
+
+def pseudonym(secret: bytes, identifier: str) -> str:
+    """Keyed pseudonym of a subject identifier: HMAC-SHA-256, hex, under a deployment secret."""
+    return hmac.new(secret, normalise_identifier(identifier).encode(), hashlib.sha256).hexdigest()
+
+
+def payload_digest(raw: str | bytes) -> str:
+    data = raw.encode() if isinstance(raw, str) else raw
+    return "sha-256:" + hashlib.sha256(data).hexdigest()

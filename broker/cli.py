@@ -1,0 +1,195 @@
+"""``masp``: the command line of DESIGN.md §5.
+
+Every failure is one line on stderr and a non-zero exit: 1 for "checked and found wrong"
+(a failed demo expectation, a broken audit log), 2 for refused input or configuration,
+3 for an unreachable dependency (RabbitMQ, the database).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+
+from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyRegistry, init_keys
+from broker.errors import MaspError
+from broker.logs import configure
+from broker.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="MASP Exchange: secure inter-agency referral broker.")
+keys_app = typer.Typer(no_args_is_help=True, help="Agency and broker keys (JWK files, 0600).")
+audit_app = typer.Typer(no_args_is_help=True, help="Verify and export the audit log.")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"masp: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except MaspError as exc:
+        fail(f"{exc.title}: {exc.detail}")
+    except (ConnectionError, OSError) as exc:
+        if "5672" in str(exc) or "amqp" in str(exc).lower() or isinstance(exc, ConnectionRefusedError):
+            fail(f"RabbitMQ is not reachable at {_safe_url(Settings().amqp_url)} ({type(exc).__name__}); "
+                 "start it with `rabbitmq-server -detached`", 3)
+        fail(f"{type(exc).__name__}: {exc}", 3)
+
+
+def _safe_url(url: str) -> str:
+    """The AMQP URL without its password."""
+    if "@" not in url:
+        return url
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('@', 1)[1]}"
+
+
+@app.command()
+def init() -> None:
+    """Create the state directory: keys for every agency and the broker, pseudonym secret, database."""
+    from broker.service import BrokerService, init_state
+
+    settings = Settings()
+    created = init_state(settings, datetime.now(UTC).date())
+
+    async def schema() -> None:
+        service = await BrokerService.open(settings)
+        await service.close()
+
+    _run(schema())
+    typer.echo(f"state in {settings.state_dir}; keys created for: {', '.join(created) or 'none (kept)'}")
+
+
+@app.command()
+def serve(demo: Annotated[bool, typer.Option("--demo", help="also run the four adapters and seed the demo case")] = False) -> None:
+    """Run the API, broker workers and outbox relay on MASP_HTTP_HOST:MASP_HTTP_PORT."""
+    from broker.server import serve as run_server
+
+    _run(run_server(Settings(), demo=demo))
+
+
+@app.command()
+def demo(out: Annotated[Path | None, typer.Option(help="leave keys, deliveries, audit export and summary here")] = None,
+         as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False) -> None:
+    """Play the demonstration case on RabbitMQ; exit 0 only if every expected outcome happened."""
+    import tempfile
+
+    from broker.demo.run import run_demo
+
+    target = out or Path(tempfile.mkdtemp(prefix="masp-demo-"))
+    result = _run(run_demo(target, Settings()))
+    if as_json:
+        typer.echo((target / "summary.json").read_text())
+    else:
+        step = None
+        for check in result.checks:
+            if check.step != step:
+                step = check.step
+                typer.echo(step)
+            typer.echo(check.line())
+        typer.echo(f"artifacts in {target}")
+    if not result.ok:
+        fail("demo: some expected outcomes did not happen", 1)
+
+
+@keys_app.command("init")
+def keys_init(force: Annotated[bool, typer.Option(help="replace existing keys")] = False,
+              agency: Annotated[list[str] | None, typer.Option(help="only these agencies")] = None) -> None:
+    """Create signing (Ed25519) and encryption (X25519) keys for each agency and the broker."""
+    settings = Settings()
+    wanted = agency or [*AGENCIES, BROKER]
+    created = init_keys(settings.keys_dir, datetime.now(UTC).date(), wanted, force=force)
+    typer.echo(f"keys in {settings.keys_dir}; created for: {', '.join(created) or 'none (kept)'}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List registered public keys (kid, curve)."""
+    reg = KeyRegistry.from_public_dir(Settings().keys_dir)
+    for jwk in reg.jwks()["keys"]:
+        typer.echo(f"{jwk['kid']}\t{jwk['crv']}")
+
+
+@app.command()
+def token(role: Annotated[str, typer.Option(help="ig_officer, ops or admin")],
+          sub: Annotated[str, typer.Option(help="user id")] = "dev-user") -> None:
+    """Issue a development role token for people (production uses OIDC)."""
+    from broker.api.auth import issue_user_token
+
+    try:
+        typer.echo(issue_user_token(AgencyKeys.load(Settings().keys_dir, BROKER), sub, role,
+                                    datetime.now(UTC)))
+    except (ValueError, MaspError) as exc:
+        fail(str(exc))
+
+
+@audit_app.command("verify")
+def audit_verify(export: Annotated[Path | None, typer.Option(help="verify an export directory instead of the database")] = None,
+                 vkey: Annotated[str | None, typer.Option(help="pinned note verifier key of the log")] = None) -> None:
+    """Recompute every leaf, the tree and every checkpoint; exit 0 only if the log is intact."""
+    from broker.audit.note import NoteVerifier
+    from broker.store.audit_export import verify_database, verify_export
+
+    if export is not None:
+        if not (export / "entries.jsonl").exists():
+            fail(f"{export} is not an audit export (no entries.jsonl)")
+        report = verify_export(export, vkey)
+    else:
+        async def from_db() -> Any:
+            from broker.service import BrokerService
+
+            service = await BrokerService.open(Settings())
+            try:
+                return await verify_database(service, NoteVerifier.from_vkey(vkey) if vkey else None)
+            finally:
+                await service.close()
+
+        report = _run(from_db())
+    if not report.ok:
+        fail(f"audit log NOT intact: first bad seq {report.first_bad_seq}: {report.problem}", 1)
+    typer.echo(f"audit log intact: {report.entries} entries, {report.checkpoints} checkpoints, "
+               f"root {report.root_hex}")
+
+
+@audit_app.command("export")
+def audit_export(out: Annotated[Path, typer.Option(help="directory to write")]) -> None:
+    """Export entries, checkpoints and the log's verifier key for offline verification."""
+    from broker.service import BrokerService
+    from broker.store.audit_export import export_log
+
+    async def go() -> int:
+        service = await BrokerService.open(Settings())
+        try:
+            return await export_log(service, out)
+        finally:
+            await service.close()
+
+    typer.echo(f"exported {_run(go())} entries to {out}")
+
+
+def main() -> None:
+    settings = Settings()
+    configure(json=settings.log_json, level=settings.log_level)
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+__all__ = ["app", "main"]
+
+
+if __name__ == "__main__":
+    main()

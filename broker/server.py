@@ -1,0 +1,92 @@
+"""``masp serve``: API, broker workers and outbox relay in one process (plus the demo adapters)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from urllib.parse import urlparse
+
+import structlog
+import uvicorn
+
+from broker.api.app import create_app
+from broker.api.auth import issue_user_token
+from broker.errors import ConfigurationError
+from broker.service import BrokerService
+from broker.settings import Settings
+from broker.store.audit_log import read_entries
+
+log = structlog.get_logger("masp.server")
+
+
+def check_amqp_reachable(url: str, timeout: float = 3.0) -> None:
+    """Fail fast, with the command to fix it, when nothing listens on the AMQP port."""
+    parsed = urlparse(url)
+    host, port = parsed.hostname or "127.0.0.1", parsed.port or (5671 if parsed.scheme == "amqps" else 5672)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return
+    except OSError:
+        raise ConnectionRefusedError(
+            f"RabbitMQ is not reachable at {host}:{port} (amqp)") from None
+
+
+async def serve(settings: Settings, *, demo: bool = False) -> None:
+    check_amqp_reachable(settings.amqp_url)
+    service = await BrokerService.open(settings)
+    await service.start_workers()
+    app = create_app(service)
+    config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
+                            log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    demo_task: asyncio.Task[None] | None = None
+    player = None
+    if demo:
+        from broker.demo.run import Demo
+
+        assert service.connection is not None
+        player = Demo(service, service.connection, settings.state_dir / "adapters")
+        await player.start_adapters()
+        demo_task = asyncio.create_task(_seed(service, player))
+    _announce(settings, service, demo)
+    try:
+        await server.serve()
+    finally:
+        if demo_task is not None:
+            demo_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await demo_task
+        if player is not None:
+            await player.stop_adapters()
+        await service.close()
+
+
+async def _seed(service: BrokerService, player: object) -> None:
+    from broker.demo.run import Demo
+
+    assert isinstance(player, Demo)
+    async with service.exchange.sessions() as session:
+        if await read_entries(session, limit=1):
+            log.info("demo_case_already_seeded")
+            return
+    result = await player.play()
+    log.info("demo_case_seeded", ok=result.ok, checks=len(result.checks))
+
+
+def _announce(settings: Settings, service: BrokerService, demo: bool) -> None:
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    try:
+        ig = issue_user_token(service.exchange.broker, "dev-ig-officer", "ig_officer",
+                              service.exchange.clock())
+    except ConfigurationError:  # pragma: no cover - keys were loaded above
+        ig = "(run `masp token --role ig_officer`)"
+    print(f"""
+MASP Exchange is running{' with the demo case' if demo else ''}.
+  API docs           {base}/docs   (OpenAPI at {base}/openapi.json)
+  health             {base}/healthz   {base}/readyz
+  broker keys        {base}/.well-known/jwks.json
+  audit (IG officer) curl -H "Authorization: Bearer $TOKEN" {base}/v1/audit/entries
+  TOKEN={ig}
+Stop with Ctrl-C.
+""", flush=True)

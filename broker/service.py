@@ -1,0 +1,97 @@
+"""Assembles a running broker from settings: keys, DSA bundle, database, audit log, workers."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import aio_pika
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from broker import policy
+from broker.audit.note import NoteSigner, NoteVerifier
+from broker.clock import Clock, system_clock
+from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry, init_keys
+from broker.errors import ConfigurationError
+from broker.exchange import Exchange
+from broker.settings import Settings
+from broker.store.audit_log import AuditLog
+from broker.store.db import create_schema, is_postgres, make_engine, sessionmaker
+from broker.transport.topology import Names
+from broker.transport.workers import BrokerWorkers
+
+
+def init_state(settings: Settings, today: date) -> list[str]:
+    """Create what a fresh deployment needs under the state dir (idempotent)."""
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    created = init_keys(settings.keys_dir, today)
+    pseudonym_secret(settings)
+    return created
+
+
+def pseudonym_secret(settings: Settings) -> bytes:
+    if settings.pseudonym_secret:
+        return settings.pseudonym_secret.encode()
+    path = settings.state_dir / "pseudonym.secret"
+    if not path.exists():
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip().encode()
+
+
+def audit_signer(settings: Settings, broker: AgencyKeys) -> NoteSigner:
+    return NoteSigner(settings.audit_origin, broker.sig.private_key)
+
+
+def audit_verifier(settings: Settings, broker_sig_public: Path | None = None,
+                   registry: KeyRegistry | None = None) -> NoteVerifier:
+    reg = registry or KeyRegistry.from_public_dir(settings.keys_dir, [BROKER])
+    key = reg.current(BROKER, "sig")
+    return NoteVerifier(settings.audit_origin, key.public_key)
+
+
+@dataclass
+class BrokerService:
+    settings: Settings
+    engine: AsyncEngine
+    exchange: Exchange
+    names: Names
+    connection: AbstractRobustConnection | None = None
+    workers: BrokerWorkers | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings, *, clock: Clock = system_clock) -> BrokerService:
+        if not (settings.keys_dir / BROKER / "sig.private.jwk").exists():
+            raise ConfigurationError(f"no broker keys under {settings.keys_dir}; run `masp keys init`")
+        broker = AgencyKeys.load(settings.keys_dir, BROKER)
+        registry = KeyRegistry.from_public_dir(settings.keys_dir)
+        bundle = policy.load_bundle(settings.dsa_dir)
+        engine = make_engine(settings.db_url)
+        await create_schema(engine)
+        sessions = sessionmaker(engine)
+        audit = AuditLog(sessions, audit_signer(settings, broker), settings.audit_origin, clock,
+                         postgres=is_postgres(engine))
+        exchange = Exchange(broker=broker, registry=registry, bundle=bundle,
+                            sessions=sessions, audit=audit, clock=clock,
+                            pseudonym_secret=pseudonym_secret(settings),
+                            max_message_bytes=settings.max_message_bytes)
+        return cls(settings, engine, exchange, Names(settings.namespace))
+
+    async def start_workers(self) -> None:
+        self.connection = await aio_pika.connect_robust(self.settings.amqp_url, timeout=10)
+        self.workers = BrokerWorkers(self.exchange, self.connection, self.names,
+                                     delivery_limit=self.settings.delivery_limit)
+        await self.workers.start()
+
+    async def close(self) -> None:
+        if self.workers is not None:
+            await self.workers.stop()
+        if self.connection is not None:
+            await self.connection.close()
+        await self.engine.dispose()

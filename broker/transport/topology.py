@@ -1,0 +1,101 @@
+"""RabbitMQ topology (DESIGN.md §2): declared idempotently by every process at start.
+
+Every queue is a durable quorum queue with an explicit delivery limit and at-least-once
+dead-lettering to ``masp.dlx``, so a poison message ends in ``masp.dead-letters`` with its
+reason instead of blocking its queue or being dropped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
+
+from broker.crypto.keys import AGENCIES
+
+
+@dataclass(frozen=True)
+class Names:
+    """Exchange and queue names, optionally prefixed so deployments or tests share a vhost."""
+
+    namespace: str = ""
+
+    def _n(self, name: str) -> str:
+        return f"{self.namespace}{name}"
+
+    @property
+    def ingress(self) -> str:
+        return self._n("masp.ingress")
+
+    @property
+    def deliver(self) -> str:
+        return self._n("masp.deliver")
+
+    @property
+    def acks(self) -> str:
+        return self._n("masp.acks")
+
+    @property
+    def dlx(self) -> str:
+        return self._n("masp.dlx")
+
+    @property
+    def dead_letters(self) -> str:
+        return self._n("masp.dead-letters")
+
+    def inbox(self, agency: str) -> str:
+        return self._n(f"inbox.{agency}")
+
+
+def quorum_args(dlx: str | None, delivery_limit: int) -> dict[str, object]:
+    args: dict[str, object] = {"x-queue-type": "quorum", "x-delivery-limit": delivery_limit}
+    if dlx is not None:
+        # at-least-once dead-lettering needs reject-publish overflow (RabbitMQ >= 3.10)
+        args |= {"x-dead-letter-exchange": dlx, "x-dead-letter-strategy": "at-least-once",
+                 "x-overflow": "reject-publish"}
+    return args
+
+
+@dataclass
+class Topology:
+    ingress: AbstractExchange
+    deliver: AbstractExchange
+    acks: AbstractExchange
+    dlx: AbstractExchange
+    ingress_queue: AbstractQueue
+    acks_queue: AbstractQueue
+    dead_letters: AbstractQueue
+    inboxes: dict[str, AbstractQueue]
+
+
+async def declare(channel: AbstractChannel, names: Names, *, delivery_limit: int = 5,
+                  agencies: tuple[str, ...] = AGENCIES) -> Topology:
+    direct, fanout = aio_pika.ExchangeType.DIRECT, aio_pika.ExchangeType.FANOUT
+    ingress = await channel.declare_exchange(names.ingress, fanout, durable=True)
+    deliver = await channel.declare_exchange(names.deliver, direct, durable=True)
+    acks = await channel.declare_exchange(names.acks, fanout, durable=True)
+    dlx = await channel.declare_exchange(names.dlx, fanout, durable=True)
+
+    dead = await channel.declare_queue(
+        names.dead_letters, durable=True, arguments=quorum_args(None, delivery_limit))
+    await dead.bind(dlx)
+    args = quorum_args(names.dlx, delivery_limit)
+    ingress_q = await channel.declare_queue(names.ingress, durable=True, arguments=args)
+    await ingress_q.bind(ingress)
+    acks_q = await channel.declare_queue(names.acks, durable=True, arguments=args)
+    await acks_q.bind(acks)
+    inboxes: dict[str, AbstractQueue] = {}
+    for agency in agencies:
+        q = await channel.declare_queue(names.inbox(agency), durable=True, arguments=args)
+        await q.bind(deliver, routing_key=agency)
+        inboxes[agency] = q
+    return Topology(ingress, deliver, acks, dlx, ingress_q, acks_q, dead, inboxes)
+
+
+async def delete(channel: AbstractChannel, names: Names, agencies: tuple[str, ...] = AGENCIES) -> None:
+    """Remove a namespace's queues and exchanges (demo and test clean-up)."""
+    for q in (names.ingress, names.acks, names.dead_letters, *(names.inbox(a) for a in agencies)):
+        await channel.queue_delete(q)
+    for x in (names.ingress, names.deliver, names.acks, names.dlx):
+        await channel.exchange_delete(x)

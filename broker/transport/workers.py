@@ -1,0 +1,145 @@
+"""AMQP edge of the broker: ingress and acknowledgement consumers, and the outbox relay."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from contextlib import suppress
+
+import aio_pika
+import structlog
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from sqlalchemy import select, update
+
+from broker.errors import MaspError
+from broker.exchange import Exchange, acknowledge
+from broker.store.models import DeliveryRow
+from broker.transport.topology import Names, Topology, declare
+
+log = structlog.get_logger("masp.transport")
+
+
+class BrokerWorkers:
+    """Consumers and relay of one broker process; several processes may run side by side."""
+
+    def __init__(self, exchange: Exchange, connection: AbstractRobustConnection, names: Names,
+                 *, delivery_limit: int = 5, prefetch: int = 32) -> None:
+        self.exchange = exchange
+        self.connection = connection
+        self.names = names
+        self.delivery_limit = delivery_limit
+        self.prefetch = prefetch
+        self._tasks: list[asyncio.Task[None]] = []
+        self._channel: AbstractChannel | None = None
+        self._publish_channel: AbstractChannel | None = None
+        self.topology: Topology | None = None
+
+    async def start(self) -> None:
+        self._channel = await self.connection.channel()
+        await self._channel.set_qos(prefetch_count=self.prefetch)
+        self.topology = await declare(self._channel, self.names, delivery_limit=self.delivery_limit)
+        self._publish_channel = await self.connection.channel(
+            publisher_confirms=True, on_return_raises=True)
+        await self.topology.ingress_queue.consume(self._on_ingress)
+        await self.topology.acks_queue.consume(self._on_ack)
+        self._tasks.append(asyncio.create_task(self._relay_loop(), name="outbox-relay"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with suppress(asyncio.CancelledError):
+                await t
+        self._tasks.clear()
+        for ch in (self._channel, self._publish_channel):
+            if ch is not None and not ch.is_closed:
+                await ch.close()
+
+    async def _on_ingress(self, message: AbstractIncomingMessage) -> None:
+        try:
+            receipt = await self.exchange.submit(message.body, via="amqp")
+            reply: dict[str, object] = receipt.as_json()
+        except MaspError as exc:  # refused and audited: the message is dealt with
+            reply = exc.problem()
+        except Exception:
+            # infrastructure failure (e.g. database down): let RabbitMQ redeliver; after
+            # x-delivery-limit attempts the message is dead-lettered, never dropped
+            log.exception("ingress_failed", redelivered=message.redelivered)
+            await message.nack(requeue=True)
+            return
+        if message.reply_to:
+            await self._reply(message, reply)
+        await message.ack()
+
+    async def _reply(self, message: AbstractIncomingMessage, body: dict[str, object]) -> None:
+        assert self._publish_channel is not None
+        with suppress(aio_pika.exceptions.PublishError):  # a vanished reply queue loses nothing
+            await self._publish_channel.default_exchange.publish(
+                aio_pika.Message(json.dumps(body).encode(), content_type="application/json",
+                                 correlation_id=message.correlation_id),
+                routing_key=message.reply_to or "")
+
+    async def _on_ack(self, message: AbstractIncomingMessage) -> None:
+        try:
+            await acknowledge(self.exchange, message.body.decode("ascii", "replace"), via="amqp")
+        except MaspError as exc:
+            log.warning("ack_refused", code=exc.code)
+            await message.reject(requeue=False)  # to dead letters, with the reason in x-death
+            return
+        except Exception:
+            log.exception("ack_failed")
+            await message.nack(requeue=True)
+            return
+        await message.ack()
+
+    async def _relay_loop(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                sent = await self.relay_once()
+                backoff = 0.5
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox_relay_failed", retry_in_s=backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+                continue
+            if sent == 0:
+                self.exchange.outbox_ready.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self.exchange.outbox_ready.wait(), timeout=1.0)
+
+    async def relay_once(self, limit: int = 200) -> int:
+        """Publish queued deliveries with confirms, then mark them published.
+
+        A crash between the confirm and the mark republishes the delivery; recipients
+        de-duplicate by delivery id, so their applications still see it once.
+        """
+        assert self._publish_channel is not None and self.topology is not None
+        async with self.exchange.sessions() as session:
+            rows = (await session.execute(
+                select(DeliveryRow).where(DeliveryRow.state == "queued")
+                .order_by(DeliveryRow.created_at).limit(limit)  # type: ignore[arg-type]
+            )).scalars().all()
+        if not rows:
+            return 0
+        exchange = await self._publish_channel.get_exchange(self.names.deliver, ensure=False)
+        published: list[str] = []
+        for row in rows:
+            assert row.jwe is not None
+            await exchange.publish(aio_pika.Message(
+                row.jwe.encode("ascii"), content_type="application/jose",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=row.delivery_id,
+                headers={"masp-sender": row.sender, "masp-type": row.masp_type},
+            ), routing_key=row.recipient, mandatory=True)
+            published.append(row.delivery_id)
+        now = self.exchange.clock()
+        async with self.exchange.sessions() as session, session.begin():
+            # conditional: an acknowledgement may already have overtaken the mark
+            await session.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.delivery_id.in_(published), DeliveryRow.state == "queued")  # type: ignore[attr-defined]
+                .values(state="published", published_at=now))
+        log.debug("outbox_published", count=len(published))
+        return len(published)

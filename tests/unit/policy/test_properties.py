@@ -1,0 +1,248 @@
+"""Properties that hold for any DSA, any message and any override.
+
+The oracles here restate the DSA rules independently of the engine's code: what a clause
+grants, when an override is valid, when an agreement is in force.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from broker.policy import (
+    Clause,
+    ConsentState,
+    DataSharingAgreement,
+    Decision,
+    DsaBundle,
+    Outcome,
+    Override,
+    PolicyRequest,
+    evaluate,
+)
+from broker.policy.dsa import DsaStatus, parse_agreement
+from schemas._base import NEVER_TO_NHS, SPECIAL_CATEGORY, DataClass
+
+AGENCIES = ("police", "probation", "nhs", "advocacy")
+TYPES = ("case_referral", "risk_concern_alert", "intervention_referral")
+PURPOSES = ("risk_management", "safeguarding", "intervention")
+ROLES = ("caldicott_guardian", "duty_inspector")
+CLASSES = tuple(DataClass)
+RULE_IDS = {
+    "clause.none", "P1.validity", "P2.purpose", "P4.minimisation", "P4.hard_rule",
+    "P5.special_category", "P6.consent", "P7.override", "P8.eligibility",
+}
+_CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+dates = st.dates(min_value=date(2025, 1, 1), max_value=date(2027, 12, 31))
+instants = st.datetimes(
+    min_value=datetime(2025, 1, 1), max_value=datetime(2028, 6, 30), timezones=st.just(UTC)
+)
+
+
+def subset(items: tuple[str, ...], min_size: int = 1) -> st.SearchStrategy[list[str]]:
+    return st.lists(st.sampled_from(items), min_size=min_size, max_size=len(items), unique=True)
+
+
+@st.composite
+def clauses(draw: st.DrawFn, index: int) -> dict[str, Any]:
+    return {
+        "id": f"c{index}",
+        "from": draw(st.sampled_from(AGENCIES)),
+        "to": draw(subset(AGENCIES)),
+        "message_types": draw(subset(TYPES)),
+        "purposes": draw(subset(PURPOSES)),
+        "regime": draw(st.sampled_from(["uk_gdpr", "dpa2018_part3"])),
+        "lawful_basis": "UK GDPR Art 6(1)(e)",
+        "special_category_condition": draw(st.none() | st.just("Art 9(2)(g) + Sch 1 para 10")),
+        "data_classes": draw(st.lists(st.sampled_from(CLASSES), min_size=1, unique=True)),
+        "requires_consent": draw(st.booleans()),
+        "retention_days": draw(st.integers(1, 4000)),
+        "override_authoriser_roles": draw(subset(ROLES, min_size=0)),
+    }
+
+
+@st.composite
+def agreements(draw: st.DrawFn, version: int) -> DataSharingAgreement:
+    start = draw(dates)
+    end = start + timedelta(days=draw(st.integers(0, 900)))
+    n = draw(st.integers(1, 6))
+    return DataSharingAgreement.model_validate({
+        "id": draw(st.sampled_from(["dsa-a", "dsa-b"])),
+        "version": version,
+        "title": "random",
+        "status": draw(st.sampled_from(["active", "active", "suspended", "terminated"])),
+        "valid_from": start,
+        "valid_until": end,
+        "review_date": start + (end - start) / 2,
+        "parties": draw(st.sampled_from([list(AGENCIES), ["police", "probation", "nhs"]])),
+        "purposes": draw(subset(PURPOSES)),
+        "clauses": [draw(clauses(i)) for i in range(n)],
+    })
+
+
+@st.composite
+def bundles(draw: st.DrawFn) -> DsaBundle:
+    count = draw(st.integers(1, 3))
+    return DsaBundle(tuple(draw(agreements(version)) for version in range(count)))
+
+
+@st.composite
+def overrides(draw: st.DrawFn, around: datetime) -> Override:
+    return Override.model_validate({
+        "justification": {
+            "risk_to": draw(st.sampled_from(["victim", "public", "child", "staff", "pet"])),
+            "harm": draw(st.sampled_from(["serious_violence", "Free Text!"])),
+            "consent_not_sought_reason": "would_increase_risk",
+        },
+        "legal_basis": draw(st.sampled_from(["UK GDPR Art 9(2)(g)", ""])),
+        "authoriser": {"id": "a-1", "role": draw(st.sampled_from([*ROLES, "nobody"]))},
+        "subject_informed": draw(st.booleans()),
+        "expires_at": around + timedelta(hours=draw(st.integers(-48, 48))),
+        "data_classes": draw(st.lists(st.sampled_from(CLASSES), max_size=4, unique=True)),
+        "recipients": draw(subset(AGENCIES, min_size=0)),
+    })
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> PolicyRequest:
+    at = draw(instants)
+    names = [f"f{i}" for i in range(12)]
+    fields = draw(st.dictionaries(st.sampled_from(names), st.sampled_from(CLASSES), max_size=12))
+    consent = draw(st.none() | st.builds(
+        ConsentState, status=st.sampled_from(["given", "withdrawn"]),
+        recorded=st.booleans(), in_scope=st.booleans(),
+    ))
+    return PolicyRequest(
+        sender=draw(st.sampled_from(AGENCIES)),
+        recipient=draw(st.sampled_from(AGENCIES)),
+        masp_type=draw(st.sampled_from(TYPES)),
+        purpose=draw(st.sampled_from([*PURPOSES, "marketing"])),
+        fields=fields,
+        at=at,
+        consent=consent,
+        override=draw(st.none() | overrides(at)),
+        facts={
+            "cj_status": draw(st.sampled_from(["charged", "under_investigation", None])),
+            "case_holder": draw(st.booleans()),
+        },
+    )
+
+
+def applied(b: DsaBundle, d: Decision) -> tuple[DataSharingAgreement, Clause]:
+    assert d.clause is not None
+    for agreement, clause in b.clauses():
+        if (agreement.id, agreement.version, clause.id) == (
+            d.clause.dsa_id, d.clause.dsa_version, d.clause.clause_id,
+        ):
+            return agreement, clause
+    raise AssertionError("decision cites a clause the bundle does not hold")
+
+
+def valid_override_classes(req: PolicyRequest, clause: Clause) -> set[DataClass]:
+    ov = req.override
+    if ov is None or req.recipient not in ov.recipients:
+        return set()
+    j = ov.justification
+    valid = (
+        j.risk_to in {"victim", "public", "child", "staff"}
+        and bool(_CODE.match(j.harm)) and bool(_CODE.match(j.consent_not_sought_reason))
+        and bool(ov.legal_basis.strip()) and bool(ov.authoriser.id.strip())
+        and ov.authoriser.role in clause.override_authoriser_roles
+        and req.at < ov.expires_at
+    )
+    return set(ov.data_classes) if valid else set()
+
+
+PROPERTY_SETTINGS = settings(
+    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+
+
+@PROPERTY_SETTINGS
+@given(b=bundles(), req=requests())
+def test_decision_invariants(b: DsaBundle, req: PolicyRequest) -> None:
+    d = evaluate(b, req)
+    fields = req.fields
+    disclosed, withheld = set(d.disclosed), set(d.withheld)
+
+    # Partition: every field is disclosed or withheld, never both, and has a reason.
+    assert not disclosed & withheld
+    assert disclosed | withheld == set(fields)
+    assert set(d.withheld_reasons) == withheld
+    assert set(d.withheld_reasons.values()) <= RULE_IDS
+    assert set(d.rules) <= RULE_IDS
+
+    # The hard rule.
+    if req.recipient == "nhs":
+        assert not {fields[n] for n in disclosed} & NEVER_TO_NHS
+
+    if not d.delivers:
+        assert disclosed == set()
+        assert d.retention_until is None
+        assert not d.override_used
+        return
+
+    agreement, clause = applied(b, d)
+    # Only an in-force agreement, for its purpose, with consent where required, permits.
+    assert agreement.in_force_on(req.at.date())
+    assert req.purpose in clause.purposes and req.purpose in agreement.purposes
+    assert clause.from_ == req.sender and req.recipient in clause.to
+    if clause.requires_consent:
+        assert req.consent is not None and req.consent.current
+    if req.masp_type == "intervention_referral":
+        assert req.facts["cj_status"] == "charged" and req.facts["case_holder"] is True
+
+    # Minimisation: disclosed classes are the clause's or a valid override's.
+    extra = valid_override_classes(req, clause)
+    granted = set(clause.data_classes) | extra
+    assert {fields[n] for n in disclosed} <= granted
+    if req.sender == "nhs" and DataClass.CLINICAL_DETAIL not in extra:
+        assert DataClass.CLINICAL_DETAIL not in {fields[n] for n in disclosed}
+    if not clause.special_category_condition:
+        assert not {fields[n] for n in disclosed} & SPECIAL_CATEGORY
+    if d.override_used:
+        assert extra
+    sensitive = bool({fields[n] for n in disclosed} & SPECIAL_CATEGORY)
+    assert (d.classification == "OFFICIAL-SENSITIVE") is sensitive
+    assert d.retention_until == req.at + timedelta(days=clause.retention_days)
+
+
+@PROPERTY_SETTINGS
+@given(b=bundles(), req=requests(), day_offset=st.integers(0, 2000))
+def test_nothing_flows_outside_an_agreement_in_force(
+    b: DsaBundle, req: PolicyRequest, day_offset: int
+) -> None:
+    suspended = DsaBundle(tuple(
+        a.model_copy(update={"status": DsaStatus.SUSPENDED}) for a in b.agreements
+    ))
+    assert evaluate(suspended, req).outcome is Outcome.DENY
+    last = max(a.valid_until for a in b.agreements)
+    later = datetime.combine(last, datetime.min.time(), UTC) + timedelta(days=1 + day_offset)
+    expired = PolicyRequest(
+        req.sender, req.recipient, req.masp_type, req.purpose, req.fields, later,
+        req.consent, req.override, req.facts,
+    )
+    assert evaluate(b, expired).outcome is Outcome.DENY
+
+
+@settings(max_examples=100, deadline=None)
+@given(b=bundles(), req=requests())
+def test_evaluation_is_deterministic(b: DsaBundle, req: PolicyRequest) -> None:
+    assert evaluate(b, req) == evaluate(b, req)
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=agreements(0), flow=st.booleans(), width=st.integers(40, 200))
+def test_policy_hash_ignores_file_layout(a: DataSharingAgreement, flow: bool, width: int) -> None:
+    doc = a.model_dump(mode="json", by_alias=True)
+    compact = yaml.safe_dump(doc, default_flow_style=flow, width=width, sort_keys=False)
+    spread = "# a comment\n\n" + yaml.safe_dump(doc, default_flow_style=False, indent=4)
+    h1 = DsaBundle((parse_agreement(compact),)).policy_hash
+    h2 = DsaBundle((parse_agreement(spread),)).policy_hash
+    assert h1 == h2 == DsaBundle((a,)).policy_hash

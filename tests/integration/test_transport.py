@@ -1,0 +1,127 @@
+"""RabbitMQ behaviour the delivery guarantees rest on, on the real broker."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import aio_pika
+import aiormq
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+from sqlalchemy import select
+
+from adapters.runtime import wait_for
+from broker import wire
+from broker.demo.run import demo_body
+from broker.store.models import DeliveryRow
+from broker.transport import topology
+from tests.integration.conftest import AMQP_URL, Env
+
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+SUBJECTS = [{"ref": "19/4471023K", "category": "suspect"}]
+
+
+@pytest.fixture
+async def amqp() -> AbstractRobustConnection:
+    conn = await aio_pika.connect_robust(AMQP_URL)
+    yield conn  # type: ignore[misc]
+    await conn.close()
+
+
+async def test_topology_is_idempotent_and_quorum(amqp: AbstractRobustConnection) -> None:
+    names = topology.Names(f"t{uuid.uuid4().hex[:10]}.")
+    async with amqp.channel() as ch:
+        await topology.declare(ch, names)
+        await topology.declare(ch, names)  # a second process starting declares the same
+    try:
+        async with amqp.channel() as ch:
+            # re-declaring as a classic queue is refused: the queue really is a quorum queue
+            with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed):
+                await ch.declare_queue(names.inbox("nhs"), durable=True,
+                                       arguments={"x-queue-type": "classic"})
+        async with amqp.channel() as ch:
+            # and it carries exactly the delivery limit and dead-letter settings declared
+            with pytest.raises(aiormq.exceptions.ChannelPreconditionFailed):
+                await ch.declare_queue(names.inbox("nhs"), durable=True,
+                                       arguments=topology.quorum_args(names.dlx, 99))
+    finally:
+        async with amqp.channel() as ch:
+            await topology.delete(ch, names)
+
+
+@SQLITE_ONLY
+async def test_unroutable_publish_raises(env: Env) -> None:
+    async with env.connection.channel(publisher_confirms=True, on_return_raises=True) as ch:
+        deliver = await ch.get_exchange(env.service.names.deliver, ensure=False)
+        with pytest.raises(aio_pika.exceptions.PublishError):
+            await deliver.publish(aio_pika.Message(b"x"), routing_key="no-such-agency", mandatory=True)
+
+
+async def _dead_letters(env: Env, count: int) -> list[aio_pika.abc.AbstractIncomingMessage]:
+    got: list[aio_pika.abc.AbstractIncomingMessage] = []
+    async with env.connection.channel() as ch:
+        q = await ch.get_queue(env.service.names.dead_letters, ensure=False)
+        for _ in range(100):
+            msg = await q.get(fail=False)
+            if msg is not None:
+                await msg.ack()
+                got.append(msg)
+                if len(got) == count:
+                    break
+            else:
+                await asyncio.sleep(0.05)
+    return got
+
+
+@SQLITE_ONLY
+async def test_unverifiable_delivery_is_dead_lettered_not_handed_over(env: Env) -> None:
+    async with env.connection.channel(publisher_confirms=True, on_return_raises=True) as ch:
+        deliver = await ch.get_exchange(env.service.names.deliver, ensure=False)
+        await deliver.publish(aio_pika.Message(b"not-a-jwe", message_id="poison-1",
+                                               delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                              routing_key="nhs")
+    dead = await _dead_letters(env, 1)
+    assert len(dead) == 1 and dead[0].message_id == "poison-1"
+    death = dead[0].headers["x-death"][0]  # type: ignore[index]
+    assert death["reason"] == "rejected" and death["queue"] == env.service.names.inbox("nhs")  # type: ignore[index]
+    assert env.adapters["nhs"].received() == []
+
+
+@SQLITE_ONLY
+async def test_redelivered_delivery_reaches_the_application_once(env: Env) -> None:
+    police = env.adapters["police"]
+    _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C",
+                            purpose="risk_management", subjects=SUBJECTS)
+    nhs = env.adapters["nhs"]
+    handed_over: list[str] = []
+
+    async def application(delivery: wire.Delivery) -> None:
+        handed_over.append(delivery.delivery_id)
+
+    nhs.on_delivery = application
+    mid = (await police.submit_http(env.http, jwe)).json()["message_id"]
+    assert await wait_for(lambda: len(nhs.received()) == 1)
+    async with env.service.exchange.sessions() as s:
+        row = (await s.execute(select(DeliveryRow).where(DeliveryRow.message_id == mid,
+                                                         DeliveryRow.recipient == "nhs"))).scalar_one()
+    raw = (nhs.home / "deliveries" / f"{row.delivery_id}.jwe").read_bytes()
+    # the relay crashed after publishing and before marking: the same delivery arrives again
+    async with env.connection.channel(publisher_confirms=True) as ch:
+        deliver = await ch.get_exchange(env.service.names.deliver, ensure=False)
+        for _ in range(2):
+            await deliver.publish(aio_pika.Message(raw, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                                  routing_key="nhs")
+    async with env.connection.channel() as ch:
+        inbox = await ch.get_queue(env.service.names.inbox("nhs"), ensure=False)
+        for _ in range(100):  # wait until the adapter has consumed both copies
+            declared = await ch.declare_queue(inbox.name, passive=True)
+            if declared.declaration_result.message_count == 0:
+                break
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    assert handed_over == [row.delivery_id]
+    assert len(nhs.received()) == 1
+    async with env.service.exchange.sessions() as s:
+        row = await s.get(DeliveryRow, row.delivery_id)
+    assert row is not None and row.state == "acknowledged" and row.jwe is None

@@ -72,8 +72,14 @@ def init() -> None:
     typer.echo(f"state in {settings.state_dir}; keys created for: {', '.join(created) or 'none (kept)'}")
 
 
+DemoFlag = Annotated[bool, typer.Option("--demo", help="also run the four adapters and seed the demo case")]
+OutDir = Annotated[Path | None, typer.Option(help="leave keys, deliveries, audit export and summary here")]
+ExportDir = Annotated[Path | None, typer.Option(help="verify an export directory instead of the database")]
+VKey = Annotated[str | None, typer.Option(help="pinned note verifier key of the log")]
+
+
 @app.command()
-def serve(demo: Annotated[bool, typer.Option("--demo", help="also run the four adapters and seed the demo case")] = False) -> None:
+def serve(demo: DemoFlag = False) -> None:
     """Run the API, broker workers and outbox relay on MASP_HTTP_HOST:MASP_HTTP_PORT."""
     from broker.server import serve as run_server
 
@@ -81,7 +87,7 @@ def serve(demo: Annotated[bool, typer.Option("--demo", help="also run the four a
 
 
 @app.command()
-def demo(out: Annotated[Path | None, typer.Option(help="leave keys, deliveries, audit export and summary here")] = None,
+def demo(out: OutDir = None,
          as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False) -> None:
     """Play the demonstration case on RabbitMQ; exit 0 only if every expected outcome happened."""
     import tempfile
@@ -136,8 +142,7 @@ def token(role: Annotated[str, typer.Option(help="ig_officer, ops or admin")],
 
 
 @audit_app.command("verify")
-def audit_verify(export: Annotated[Path | None, typer.Option(help="verify an export directory instead of the database")] = None,
-                 vkey: Annotated[str | None, typer.Option(help="pinned note verifier key of the log")] = None) -> None:
+def audit_verify(export: ExportDir = None, vkey: VKey = None) -> None:
     """Recompute every leaf, the tree and every checkpoint; exit 0 only if the log is intact."""
     from broker.audit.note import NoteVerifier
     from broker.store.audit_export import verify_database, verify_export

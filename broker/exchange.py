@@ -14,12 +14,14 @@ import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 import schemas
 from broker import policy, wire
@@ -34,8 +36,9 @@ from broker.audit.entry import (
     pseudonym,
 )
 from broker.clock import Clock
+from broker.crypto import jose
 from broker.crypto.keys import AgencyKeys, KeyRegistry
-from broker.errors import MaspError, MalformedMessage, ReplayDetected, SchemaInvalid
+from broker.errors import MalformedMessage, MaspError, ReplayDetected, SchemaInvalid
 from broker.store.audit_log import AuditLog, Batch
 from broker.store.models import ConsentRow, DeliveryRow, SeenMessageRow
 
@@ -163,16 +166,12 @@ class Exchange:
             **common))
         summary: list[dict[str, Any]] = []
         for d in decisions:
-            entry = batch.add(lambda seq, d=d: _decision_entry(seq, d, digests, common))
+            entry = batch.add(partial(_decision_entry, decision=d, digests=digests, common=common))
             summary.append({"recipient": d.recipient, "decision": d.outcome.value,
                             "clause": d.clause.clause_id if d.clause else None})
             if d.override_used:
-                batch.add(lambda seq, d=d: AuditEntry(
-                    seq=seq, kind=EntryKind.OVERRIDE_USED, recipient=d.recipient,
-                    decision=d.outcome.value, rules=d.rules, override={
-                        "authoriser_role": claims["override"]["authoriser"]["role"],
-                        "justification": claims["override"]["justification"]["harm"],
-                        "review_status": "pending"}, dsa=_dsa_ref(d), **common))
+                batch.add(partial(_override_entry, decision=d, override=claims["override"],
+                                  common=common))
             if d.outcome in (policy.Outcome.PERMIT, policy.Outcome.PERMIT_WITH_REDACTION):
                 session.add(self._delivery(sub, d, entry.seq, now))
         token = wire.sign_receipt(self.broker, {
@@ -187,7 +186,8 @@ class Exchange:
         delivery_id = wire.new_id()
         token = wire.sign_delivery_token(self.broker, {
             "aud": d.recipient, "jti": delivery_id, "message_id": sub.message_id,
-            "sender": sub.sender, "masp_type": claims["masp_type"], "dsa": _dsa_ref(d).model_dump() if d.clause else None,
+            "sender": sub.sender, "masp_type": claims["masp_type"],
+            "dsa": _dsa_ref(d).model_dump() if d.clause else None,
             "purpose": claims["purpose"], "lawful_basis": d.lawful_basis,
             "disclosed": [x.digest for x in shown.disclosures], "withheld": len(d.withheld),
             "audit_seq": audit_seq,
@@ -200,7 +200,7 @@ class Exchange:
                            retention_until=d.retention_until)
 
     def _duplicate(self, seen: SeenMessageRow) -> Receipt:
-        _, payload = wire.jose.verify(seen.receipt, lambda kid: self.registry.get(
+        _, payload = jose.verify(seen.receipt, lambda kid: self.registry.get(
             kid, use="sig", agency="broker"), wire.TYP_RECEIPT)
         return Receipt(seen.receipt, seen.jti, payload["audit_seq"], payload["decisions"], True)
 
@@ -220,8 +220,9 @@ class Exchange:
         if not isinstance(ref, str):
             return None
         row = (await session.execute(
-            select(ConsentRow).where(ConsentRow.consent_ref == ref, ConsentRow.recipient == recipient)
-            .order_by(ConsentRow.id.desc()).limit(1)  # type: ignore[union-attr]
+            select(ConsentRow)
+            .where(col(ConsentRow.consent_ref) == ref, col(ConsentRow.recipient) == recipient)
+            .order_by(col(ConsentRow.id).desc()).limit(1)
         )).scalar_one_or_none()
         if row is None:
             return None
@@ -233,8 +234,9 @@ def _dsa_ref(d: policy.Decision) -> DsaRef:
     return DsaRef(id=d.clause.dsa_id, version=d.clause.dsa_version, clause=d.clause.clause_id)
 
 
-def _decision_entry(seq: int, d: policy.Decision, digests: Mapping[str, str],
+def _decision_entry(seq: int, *, decision: policy.Decision, digests: Mapping[str, str],
                     common: Mapping[str, Any]) -> AuditEntry:
+    d = decision
     permitted = d.outcome in (policy.Outcome.PERMIT, policy.Outcome.PERMIT_WITH_REDACTION)
     return AuditEntry(
         seq=seq, kind=EntryKind.DISCLOSED if permitted else EntryKind.REFUSED,
@@ -245,6 +247,17 @@ def _decision_entry(seq: int, d: policy.Decision, digests: Mapping[str, str],
         if permitted else (),
         fields_withheld=tuple(sorted(d.withheld)) if permitted else tuple(sorted(digests)),
         classification=d.classification, retention_until=d.retention_until, **common)
+
+
+def _override_entry(seq: int, *, decision: policy.Decision, override: Mapping[str, Any],
+                    common: Mapping[str, Any]) -> AuditEntry:
+    """The break-glass use itself, for the IG review queue: codes and roles, never free text."""
+    return AuditEntry(
+        seq=seq, kind=EntryKind.OVERRIDE_USED, recipient=decision.recipient,
+        decision=decision.outcome.value, rules=decision.rules, dsa=_dsa_ref(decision),
+        override={"authoriser_role": override["authoriser"]["role"],
+                  "justification": override["justification"]["harm"], "review_status": "pending"},
+        **common)
 
 
 def _facts(body: schemas.CanonicalBody) -> dict[str, object]:

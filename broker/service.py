@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker import policy
@@ -46,14 +47,19 @@ def pseudonym_secret(settings: Settings) -> bytes:
 
 
 def audit_signer(settings: Settings, broker: AgencyKeys) -> NoteSigner:
-    return NoteSigner(settings.audit_origin, broker.sig.private_key)
+    private = broker.sig.private_key
+    if not isinstance(private, Ed25519PrivateKey):
+        raise ConfigurationError("the broker signing key is not an Ed25519 private key")
+    return NoteSigner(settings.audit_origin, private)
 
 
 def audit_verifier(settings: Settings, broker_sig_public: Path | None = None,
                    registry: KeyRegistry | None = None) -> NoteVerifier:
     reg = registry or KeyRegistry.from_public_dir(settings.keys_dir, [BROKER])
-    key = reg.current(BROKER, "sig")
-    return NoteVerifier(settings.audit_origin, key.public_key)
+    public = reg.current(BROKER, "sig").public_key
+    if not isinstance(public, Ed25519PublicKey):
+        raise ConfigurationError("the broker signing key is not an Ed25519 key")
+    return NoteVerifier(settings.audit_origin, public)
 
 
 @dataclass

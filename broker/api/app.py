@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import select, text
+from sqlmodel import col
 
 from broker.api import problems
 from broker.api.auth import Principal, authenticate, require_agency, require_role
@@ -56,7 +57,8 @@ def create_app(service: BrokerService) -> FastAPI:
         return exchange.registry.jwks()
 
     @app.post("/v1/messages", status_code=202, tags=["agency"], responses={
-        400: {"description": "malformed, undecryptable or expired"}, 401: {"description": "bad credentials or signature"},
+        400: {"description": "malformed, undecryptable or expired"},
+        401: {"description": "bad credentials or signature"},
         403: {"description": "not allowed"}, 409: {"description": "message id reused"},
         413: {"description": "too large"}, 422: {"description": "schema invalid"}})
     async def post_message(request: Request, who: Auth) -> Response:
@@ -79,10 +81,11 @@ def create_app(service: BrokerService) -> FastAPI:
                       ) -> dict[str, Any]:
         agency = require_agency(who)
         async with exchange.sessions() as session:
-            q = select(DeliveryRow).where(DeliveryRow.recipient == agency)
+            q = select(DeliveryRow).where(col(DeliveryRow.recipient) == agency)
             if state:
-                q = q.where(DeliveryRow.state == state)
-            rows = (await session.execute(q.order_by(DeliveryRow.created_at).limit(limit))).scalars().all()  # type: ignore[arg-type]
+                q = q.where(col(DeliveryRow.state) == state)
+            q = q.order_by(col(DeliveryRow.created_at)).limit(limit)
+            rows = (await session.execute(q)).scalars().all()
         return {"deliveries": [_delivery_meta(r) for r in rows]}
 
     @app.get("/v1/mailbox/{delivery_id}", tags=["agency"])
@@ -113,22 +116,24 @@ def create_app(service: BrokerService) -> FastAPI:
         to: datetime | None = None, after: int = -1, limit: int = Query(200, le=1000),
     ) -> dict[str, Any]:
         require_role(who, "ig_officer")
-        q = select(AuditRow).where(AuditRow.seq > after)
+        q = select(AuditRow).where(col(AuditRow.seq) > after)
         if subject:
             pseud = pseudonym(exchange.pseudonym_secret, subject)
-            q = q.where(AuditRow.seq.in_(  # type: ignore[attr-defined]
-                select(AuditSubjectRow.seq).where(AuditSubjectRow.pseudonym == pseud)))
+            q = q.where(col(AuditRow.seq).in_(
+                select(col(AuditSubjectRow.seq)).where(col(AuditSubjectRow.pseudonym) == pseud)))
         if agency:
-            q = q.where((AuditRow.sender == agency) | (AuditRow.recipient == agency))
-        for col, val in ((AuditRow.clause, clause), (AuditRow.decision, decision), (AuditRow.kind, kind)):
+            q = q.where((col(AuditRow.sender) == agency) | (col(AuditRow.recipient) == agency))
+        for column, val in ((AuditRow.clause, clause), (AuditRow.decision, decision),
+                            (AuditRow.kind, kind)):
             if val:
-                q = q.where(col == val)
+                q = q.where(col(column) == val)
         if from_:
-            q = q.where(AuditRow.at >= from_)
+            q = q.where(col(AuditRow.at) >= from_)
         if to:
-            q = q.where(AuditRow.at < to)
+            q = q.where(col(AuditRow.at) < to)
         async with exchange.sessions() as session:
-            rows = (await session.execute(q.order_by(AuditRow.seq).limit(limit))).scalars().all()  # type: ignore[arg-type]
+            q = q.order_by(col(AuditRow.seq)).limit(limit)
+            rows = (await session.execute(q)).scalars().all()
         return {"entries": [_entry_json(r) for r in rows]}
 
     @app.get("/v1/audit/entries/{seq}", tags=["audit"])

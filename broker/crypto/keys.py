@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from joserfc.jwk import OKPKey
 
@@ -25,7 +25,8 @@ AGENCIES: tuple[str, ...] = ("police", "probation", "nhs", "advocacy")
 KeyUse = Literal["sig", "enc"]
 
 _KID = re.compile(r"^(?P<agency>[a-z][a-z0-9_]{1,31})-(?P<use>sig|enc)-(?P<day>\d{8})(?:-(?P<n>\d{1,3}))?$")
-_CURVE: dict[str, str] = {"sig": "Ed25519", "enc": "X25519"}
+Curve = Literal["Ed25519", "X25519"]
+_CURVE: dict[str, Curve] = {"sig": "Ed25519", "enc": "X25519"}
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class KeyRegistry:
         parsed = KeyId.parse(kid)
         if key.curve_name != _CURVE[parsed.use]:
             raise ConfigurationError(f"key {kid} is not an {_CURVE[parsed.use]} key")
-        self._keys[kid] = OKPKey.import_key(public_jwk(key))
+        self._keys[kid] = OKPKey.import_key(cast(dict[str, str | list[str]], public_jwk(key)))
 
     def get(self, kid: str, *, use: KeyUse, agency: str | None = None) -> OKPKey:
         key = self._keys.get(kid)

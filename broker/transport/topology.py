@@ -8,6 +8,7 @@ reason instead of blocking its queue or being dropped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
@@ -48,8 +49,8 @@ class Names:
         return self._n(f"inbox.{agency}")
 
 
-def quorum_args(dlx: str | None, delivery_limit: int) -> dict[str, object]:
-    args: dict[str, object] = {"x-queue-type": "quorum", "x-delivery-limit": delivery_limit}
+def quorum_args(dlx: str | None, delivery_limit: int) -> dict[str, Any]:
+    args: dict[str, Any] = {"x-queue-type": "quorum", "x-delivery-limit": delivery_limit}
     if dlx is not None:
         # at-least-once dead-lettering needs reject-publish overflow (RabbitMQ >= 3.10)
         args |= {"x-dead-letter-exchange": dlx, "x-dead-letter-strategy": "at-least-once",

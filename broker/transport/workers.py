@@ -10,6 +10,7 @@ import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from sqlalchemy import select, update
+from sqlmodel import col
 
 from broker.errors import MaspError
 from broker.exchange import Exchange, acknowledge
@@ -116,11 +117,12 @@ class BrokerWorkers:
         A crash between the confirm and the mark republishes the delivery; recipients
         de-duplicate by delivery id, so their applications still see it once.
         """
-        assert self._publish_channel is not None and self.topology is not None
+        if self._publish_channel is None or self.topology is None:
+            raise RuntimeError("workers are not started")
         async with self.exchange.sessions() as session:
             rows = (await session.execute(
-                select(DeliveryRow).where(DeliveryRow.state == "queued")
-                .order_by(DeliveryRow.created_at).limit(limit)  # type: ignore[arg-type]
+                select(DeliveryRow).where(col(DeliveryRow.state) == "queued")
+                .order_by(col(DeliveryRow.created_at)).limit(limit)
             )).scalars().all()
         if not rows:
             return 0
@@ -139,7 +141,7 @@ class BrokerWorkers:
             # conditional: an acknowledgement may already have overtaken the mark
             await session.execute(
                 update(DeliveryRow)
-                .where(DeliveryRow.delivery_id.in_(published), DeliveryRow.state == "queued")  # type: ignore[attr-defined]
+                .where(col(DeliveryRow.delivery_id).in_(published), col(DeliveryRow.state) == "queued")
                 .values(state="published", published_at=now))
         log.debug("outbox_published", count=len(published))
         return len(published)

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[2]
 MASP = [sys.executable, "-m", "broker.cli"]
 
 
-def masp(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def masp(*args: str, env: dict[str, str] | None = None,
+         timeout: float = 120) -> subprocess.CompletedProcess[str]:
     full_env = {**os.environ, "MASP_DSA_DIR": str(REPO / "deploy" / "dsa"), **(env or {})}
     return subprocess.run([*MASP, *args], capture_output=True, text=True, timeout=timeout,
                           env=full_env, cwd=REPO, check=False)

@@ -339,7 +339,7 @@ def test_reason_is_one_line_of_names() -> None:
 
 def test_request_needs_an_aware_time_and_known_classes() -> None:
     with pytest.raises(ValueError, match="timezone"):
-        request(at=datetime(2026, 11, 21, 10, 0))  # noqa: DTZ001 - the point of the test
+        request(at=datetime(2026, 11, 21, 10, 0))
     with pytest.raises(ValueError, match="data_class_that_does_not_exist"):
         request(fields={"x": "data_class_that_does_not_exist"})
     shifted = request(at=datetime(2026, 11, 21, 11, 0, tzinfo=UTC).astimezone())

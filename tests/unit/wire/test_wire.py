@@ -162,7 +162,8 @@ def test_delivery_opens_and_verifies(agency_keys: dict[str, AgencyKeys], registr
 
 def test_delivery_checks(agency_keys: dict[str, AgencyKeys], registry: KeyRegistry) -> None:
     with pytest.raises(DecryptionFailed):  # addressed to nhs, opened by probation
-        wire.open_delivery(_delivery(agency_keys, "nhs", ["offence_codes"]), agency_keys["probation"], registry)
+        wire.open_delivery(_delivery(agency_keys, "nhs", ["offence_codes"]),
+                           agency_keys["probation"], registry)
     with pytest.raises(SignatureInvalid, match="another agency"):
         wire.open_delivery(_delivery(agency_keys, "nhs", ["offence_codes"], aud="probation"),
                            agency_keys["nhs"], registry)

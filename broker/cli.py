@@ -99,11 +99,15 @@ def demo(out: OutDir = None,
     if as_json:
         typer.echo((target / "summary.json").read_text())
     else:
-        step = None
+        for step in result.steps:
+            typer.echo(step["step"])
+            received = step.get("received", {})
+            for d in step.get("decisions") or []:
+                fields = received.get(d["recipient"])
+                shown = f": {', '.join(fields)}" if fields else ""
+                typer.echo(f"  {d['recipient']:<10} {d['decision']:<22} clause {d['clause']}{shown}")
+        typer.echo("checks")
         for check in result.checks:
-            if check.step != step:
-                step = check.step
-                typer.echo(step)
             typer.echo(check.line())
         typer.echo(f"artifacts in {target}")
     if not result.ok:

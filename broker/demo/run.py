@@ -162,7 +162,9 @@ class Demo:
         self.result.expect(step, "the refusal cites the hard rule (P4)",
                            any("P4.hard_rule" in e.rules for e in refusal))
         self.result.expect(step, "nhs receives nothing of this message", not self._received("nhs", mid))
-        self.result.steps.append({"step": step, "message_id": mid, "decisions": reply.get("decisions")})
+        self.result.steps.append({"step": step, "message_id": mid, "decisions": reply.get("decisions"),
+                                  "received": {a: sorted(r["fields"]) for a in AGENCIES
+                                               for r in self._received(a, mid)}})
 
     async def _settle(self, service: BrokerService) -> None:
         async def unacked() -> int:

@@ -21,7 +21,7 @@ from typing import Protocol
 from pydantic import AwareDatetime, BaseModel, ConfigDict
 
 from broker.policy.dsa import Clause, DataSharingAgreement, DsaStatus
-from schemas._base import SPECIAL_CATEGORY, DataClass
+from schemas._base import NEVER_TO_NHS, SPECIAL_CATEGORY, DataClass
 
 NHS = "nhs"
 INTERVENTION_REFERRAL = "intervention_referral"
@@ -120,7 +120,7 @@ class PolicyRequest:
 
 def hard_withheld(recipient: str) -> frozenset[DataClass]:
     """Classes that never reach ``recipient`` whatever a clause or override says (P4)."""
-    return frozenset()
+    return NEVER_TO_NHS if recipient == NHS else frozenset()
 
 
 def override_problems(override: Override, clause: Clause, at: datetime) -> tuple[str, ...]:

@@ -144,17 +144,21 @@ def scenarios(draw: st.DrawFn) -> tuple[DsaBundle, PolicyRequest]:
         sender, recipient = draw(st.sampled_from(AGENCIES)), draw(st.sampled_from(AGENCIES))
         masp_type, purpose = draw(st.sampled_from(TYPES)), draw(st.sampled_from(PURPOSES))
         at = draw(instants)
+    roles = list(clause.override_authoriser_roles)
+    ov = draw(st.none() | overrides(at, recipient, roles))
+    # Fields lean towards the classes in play, so grants and refusals both get exercised.
+    in_play = [*clause.data_classes, *(ov.data_classes if ov else ()), *sorted(SPECIAL_CATEGORY)]
     names = [f"f{i}" for i in range(12)]
-    fields = draw(st.dictionaries(st.sampled_from(names), st.sampled_from(CLASSES), max_size=12))
+    fields = draw(st.dictionaries(
+        st.sampled_from(names), st.sampled_from(in_play) | st.sampled_from(CLASSES), max_size=12
+    ))
     consent = draw(st.none() | st.builds(
         ConsentState, status=st.sampled_from(["given", "given", "withdrawn"]),
         recorded=st.booleans() | st.just(True), in_scope=st.booleans() | st.just(True),
     ))
-    roles = list(clause.override_authoriser_roles)
     req = PolicyRequest(
         sender=sender, recipient=recipient, masp_type=masp_type, purpose=purpose,
-        fields=fields, at=at, consent=consent,
-        override=draw(st.none() | overrides(at, recipient, roles)),
+        fields=fields, at=at, consent=consent, override=ov,
         facts={
             "cj_status": draw(st.sampled_from(["charged", "charged", "under_investigation", None])),
             "case_holder": draw(st.booleans() | st.just(True)),

@@ -8,6 +8,7 @@ Every failure is one line on stderr and a non-zero exit: 1 for "checked and foun
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from collections.abc import Coroutine
 from datetime import UTC, datetime
@@ -25,8 +26,12 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="MASP Exchange: secure inter-agency referral broker.")
 keys_app = typer.Typer(no_args_is_help=True, help="Agency and broker keys (JWK files, 0600).")
 audit_app = typer.Typer(no_args_is_help=True, help="Verify and export the audit log.")
+policy_app = typer.Typer(no_args_is_help=True, help="Check DSA files and explain decisions.")
+adapter_app = typer.Typer(no_args_is_help=True, help="Agency adapters.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
+app.add_typer(adapter_app, name="adapter")
 
 T = TypeVar("T")
 
@@ -186,6 +191,65 @@ def audit_export(out: Annotated[Path, typer.Option(help="directory to write")]) 
             await service.close()
 
     typer.echo(f"exported {_run(go())} entries to {out}")
+
+
+@policy_app.command("lint")
+def policy_lint(files: Annotated[list[Path], typer.Argument(help="DSA YAML files or directories")]) -> None:
+    """Check DSA files; exit 1 if any finding is an error."""
+    from broker.policy import DsaInvalid, lint, load_bundle
+
+    try:
+        bundle = load_bundle(files)
+    except DsaInvalid as exc:
+        fail(exc.detail)
+    findings = lint(bundle, today=datetime.now(UTC).date())
+    for finding in findings:
+        typer.echo(str(finding))
+    errors = sum(1 for f in findings if f.severity == "error")
+    typer.echo(f"{len(bundle.agreements)} agreement(s), {errors} error(s), "
+               f"{len(findings) - errors} warning(s); policy_hash {bundle.policy_hash}")
+    if errors:
+        raise typer.Exit(1)
+
+
+@policy_app.command("explain")
+def policy_explain(
+    sender: Annotated[str, typer.Option("--from", help="sending agency")],
+    recipient: Annotated[str, typer.Option("--to", help="receiving agency")],
+    masp_type: Annotated[str, typer.Option("--type", help="message type")],
+    purpose: Annotated[str | None, typer.Option(help="purpose of the message")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """May A send T to B for purpose P: which data classes, under which clause, and why not."""
+    from broker.policy import DsaInvalid, explain, load_bundle
+
+    try:
+        bundle = load_bundle(Settings().dsa_dir)
+    except DsaInvalid as exc:
+        fail(exc.detail)
+    answer = explain(bundle, sender, recipient, masp_type, purpose, datetime.now(UTC))
+    if as_json:
+        typer.echo(json.dumps(answer.as_dict(), indent=2, default=str))
+        return
+    typer.echo(f"{sender} -> {recipient}: {masp_type} ({purpose or 'any purpose'}): {answer.outcome}")
+    if answer.clause:
+        typer.echo(f"  clause    {answer.clause}  [{answer.regime}] {answer.lawful_basis}")
+    typer.echo(f"  allowed   {', '.join(answer.allowed) or '-'}")
+    for cls, why in answer.withheld.items():
+        typer.echo(f"  withheld  {cls}: {why}")
+    for cond in answer.conditions:
+        typer.echo(f"  provided  {cond}")
+    typer.echo(f"  reason    {answer.reason}")
+
+
+@adapter_app.command("run")
+def adapter_run(agency: Annotated[str, typer.Argument(help="police, probation, nhs or advocacy")]) -> None:
+    """Consume the agency's inbox: verify, de-duplicate, hand over to var/adapters/AGENCY/received/, ack."""
+    from adapters.service import run_adapter
+
+    if agency not in AGENCIES:
+        fail(f"unknown agency {agency!r}; one of {', '.join(AGENCIES)}")
+    _run(run_adapter(Settings(), agency))
 
 
 def main() -> None:

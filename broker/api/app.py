@@ -7,10 +7,12 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
+from pydantic import BaseModel, ConfigDict, Field
 from fastapi.responses import JSONResponse, PlainTextResponse
 from sqlalchemy import select, text
 from sqlmodel import col
 
+from broker import policy
 from broker.api import problems
 from broker.api.auth import Principal, authenticate, require_agency, require_role
 from broker.audit.entry import AuditEntry, pseudonym
@@ -159,7 +161,24 @@ def create_app(service: BrokerService) -> FastAPI:
         return {"policy_hash": exchange.bundle.policy_hash, "agreements": [
             json.loads(a.model_dump_json(by_alias=True)) for a in exchange.bundle.agreements]}
 
+    @app.post("/v1/dsa/explain", tags=["policy"])
+    async def dsa_explain(question: ExplainQuestion, who: Auth) -> dict[str, Any]:
+        answer = policy.explain(exchange.bundle, question.sender, question.recipient,
+                                question.masp_type, question.purpose, exchange.clock())
+        return answer.as_dict()
+
     return app
+
+
+class ExplainQuestion(BaseModel):
+    """May ``from`` send ``masp_type`` to ``to`` for ``purpose``?"""
+
+    model_config = ConfigDict(populate_by_name=True, extra="forbid")
+
+    sender: str = Field(alias="from", min_length=1, max_length=32)
+    recipient: str = Field(alias="to", min_length=1, max_length=32)
+    masp_type: str = Field(min_length=1, max_length=64)
+    purpose: str | None = Field(default=None, max_length=64)
 
 
 def _delivery_meta(row: DeliveryRow) -> dict[str, Any]:

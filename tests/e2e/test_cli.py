@@ -85,3 +85,27 @@ def test_make_run_fails_fast_without_rabbitmq(tmp_path: Path) -> None:
     result = masp("serve", env=env, timeout=10)
     assert result.returncode == 3
     assert "rabbitmq-server -detached" in result.stderr
+
+
+def test_policy_lint_accepts_the_sample_and_rejects_victim_location_to_nhs(tmp_path: Path) -> None:
+    good = masp("policy", "lint", str(REPO / "deploy" / "dsa"))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "0 error(s)" in good.stdout
+    sample = (REPO / "deploy" / "dsa" / "hiow-masp.yaml").read_text()
+    clause = "data_classes: &nhs-case-view [perpetrator_identity, offence, orders, risk_screening, cj_status"
+    bad = sample.replace(clause + "]", clause + ", victim_location]", 1)
+    assert bad != sample, "the sample's police->nhs clause changed shape; update this test"
+    (tmp_path / "bad.yaml").write_text(bad)
+    result = masp("policy", "lint", str(tmp_path / "bad.yaml"))
+    assert result.returncode == 1
+    assert "victim_location" in result.stdout and "error" in result.stdout
+
+
+def test_policy_explain_names_clause_and_hard_rule() -> None:
+    result = masp("policy", "explain", "--from", "police", "--to", "nhs", "--type", "case_referral",
+                  "--purpose", "risk_management", "--json")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["outcome"] == "permit_with_redaction"
+    assert "cr-police-nhs" in json.dumps(answer["clause"])
+    assert answer["withheld"]["victim_location"] == "P4.hard_rule"

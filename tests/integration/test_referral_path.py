@@ -229,3 +229,52 @@ async def test_jwks_and_health(env: Env) -> None:
     kids = {k["kid"] for k in (await env.http.get("/.well-known/jwks.json")).json()["keys"]}
     assert env.keys["police"].sig.kid in kids and env.registry.current("broker", "enc").kid in kids
     assert not any("d" in k for k in (await env.http.get("/.well-known/jwks.json")).json()["keys"])
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_roles_and_explain(env: Env) -> None:
+    from broker.api.auth import issue_user_token
+
+    now = env.service.exchange.clock()
+    broker_keys = env.service.exchange.broker
+    ig = {"authorization": f"Bearer {issue_user_token(broker_keys, 'ig-1', 'ig_officer', now)}"}
+    ops = {"authorization": f"Bearer {issue_user_token(broker_keys, 'ops-1', 'ops', now)}"}
+    _, jwe = env.adapters["police"].compose("case_referral", demo_body("case_referral"), case_id="C",
+                                            purpose="risk_management", subjects=SUBJECTS)
+    assert (await _submit(env, jwe)).status_code == 202
+
+    found = (await env.http.get("/v1/audit/entries", params={"subject": "19 / 4471023k"}, headers=ig)).json()
+    assert {e["kind"] for e in found["entries"]} >= {"submitted", "disclosed", "refused"}
+    assert (await env.http.get("/v1/audit/entries", params={"subject": "someone-else"},
+                               headers=ig)).json()["entries"] == []
+    refused = (await env.http.get("/v1/audit/entries", params={"decision": "deny"}, headers=ig)).json()
+    assert [e["recipient"] for e in refused["entries"]] == ["advocacy"]
+    assert (await env.http.get("/v1/audit/entries", headers=ops)).status_code == 403
+    agency = {"authorization": f"Bearer {wire.sign_agency_auth(env.keys['nhs'], now)}"}
+    assert (await env.http.get("/v1/audit/entries", headers=agency)).status_code == 403
+    checkpoint = await env.http.get("/v1/audit/checkpoint", headers=ig)
+    assert checkpoint.text.startswith("masp.audit/test\n")
+
+    answer = await env.http.post("/v1/dsa/explain", headers=ig, json={
+        "from": "police", "to": "nhs", "masp_type": "case_referral", "purpose": "risk_management"})
+    assert answer.status_code == 200
+    assert answer.json()["withheld"]["victim_location"] == "P4.hard_rule"
+    bad = await env.http.post("/v1/dsa/explain", headers=ig, json={"from": "police"})
+    assert bad.status_code == 422 and bad.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_http_mailbox_is_per_agency(env: Env) -> None:
+    now = env.service.exchange.clock
+    _, jwe = env.adapters["police"].compose("case_referral", demo_body("case_referral"), case_id="C",
+                                            purpose="risk_management", subjects=SUBJECTS)
+    mid = (await _submit(env, jwe)).json()["message_id"]
+
+    def auth(agency: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {wire.sign_agency_auth(env.keys[agency], now())}"}
+
+    nhs_box = (await env.http.get("/v1/mailbox", headers=auth("nhs"))).json()["deliveries"]
+    assert [d["message_id"] for d in nhs_box] == [mid]
+    delivery_id = nhs_box[0]["delivery_id"]
+    assert (await env.http.get(f"/v1/mailbox/{delivery_id}", headers=auth("probation"))).status_code == 404
+    assert (await env.http.get("/v1/mailbox", headers=auth("advocacy"))).json()["deliveries"] == []

@@ -42,8 +42,9 @@ def sample() -> DsaBundle:
     return load_bundle(SAMPLE_DIR)
 
 
-def decide(b: DsaBundle, sender: str, recipient: str, masp_type: str, purpose: str,
-           fields: dict[str, D], **kw: Any) -> Any:
+def decide(
+    b: DsaBundle, sender: str, recipient: str, masp_type: str, purpose: str, fields: dict[str, D], **kw: Any
+) -> Any:
     return evaluate(b, PolicyRequest(sender, recipient, masp_type, purpose, fields, AT, **kw))
 
 
@@ -56,10 +57,14 @@ def names_of(fields: dict[str, D], *classes: D) -> set[str]:
 
 def test_step1_case_referral_each_partner_minimised(sample: DsaBundle) -> None:
     assert candidate_recipients(sample, "police", "case_referral") == (
-        "advocacy", "nhs", "probation",
+        "advocacy",
+        "nhs",
+        "probation",
     )
-    to = {r: decide(sample, "police", r, "case_referral", "risk_management", CASE_REFERRAL)
-          for r in candidate_recipients(sample, "police", "case_referral")}
+    to = {
+        r: decide(sample, "police", r, "case_referral", "risk_management", CASE_REFERRAL)
+        for r in candidate_recipients(sample, "police", "case_referral")
+    }
 
     probation = to["probation"]
     assert probation.outcome is Outcome.PERMIT
@@ -75,7 +80,11 @@ def test_step1_case_referral_each_partner_minimised(sample: DsaBundle) -> None:
     assert victim_location <= set(nhs.withheld)
     assert all(nhs.withheld_reasons[n] == "P4.hard_rule" for n in victim_location)
     assert set(nhs.disclosed) == names_of(
-        CASE_REFERRAL, D.PERPETRATOR_IDENTITY, D.OFFENCE, D.ORDERS, D.RISK_SCREENING,
+        CASE_REFERRAL,
+        D.PERPETRATOR_IDENTITY,
+        D.OFFENCE,
+        D.ORDERS,
+        D.RISK_SCREENING,
         D.CJ_STATUS,
     )
     assert "victim_name" in nhs.withheld
@@ -89,8 +98,7 @@ def test_step1_case_referral_each_partner_minimised(sample: DsaBundle) -> None:
 
 
 def test_step1_advocacy_gets_its_view_once_consent_exists(sample: DsaBundle) -> None:
-    d = decide(sample, "police", "advocacy", "case_referral", "risk_management",
-               CASE_REFERRAL, consent=GIVEN)
+    d = decide(sample, "police", "advocacy", "case_referral", "risk_management", CASE_REFERRAL, consent=GIVEN)
     assert d.outcome is Outcome.PERMIT_WITH_REDACTION
     assert names_of(CASE_REFERRAL, D.VICTIM_LOCATION, D.VICTIM_IDENTITY) <= set(d.disclosed)
     assert {"health_flags", "children", "perpetrator_address", "referrer"} <= set(d.withheld)
@@ -110,11 +118,19 @@ VICTIM_REFERRAL = {
 
 def test_step2_victim_advocacy_referral_needs_consent(sample: DsaBundle) -> None:
     assert candidate_recipients(sample, "police", "victim_advocacy_referral") == ("advocacy",)
-    refused = decide(sample, "police", "advocacy", "victim_advocacy_referral",
-                     "victim_support", VICTIM_REFERRAL)
+    refused = decide(
+        sample, "police", "advocacy", "victim_advocacy_referral", "victim_support", VICTIM_REFERRAL
+    )
     assert refused.outcome is Outcome.DENY
-    d = decide(sample, "police", "advocacy", "victim_advocacy_referral", "victim_support",
-               VICTIM_REFERRAL, consent=GIVEN)
+    d = decide(
+        sample,
+        "police",
+        "advocacy",
+        "victim_advocacy_referral",
+        "victim_support",
+        VICTIM_REFERRAL,
+        consent=GIVEN,
+    )
     assert d.outcome is Outcome.PERMIT
     assert {"victim_phone", "victim_safe_contact_times"} <= set(d.disclosed)
 
@@ -140,23 +156,39 @@ CJ_UPDATE = {
 
 def test_step3_intervention_referral_waits_for_charge(sample: DsaBundle) -> None:
     assert candidate_recipients(sample, "probation", "intervention_referral") == ("nhs",)
-    early = decide(sample, "probation", "nhs", "intervention_referral", "intervention",
-                   INTERVENTION_REFERRAL,
-                   facts={"cj_status": "under_investigation", "case_holder": True})
+    early = decide(
+        sample,
+        "probation",
+        "nhs",
+        "intervention_referral",
+        "intervention",
+        INTERVENTION_REFERRAL,
+        facts={"cj_status": "under_investigation", "case_holder": True},
+    )
     assert early.outcome is Outcome.DENY
     assert early.rules == ("P8.eligibility",)
-    later = decide(sample, "probation", "nhs", "intervention_referral", "intervention",
-                   INTERVENTION_REFERRAL, facts={"cj_status": "charged", "case_holder": True})
+    later = decide(
+        sample,
+        "probation",
+        "nhs",
+        "intervention_referral",
+        "intervention",
+        INTERVENTION_REFERRAL,
+        facts={"cj_status": "charged", "case_holder": True},
+    )
     assert later.outcome is Outcome.PERMIT
     assert set(later.disclosed) == set(INTERVENTION_REFERRAL)
 
 
 def test_step3_charge_update_reaches_advocacy_with_bail_conditions(sample: DsaBundle) -> None:
     assert candidate_recipients(sample, "police", "cj_status_update") == (
-        "advocacy", "nhs", "probation",
+        "advocacy",
+        "nhs",
+        "probation",
     )
-    advocacy = decide(sample, "police", "advocacy", "cj_status_update", "risk_management",
-                      CJ_UPDATE, consent=GIVEN)
+    advocacy = decide(
+        sample, "police", "advocacy", "cj_status_update", "risk_management", CJ_UPDATE, consent=GIVEN
+    )
     assert advocacy.delivers
     assert {"cj_status", "bail_conditions", "orders"} <= set(advocacy.disclosed)
     assert "event_summary" in advocacy.withheld
@@ -165,7 +197,8 @@ def test_step3_charge_update_reaches_advocacy_with_bail_conditions(sample: DsaBu
 def test_step4_status_update_and_overridden_alert(sample: DsaBundle) -> None:
     status = {"sessions_offered": D.INTERVENTION_STATUS, "sessions_attended": D.INTERVENTION_STATUS}
     assert candidate_recipients(sample, "nhs", "intervention_status_update") == (
-        "police", "probation",
+        "police",
+        "probation",
     )
     for r in ("police", "probation"):
         d = decide(sample, "nhs", r, "intervention_status_update", "intervention", status)
@@ -176,49 +209,53 @@ def test_step4_status_update_and_overridden_alert(sample: DsaBundle) -> None:
         "persons_at_risk": D.RISK_DISCLOSURE,
         "clinical_note": D.CLINICAL_DETAIL,
     }
-    police = decide(sample, "nhs", "police", "risk_concern_alert", "risk_management", alert,
-                    override=override())
+    police = decide(
+        sample, "nhs", "police", "risk_concern_alert", "risk_management", alert, override=override()
+    )
     assert police.outcome is Outcome.PERMIT
     assert police.override_used
     assert "clinical_note" in police.disclosed
     assert police.classification == "OFFICIAL-SENSITIVE"
-    probation = decide(sample, "nhs", "probation", "risk_concern_alert", "risk_management",
-                       alert, override=override())
+    probation = decide(
+        sample, "nhs", "probation", "risk_concern_alert", "risk_management", alert, override=override()
+    )
     assert probation.withheld_reasons == {"clinical_note": "P7.override"}
     assert not probation.override_used
 
 
 def test_step5_spo_breach_and_new_address(sample: DsaBundle) -> None:
-    to = {r: decide(sample, "police", r, "cj_status_update", "risk_management", CJ_UPDATE,
-                    consent=GIVEN)
-          for r in candidate_recipients(sample, "police", "cj_status_update")}
+    to = {
+        r: decide(sample, "police", r, "cj_status_update", "risk_management", CJ_UPDATE, consent=GIVEN)
+        for r in candidate_recipients(sample, "police", "cj_status_update")
+    }
     assert "exclusion_zones" in to["probation"].disclosed
     assert to["nhs"].withheld_reasons["exclusion_zones"] == "P4.hard_rule"
     assert all(d.delivers for d in to.values())
 
     update = {"victim_address": D.VICTIM_LOCATION, "safety_measures": D.VICTIM_SAFETY_PLAN}
     assert candidate_recipients(sample, "advocacy", "victim_safety_update") == (
-        "police", "probation",
+        "police",
+        "probation",
     )
-    police = decide(sample, "advocacy", "police", "victim_safety_update", "safeguarding",
-                    update)
+    police = decide(sample, "advocacy", "police", "victim_safety_update", "safeguarding", update)
     assert police.outcome is Outcome.PERMIT
-    probation = decide(sample, "advocacy", "probation", "victim_safety_update",
-                       "safeguarding", update, consent=GIVEN)
+    probation = decide(
+        sample, "advocacy", "probation", "victim_safety_update", "safeguarding", update, consent=GIVEN
+    )
     assert probation.outcome is Outcome.DENY  # nothing in it probation may see
     assert probation.disclosed == ()
 
 
 def test_step6_victim_location_to_nhs_under_override_refused(sample: DsaBundle) -> None:
     crafted = override(data_classes=["victim_location"], recipients=["nhs"])
-    d = decide(sample, "police", "nhs", "case_referral", "risk_management", CASE_REFERRAL,
-               override=crafted)
+    d = decide(sample, "police", "nhs", "case_referral", "risk_management", CASE_REFERRAL, override=crafted)
     assert d.outcome is Outcome.DENY
     assert d.rules[0] == "P4.hard_rule"
     assert d.disclosed == ()
     # The rest of the partnership is unaffected by an override naming only nhs.
-    probation = decide(sample, "police", "probation", "case_referral", "risk_management",
-                       CASE_REFERRAL, override=crafted)
+    probation = decide(
+        sample, "police", "probation", "case_referral", "risk_management", CASE_REFERRAL, override=crafted
+    )
     assert probation.outcome is Outcome.PERMIT
 
 
@@ -230,8 +267,16 @@ def test_nothing_ever_sends_victim_location_to_nhs(sample: DsaBundle) -> None:
                 continue
             for masp_type in clause.message_types:
                 for purpose in clause.purposes:
-                    d = decide(sample, sender, "nhs", masp_type, purpose, every, consent=GIVEN,
-                               facts={"cj_status": "charged", "case_holder": True})
+                    d = decide(
+                        sample,
+                        sender,
+                        "nhs",
+                        masp_type,
+                        purpose,
+                        every,
+                        consent=GIVEN,
+                        facts={"cj_status": "charged", "case_holder": True},
+                    )
                     assert not {every[n] for n in d.disclosed} & NEVER_TO_NHS
 
 
@@ -251,9 +296,17 @@ def test_version_in_force_is_chosen_by_date() -> None:
     both = load_bundle([SAMPLE_DIR, EXPIRED])
     now = decide(both, "police", "probation", "case_referral", "risk_management", CASE_REFERRAL)
     assert now.clause is not None and now.clause.dsa_version == 1
-    then = evaluate(both, PolicyRequest("police", "probation", "case_referral",
-                                        "risk_management", CASE_REFERRAL,
-                                        datetime(2025, 3, 1, tzinfo=UTC)))
+    then = evaluate(
+        both,
+        PolicyRequest(
+            "police",
+            "probation",
+            "case_referral",
+            "risk_management",
+            CASE_REFERRAL,
+            datetime(2025, 3, 1, tzinfo=UTC),
+        ),
+    )
     assert then.delivers
     assert then.clause is not None and then.clause.dsa_version == 0
     assert "children" in then.withheld  # v0 did not list children
@@ -310,14 +363,15 @@ def test_engine_failure_denies(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_hard_rule_and_minimisation_hold_without_any_rule() -> None:
     """Defence in depth: the engine's own guard, with every rule removed."""
-    b = bundle(agreement(clause_doc(to=["nhs"], data_classes=["perpetrator_identity",
-                                                              "victim_location"])))
-    fields = {"perpetrator_name": D.PERPETRATOR_IDENTITY, "victim_address": D.VICTIM_LOCATION,
-              "offence_codes": D.OFFENCE}
+    b = bundle(agreement(clause_doc(to=["nhs"], data_classes=["perpetrator_identity", "victim_location"])))
+    fields = {
+        "perpetrator_name": D.PERPETRATOR_IDENTITY,
+        "victim_address": D.VICTIM_LOCATION,
+        "offence_codes": D.OFFENCE,
+    }
     d = PolicyEngine(rules=()).evaluate(b, request(recipient="nhs", fields=fields))
     assert d.disclosed == ("perpetrator_name",)
-    assert d.withheld_reasons == {"offence_codes": "P4.minimisation",
-                                  "victim_address": "P4.hard_rule"}
+    assert d.withheld_reasons == {"offence_codes": "P4.minimisation", "victim_address": "P4.hard_rule"}
     assert {"P4.hard_rule", "P4.minimisation"} <= set(d.rules)
 
 
@@ -331,8 +385,7 @@ def test_retention_and_decision_as_json() -> None:
 
 
 def test_reason_is_one_line_of_names() -> None:
-    d = decide(load_bundle(SAMPLE_DIR), "police", "nhs", "case_referral", "risk_management",
-               CASE_REFERRAL)
+    d = decide(load_bundle(SAMPLE_DIR), "police", "nhs", "case_referral", "risk_management", CASE_REFERRAL)
     assert "\n" not in d.reason
     assert "victim_address (P4.hard_rule)" in d.reason
 

@@ -34,8 +34,15 @@ PURPOSES = ("risk_management", "safeguarding", "intervention")
 ROLES = ("caldicott_guardian", "duty_inspector")
 CLASSES = tuple(DataClass)
 RULE_IDS = {
-    "clause.none", "P1.validity", "P2.purpose", "P4.minimisation", "P4.hard_rule",
-    "P5.special_category", "P6.consent", "P7.override", "P8.eligibility",
+    "clause.none",
+    "P1.validity",
+    "P2.purpose",
+    "P4.minimisation",
+    "P4.hard_rule",
+    "P5.special_category",
+    "P6.consent",
+    "P7.override",
+    "P8.eligibility",
 }
 _CODE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -68,7 +75,8 @@ def clauses(draw: st.DrawFn, index: int) -> dict[str, Any]:
         "requires_consent": draw(st.booleans()),
         "retention_days": draw(st.integers(1, 4000)),
         "override_authoriser_roles": ["caldicott_guardian"]
-        if draw(AIMED) else draw(subset(ROLES, min_size=0)),
+        if draw(AIMED)
+        else draw(subset(ROLES, min_size=0)),
     }
 
 
@@ -77,18 +85,20 @@ def agreements(draw: st.DrawFn, version: int) -> DataSharingAgreement:
     start = draw(dates)
     end = start + timedelta(days=draw(st.integers(0, 900)))
     n = draw(st.integers(1, 6))
-    return DataSharingAgreement.model_validate({
-        "id": draw(st.sampled_from(["dsa-a", "dsa-b"])),
-        "version": version,
-        "title": "random",
-        "status": "active" if draw(AIMED) else draw(st.sampled_from(["suspended", "terminated"])),
-        "valid_from": start,
-        "valid_until": end,
-        "review_date": start + (end - start) / 2,
-        "parties": list(AGENCIES) if draw(AIMED) else ["police", "probation", "nhs"],
-        "purposes": list(PURPOSES) if draw(AIMED) else draw(subset(PURPOSES)),
-        "clauses": [draw(clauses(i)) for i in range(n)],
-    })
+    return DataSharingAgreement.model_validate(
+        {
+            "id": draw(st.sampled_from(["dsa-a", "dsa-b"])),
+            "version": version,
+            "title": "random",
+            "status": "active" if draw(AIMED) else draw(st.sampled_from(["suspended", "terminated"])),
+            "valid_from": start,
+            "valid_until": end,
+            "review_date": start + (end - start) / 2,
+            "parties": list(AGENCIES) if draw(AIMED) else ["police", "probation", "nhs"],
+            "purposes": list(PURPOSES) if draw(AIMED) else draw(subset(PURPOSES)),
+            "clauses": [draw(clauses(i)) for i in range(n)],
+        }
+    )
 
 
 @st.composite
@@ -100,28 +110,33 @@ def bundles(draw: st.DrawFn) -> DsaBundle:
 @st.composite
 def overrides(draw: st.DrawFn, around: datetime, recipient: str, roles: list[str]) -> Override:
     """Mostly well-formed, for this recipient, by an allowed role; sometimes not."""
-    valid = draw(AIMED)  # otherwise one part of it is broken
+    valid = draw(st.booleans())  # otherwise one part of it is broken
     broken = draw(st.sampled_from(["risk_to", "harm", "legal_basis", "role", "expiry"]))
     role = draw(st.sampled_from(roles)) if roles and draw(AIMED) else "duty_inspector"
-    return Override.model_validate({
-        "justification": {
-            "risk_to": "pet" if not valid and broken == "risk_to" else "victim",
-            "harm": "Free Text!" if not valid and broken == "harm" else "serious_violence",
-            "consent_not_sought_reason": "would_increase_risk",
-        },
-        "legal_basis": "" if not valid and broken == "legal_basis" else "Art 9(2)(g)",
-        "authoriser": {"id": "a-1", "role": "nobody" if not valid and broken == "role" else role},
-        "subject_informed": draw(st.booleans()),
-        "expires_at": around + timedelta(
-            hours=-draw(st.integers(0, 24)) if not valid and broken == "expiry"
-            else draw(st.integers(1, 72))
-        ),
-        "data_classes": draw(
-            st.lists(st.sampled_from(CLASSES), min_size=1 if valid else 0, max_size=4, unique=True)
-        ),
-        "recipients": draw(st.sampled_from([[recipient], [recipient, "police"], []]))
-        if draw(AIMED) else draw(subset(AGENCIES, min_size=0)),
-    })
+    return Override.model_validate(
+        {
+            "justification": {
+                "risk_to": "pet" if not valid and broken == "risk_to" else "victim",
+                "harm": "Free Text!" if not valid and broken == "harm" else "serious_violence",
+                "consent_not_sought_reason": "would_increase_risk",
+            },
+            "legal_basis": "" if not valid and broken == "legal_basis" else "Art 9(2)(g)",
+            "authoriser": {"id": "a-1", "role": "nobody" if not valid and broken == "role" else role},
+            "subject_informed": draw(st.booleans()),
+            "expires_at": around
+            + timedelta(
+                hours=-draw(st.integers(0, 24))
+                if not valid and broken == "expiry"
+                else draw(st.integers(1, 72))
+            ),
+            "data_classes": draw(
+                st.lists(st.sampled_from(CLASSES), min_size=1 if valid else 0, max_size=4, unique=True)
+            ),
+            "recipients": draw(st.sampled_from([[recipient], [recipient, "police"], []]))
+            if draw(AIMED)
+            else draw(subset(AGENCIES, min_size=0)),
+        }
+    )
 
 
 @st.composite
@@ -137,9 +152,7 @@ def scenarios(draw: st.DrawFn) -> tuple[DsaBundle, PolicyRequest]:
         day = agreement.valid_from + timedelta(
             days=draw(st.integers(-5, (agreement.valid_until - agreement.valid_from).days + 5))
         )
-        at = datetime.combine(day, datetime.min.time(), UTC) + timedelta(
-            minutes=draw(st.integers(0, 1439))
-        )
+        at = datetime.combine(day, datetime.min.time(), UTC) + timedelta(minutes=draw(st.integers(0, 1439)))
     else:
         sender, recipient = draw(st.sampled_from(AGENCIES)), draw(st.sampled_from(AGENCIES))
         masp_type, purpose = draw(st.sampled_from(TYPES)), draw(st.sampled_from(PURPOSES))
@@ -149,16 +162,29 @@ def scenarios(draw: st.DrawFn) -> tuple[DsaBundle, PolicyRequest]:
     # Fields lean towards the classes in play, so grants and refusals both get exercised.
     in_play = [*clause.data_classes, *(ov.data_classes if ov else ()), *sorted(SPECIAL_CATEGORY)]
     names = [f"f{i}" for i in range(12)]
-    fields = draw(st.dictionaries(
-        st.sampled_from(names), st.sampled_from(in_play) | st.sampled_from(CLASSES), max_size=12
-    ))
-    consent = draw(st.none() | st.builds(
-        ConsentState, status=st.sampled_from(["given", "given", "withdrawn"]),
-        recorded=st.booleans() | st.just(True), in_scope=st.booleans() | st.just(True),
-    ))
+    fields = draw(
+        st.dictionaries(
+            st.sampled_from(names), st.sampled_from(in_play) | st.sampled_from(CLASSES), max_size=12
+        )
+    )
+    consent = draw(
+        st.none()
+        | st.builds(
+            ConsentState,
+            status=st.sampled_from(["given", "given", "withdrawn"]),
+            recorded=st.booleans() | st.just(True),
+            in_scope=st.booleans() | st.just(True),
+        )
+    )
     req = PolicyRequest(
-        sender=sender, recipient=recipient, masp_type=masp_type, purpose=purpose,
-        fields=fields, at=at, consent=consent, override=ov,
+        sender=sender,
+        recipient=recipient,
+        masp_type=masp_type,
+        purpose=purpose,
+        fields=fields,
+        at=at,
+        consent=consent,
+        override=ov,
         facts={
             "cj_status": draw(st.sampled_from(["charged", "charged", "under_investigation", None])),
             "case_holder": draw(st.booleans() | st.just(True)),
@@ -167,11 +193,83 @@ def scenarios(draw: st.DrawFn) -> tuple[DsaBundle, PolicyRequest]:
     return b, req
 
 
+@st.composite
+def override_scenarios(draw: st.DrawFn) -> tuple[DsaBundle, PolicyRequest]:
+    """One in-force clause that permits the flow; an override, valid or broken in one way."""
+    sender = draw(st.sampled_from(["nhs", "nhs", "police", "advocacy"]))
+    recipient = draw(st.sampled_from([a for a in AGENCIES if a != sender]))
+    clause = {
+        "id": "c0",
+        "from": sender,
+        "to": [recipient],
+        "message_types": ["risk_concern_alert"],
+        "purposes": ["risk_management"],
+        "regime": "uk_gdpr",
+        "lawful_basis": "Art 6(1)(e)",
+        "special_category_condition": draw(st.sampled_from(["Art 9(2)(g) + Sch 1", None])),
+        "data_classes": draw(st.lists(st.sampled_from(CLASSES), min_size=1, unique=True)),
+        "retention_days": 7,
+        "override_authoriser_roles": ["caldicott_guardian"],
+    }
+    b = DsaBundle(
+        (
+            DataSharingAgreement.model_validate(
+                {
+                    "id": "dsa-o",
+                    "version": 1,
+                    "title": "t",
+                    "status": "active",
+                    "valid_from": "2026-01-01",
+                    "valid_until": "2026-12-31",
+                    "review_date": "2026-12-31",
+                    "parties": list(AGENCIES),
+                    "purposes": ["risk_management"],
+                    "clauses": [clause],
+                }
+            ),
+        )
+    )
+    at = datetime(2026, 6, 1, 12, tzinfo=UTC)
+    valid = draw(st.booleans())
+    broken = draw(st.sampled_from(["risk_to", "harm", "legal_basis", "role", "expiry", "to"]))
+    ov = Override.model_validate(
+        {
+            "justification": {
+                "risk_to": "pet" if not valid and broken == "risk_to" else "child",
+                "harm": "Free Text!" if not valid and broken == "harm" else "serious_harm",
+                "consent_not_sought_reason": "urgent",
+            },
+            "legal_basis": " " if not valid and broken == "legal_basis" else "Art 9(2)(g)",
+            "authoriser": {
+                "id": "a-9",
+                "role": "team_lead" if not valid and broken == "role" else "caldicott_guardian",
+            },
+            "subject_informed": False,
+            "expires_at": at
+            + timedelta(
+                minutes=-draw(st.integers(0, 600))
+                if not valid and broken == "expiry"
+                else draw(st.integers(1, 600))
+            ),
+            "data_classes": draw(st.lists(st.sampled_from(CLASSES), min_size=1, unique=True)),
+            "recipients": ["probation"] if not valid and broken == "to" else [recipient],
+        }
+    )
+    in_play = [*clause["data_classes"], *ov.data_classes, DataClass.CLINICAL_DETAIL]
+    fields = draw(
+        st.dictionaries(st.sampled_from([f"f{i}" for i in range(8)]), st.sampled_from(in_play), min_size=1)
+    )
+    req = PolicyRequest(sender, recipient, "risk_concern_alert", "risk_management", fields, at, override=ov)
+    return b, req
+
+
 def applied(b: DsaBundle, d: Decision) -> tuple[DataSharingAgreement, Clause]:
     assert d.clause is not None
     for agreement, clause in b.clauses():
         if (agreement.id, agreement.version, clause.id) == (
-            d.clause.dsa_id, d.clause.dsa_version, d.clause.clause_id,
+            d.clause.dsa_id,
+            d.clause.dsa_version,
+            d.clause.clause_id,
         ):
             return agreement, clause
     raise AssertionError("decision cites a clause the bundle does not hold")
@@ -184,23 +282,32 @@ def valid_override_classes(req: PolicyRequest, clause: Clause) -> set[DataClass]
     j = ov.justification
     valid = (
         j.risk_to in {"victim", "public", "child", "staff"}
-        and bool(_CODE.match(j.harm)) and bool(_CODE.match(j.consent_not_sought_reason))
-        and bool(ov.legal_basis.strip()) and bool(ov.authoriser.id.strip())
+        and bool(_CODE.match(j.harm))
+        and bool(_CODE.match(j.consent_not_sought_reason))
+        and bool(ov.legal_basis.strip())
+        and bool(ov.authoriser.id.strip())
         and ov.authoriser.role in clause.override_authoriser_roles
         and req.at < ov.expires_at
     )
     return set(ov.data_classes) if valid else set()
 
 
-PROPERTY_SETTINGS = settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+PROPERTY_SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @PROPERTY_SETTINGS
 @given(scenario=scenarios())
 def test_decision_invariants(scenario: tuple[DsaBundle, PolicyRequest]) -> None:
-    b, req = scenario
+    assert_invariants(*scenario)
+
+
+@PROPERTY_SETTINGS
+@given(scenario=override_scenarios())
+def test_override_invariants(scenario: tuple[DsaBundle, PolicyRequest]) -> None:
+    assert_invariants(*scenario)
+
+
+def assert_invariants(b: DsaBundle, req: PolicyRequest) -> None:
     d = evaluate(b, req)
     fields = req.fields
     disclosed, withheld = set(d.disclosed), set(d.withheld)
@@ -253,15 +360,20 @@ def test_nothing_flows_outside_an_agreement_in_force(
     scenario: tuple[DsaBundle, PolicyRequest], day_offset: int
 ) -> None:
     b, req = scenario
-    suspended = DsaBundle(tuple(
-        a.model_copy(update={"status": DsaStatus.SUSPENDED}) for a in b.agreements
-    ))
+    suspended = DsaBundle(tuple(a.model_copy(update={"status": DsaStatus.SUSPENDED}) for a in b.agreements))
     assert evaluate(suspended, req).outcome is Outcome.DENY
     last = max(a.valid_until for a in b.agreements)
     later = datetime.combine(last, datetime.min.time(), UTC) + timedelta(days=1 + day_offset)
     expired = PolicyRequest(
-        req.sender, req.recipient, req.masp_type, req.purpose, req.fields, later,
-        req.consent, req.override, req.facts,
+        req.sender,
+        req.recipient,
+        req.masp_type,
+        req.purpose,
+        req.fields,
+        later,
+        req.consent,
+        req.override,
+        req.facts,
     )
     assert evaluate(b, expired).outcome is Outcome.DENY
 

@@ -7,8 +7,8 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select, text
 from sqlmodel import col
 

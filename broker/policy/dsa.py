@@ -73,9 +73,7 @@ class Regime(StrEnum):
 class Clause(BaseModel):
     """One permitted flow: who may send which message types to whom, for what, with what."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, validate_by_alias=True, validate_by_name=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_by_alias=True, validate_by_name=True)
 
     id: str = Field(pattern=_ID_PATTERN)
     from_: AgencyId = Field(alias="from")
@@ -184,8 +182,7 @@ def load_bundle(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]
         key = (agreement.id, agreement.version)
         if key in sources:
             raise DsaInvalid(
-                f"{path}: {agreement.id} version {agreement.version} is also defined in "
-                f"{sources[key]}"
+                f"{path}: {agreement.id} version {agreement.version} is also defined in {sources[key]}"
             )
         sources[key] = str(path)
         agreements.append(agreement)
@@ -208,9 +205,7 @@ def parse_agreement(text: str, *, source: str = "<string>") -> DataSharingAgreem
     except ValidationError as exc:
         first = exc.errors()[0]
         path = _key_path(raw, first["loc"])
-        raise DsaInvalid(
-            f"{source}: {path or '<root>'}: {first['msg']}", errors=exc.error_count()
-        ) from None
+        raise DsaInvalid(f"{source}: {path or '<root>'}: {first['msg']}", errors=exc.error_count()) from None
 
 
 def _key_path(raw: Mapping[str, Any], loc: tuple[int | str, ...]) -> str:
@@ -240,13 +235,9 @@ def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode)
             continue
         key = loader.construct_object(key_node)
         if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
         seen.add(key)
     return loader.construct_mapping(node)
 
 
-_StrictLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
-)
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)

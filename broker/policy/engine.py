@@ -24,6 +24,7 @@ from broker.policy.rules import (
     Rule,
     RuleContext,
     RuleResult,
+    as_code,
     hard_withheld,
     run,
 )
@@ -120,7 +121,8 @@ class PolicyEngine:
         chosen = select_clause(bundle, request)
         if chosen is None:
             note = (
-                f"no clause lets {request.sender} send {request.masp_type} to {request.recipient}"
+                f"no clause lets {as_code(request.sender)} send {as_code(request.masp_type)} "
+                f"to {as_code(request.recipient)}"
             )
             return _refusal(request, NO_CLAUSE, note)
         agreement, clause, selection_warnings = chosen
@@ -128,9 +130,7 @@ class PolicyEngine:
         return _decide(ctx, run(self.rules, ctx), selection_warnings)
 
 
-def evaluate(
-    bundle: DsaBundle, request: PolicyRequest, *, deny_after_review_date: bool = False
-) -> Decision:
+def evaluate(bundle: DsaBundle, request: PolicyRequest, *, deny_after_review_date: bool = False) -> Decision:
     """Decide what ``request.recipient`` may receive of this message under ``bundle``."""
     return PolicyEngine(deny_after_review_date=deny_after_review_date).evaluate(bundle, request)
 
@@ -183,9 +183,7 @@ def select_clause(
     return agreement, clause, warnings
 
 
-def _decide(
-    ctx: RuleContext, results: tuple[RuleResult, ...], extra_warnings: tuple[str, ...]
-) -> Decision:
+def _decide(ctx: RuleContext, results: tuple[RuleResult, ...], extra_warnings: tuple[str, ...]) -> Decision:
     request, clause = ctx.request, ctx.clause
     fired = [r.rule for r in results if r.fired]
     warnings = list(extra_warnings)
@@ -253,9 +251,7 @@ def _decide(
         withheld=tuple(sorted(reasons)),
         withheld_reasons=MappingProxyType(dict(sorted(reasons.items()))),
         retention_until=request.at + timedelta(days=clause.retention_days) if delivers else None,
-        classification=(
-            Classification.OFFICIAL_SENSITIVE if sensitive else Classification.OFFICIAL
-        ),
+        classification=(Classification.OFFICIAL_SENSITIVE if sensitive else Classification.OFFICIAL),
         override_used=delivers and any(r.override_used for r in results),
         warnings=tuple(dict.fromkeys(warnings)),
         reason=why,
@@ -351,9 +347,7 @@ def explain(
         conditions.append("P6.consent: needs a current, in-scope consent record")
         consent = ConsentState(recorded=True, in_scope=True, status=ConsentStatus.GIVEN)
     if masp_type == "intervention_referral":
-        conditions.append(
-            "P8.eligibility: refused while under investigation; referrer names a case holder"
-        )
+        conditions.append("P8.eligibility: refused while under investigation; referrer names a case holder")
         facts = {"cj_status": "charged", "case_holder": True}
     request = PolicyRequest(
         sender, recipient, masp_type, purpose or "", every, at, consent=consent, facts=facts

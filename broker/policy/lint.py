@@ -151,9 +151,7 @@ def _agreement_findings(
             yield finding("warning", f"review date {dsa.review_date} has passed")
 
 
-def _clause_findings(
-    dsa: DataSharingAgreement, clause: Clause
-) -> Iterable[tuple[Severity, str, str]]:
+def _clause_findings(dsa: DataSharingAgreement, clause: Clause) -> Iterable[tuple[Severity, str, str]]:
     classes = set(clause.data_classes)
     if NHS in clause.to and classes & NEVER_TO_NHS:
         names = ", ".join(sorted(classes & NEVER_TO_NHS))
@@ -164,16 +162,11 @@ def _clause_findings(
             "P7.override",
             "clinical_detail leaves nhs only under an override; list it in no clause",
         )
-    if (
-        clause.from_ == NHS
-        and clause.override_authoriser_roles
-        and not (clause.special_category_condition)
-    ):
+    if clause.from_ == NHS and clause.override_authoriser_roles and not (clause.special_category_condition):
         yield (
             "warning",
             "P5.special_category",
-            "override route without a special-category condition: clinical detail would "
-            "still be withheld",
+            "override route without a special-category condition: clinical detail would still be withheld",
         )
     yield from _lawful_basis_findings(clause, classes)
     cited = f"{clause.lawful_basis}; {clause.special_category_condition or ''}"
@@ -217,9 +210,7 @@ def _clause_findings(
         yield "error", "P2.purpose", f"purposes {', '.join(undeclared)} not declared by {dsa.id}"
 
 
-def _lawful_basis_findings(
-    clause: Clause, classes: set[DataClass]
-) -> Iterable[tuple[Severity, str, str]]:
+def _lawful_basis_findings(clause: Clause, classes: set[DataClass]) -> Iterable[tuple[Severity, str, str]]:
     basis = clause.lawful_basis
     condition = (clause.special_category_condition or "").strip()
     if clause.regime is Regime.DPA2018_PART3:
@@ -235,8 +226,7 @@ def _lawful_basis_findings(
             yield (
                 "warning",
                 "P3.lawful_basis",
-                f"{clause.from_} is a public authority: legitimate interests does not cover "
-                "its tasks",
+                f"{clause.from_} is a public authority: legitimate interests does not cover its tasks",
             )
     special = sorted(classes & SPECIAL_CATEGORY)
     if special and not condition:

@@ -118,6 +118,12 @@ class PolicyRequest:
         object.__setattr__(self, "facts", MappingProxyType(dict(self.facts)))
 
 
+def as_code(value: object) -> str:
+    """``value`` if it is a code, else a mask: decisions are audited and must not carry the
+    free text a sender could put in a purpose, a message type or an authoriser role."""
+    return value if isinstance(value, str) and _CODE.match(value) else "<not a code>"
+
+
 def hard_withheld(recipient: str) -> frozenset[DataClass]:
     """Classes that never reach ``recipient`` whatever a clause or override says (P4)."""
     return NEVER_TO_NHS if recipient == NHS else frozenset()
@@ -141,7 +147,7 @@ def override_problems(override: Override, clause: Clause, at: datetime) -> tuple
         problems.append("data_classes is empty")
     if override.authoriser.role not in clause.override_authoriser_roles:
         problems.append(
-            f"authoriser role {override.authoriser.role!r} may not override clause {clause.id}"
+            f"authoriser role {as_code(override.authoriser.role)} may not override clause {clause.id}"
         )
     if at >= override.expires_at:
         problems.append("override expired")
@@ -240,7 +246,7 @@ class Purpose:
     def check(self, ctx: RuleContext) -> RuleResult:
         purpose = ctx.request.purpose
         if purpose not in ctx.clause.purposes or purpose not in ctx.agreement.purposes:
-            note = f"purpose {purpose!r} is not a purpose of clause {ctx.clause.id}"
+            note = f"purpose {as_code(purpose)} is not a purpose of clause {ctx.clause.id}"
             return RuleResult(self.id, denied=True, note=note)
         return RuleResult(self.id)
 
@@ -304,11 +310,7 @@ class HardRule:
         if not never:
             return RuleResult(self.id)
         ov = ctx.request.override
-        if (
-            ov is not None
-            and ctx.request.recipient in ov.recipients
-            and never & set(ov.data_classes)
-        ):
+        if ov is not None and ctx.request.recipient in ov.recipients and never & set(ov.data_classes):
             asked = ", ".join(sorted(never & set(ov.data_classes)))
             note = f"override asks for {asked} for {ctx.request.recipient}"
             return RuleResult(self.id, denied=True, withheld=ctx.fields_in(never), note=note)

@@ -112,7 +112,7 @@ def overrides(draw: st.DrawFn, around: datetime, recipient: str, roles: list[str
     """Mostly well-formed, for this recipient, by an allowed role; sometimes not."""
     valid = draw(st.booleans())  # otherwise one part of it is broken
     broken = draw(st.sampled_from(["risk_to", "harm", "legal_basis", "role", "expiry"]))
-    role = draw(st.sampled_from(roles)) if roles and draw(AIMED) else "duty_inspector"
+    role = draw(st.sampled_from(roles)) if draw(AIMED) and roles else "duty_inspector"
     return Override.model_validate(
         {
             "justification": {
@@ -198,7 +198,7 @@ def override_scenarios(draw: st.DrawFn) -> tuple[DsaBundle, PolicyRequest]:
     """One in-force clause that permits the flow; an override, valid or broken in one way."""
     sender = draw(st.sampled_from(["nhs", "nhs", "police", "advocacy"]))
     recipient = draw(st.sampled_from([a for a in AGENCIES if a != sender]))
-    clause = {
+    clause: dict[str, Any] = {
         "id": "c0",
         "from": sender,
         "to": [recipient],

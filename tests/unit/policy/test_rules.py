@@ -561,3 +561,20 @@ def test_no_clause(case: Case) -> None:
     assert decision.lawful_basis is None
     assert decision.rules == ("clause.none",)
     assert set(decision.withheld_reasons.values()) == {"clause.none"}
+
+
+def test_sender_supplied_text_never_reaches_the_decision() -> None:
+    """Purposes, types and roles come from the sender; only codes are echoed back."""
+    free_text = "Jane Doe at 1 High St"
+    refused = Case("p", Outcome.DENY, req={"purpose": free_text}).run()
+    no_clause = Case("t", Outcome.DENY, req={"masp_type": free_text}).run()
+    bad_role = Case(
+        "r",
+        Outcome.PERMIT_WITH_REDACTION,
+        clause=_NHS_ALERT,
+        req={**_ALERT_REQ, "override": override(authoriser={"id": "x", "role": free_text})},
+    ).run()
+    for decision in (refused, no_clause, bad_role):
+        text = decision.reason + " ".join(decision.warnings)
+        assert "Jane" not in text and "High St" not in text
+        assert "\n" not in decision.reason

@@ -17,6 +17,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from broker.consent_cli import app as consent_app
 from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyRegistry, init_keys
 from broker.errors import MaspError
 from broker.logs import configure
@@ -32,6 +33,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(adapter_app, name="adapter")
+app.add_typer(consent_app, name="consent")
 
 T = TypeVar("T")
 

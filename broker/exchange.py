@@ -19,9 +19,7 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlmodel import col
 
 import schemas
 from broker import policy, wire
@@ -39,8 +37,10 @@ from broker.clock import Clock
 from broker.crypto import jose
 from broker.crypto.keys import AgencyKeys, KeyRegistry
 from broker.errors import MalformedMessage, MaspError, ReplayDetected, SchemaInvalid
+from broker.store import consent as consent_registry
 from broker.store.audit_log import AuditLog, Batch
-from broker.store.models import ConsentRow, DeliveryRow, SeenMessageRow
+from broker.store.models import DeliveryRow, OverrideReviewRow, SeenMessageRow
+from schemas.consent_change import ConsentChange
 
 log = structlog.get_logger("masp.exchange")
 
@@ -95,6 +95,9 @@ class Exchange:
 
     def _validate(self, sub: wire.Submission) -> schemas.CanonicalBody:
         claims = sub.claims
+        if claims["masp_type"] == "consent_change" and not isinstance(claims.get("consent_ref"), str):
+            raise SchemaInvalid("consent_change needs a consent_ref naming the consent it changes",
+                                fields=["consent_ref"])
         try:
             return schemas.validate_body(claims["masp_type"], claims["masp_schema"], sub.message.claims)
         except schemas.SchemaInvalid as exc:
@@ -131,10 +134,12 @@ class Exchange:
                 decisions = [policy.evaluate(self.bundle, policy.PolicyRequest(
                     sender=sub.sender, recipient=r, masp_type=claims["masp_type"],
                     purpose=claims["purpose"], fields=classes, at=now,
-                    consent=await self._consent(session, claims, r), override=override,
+                    consent=await self._consent(session, claims, r, now), override=override,
                     facts=_facts(body))) for r in policy.candidate_recipients(
                         self.bundle, sub.sender, claims["masp_type"])]
                 receipt = self._record(batch, session, sub, actor, digest, subjects, decisions, now)
+                if isinstance(body, ConsentChange):
+                    self._register_consent(batch, sub, body, subjects, actor, now)
                 session.add(SeenMessageRow(jti=sub.message_id, sender=sub.sender,
                                            payload_digest=digest, receipt=receipt.token,
                                            received_at=now))
@@ -170,14 +175,36 @@ class Exchange:
             summary.append({"recipient": d.recipient, "decision": d.outcome.value,
                             "clause": d.clause.clause_id if d.clause else None})
             if d.override_used:
-                batch.add(partial(_override_entry, decision=d, override=claims["override"],
-                                  common=common))
+                used = batch.add(partial(_override_entry, decision=d, override=claims["override"],
+                                         common=common))
+                session.add(OverrideReviewRow(
+                    seq=used.seq, message_id=sub.message_id, sender=sub.sender,
+                    recipient=d.recipient, authoriser_role=claims["override"]["authoriser"]["role"],
+                    harm=claims["override"]["justification"]["harm"], status="pending",
+                    created_at=now))
             if d.outcome in (policy.Outcome.PERMIT, policy.Outcome.PERMIT_WITH_REDACTION):
                 session.add(self._delivery(sub, d, entry.seq, now))
         token = wire.sign_receipt(self.broker, {
             "message_id": sub.message_id, "received_at": now.isoformat(),
             "audit_seq": submitted.seq, "decisions": summary})
         return Receipt(token, sub.message_id, submitted.seq, summary)
+
+    def _register_consent(self, batch: Batch, sub: wire.Submission, body: ConsentChange,
+                          subjects: tuple[SubjectRef, ...], actor: Actor, now: datetime) -> None:
+        """Apply a consent decision to every later flow (P6), in the same transaction."""
+        ref = str(sub.claims["consent_ref"])
+        decision = body.victim_consent or body.intervention_consent
+        assert decision is not None  # the schema requires exactly one
+        rec = consent_registry.record_from_body(ref, decision)
+        consent_registry.record(batch.session, rec, subjects=[s.pseudonym for s in subjects],
+                                at=now, by=sub.sender, message_id=sub.message_id)
+        batch.add(lambda seq: AuditEntry(
+            seq=seq, kind=EntryKind.CONSENT_CHANGED, at=now, actor=actor,
+            message_id=sub.message_id, masp_type=sub.claims["masp_type"],
+            case_id=sub.claims["case_id"], sender=sub.sender, subjects=subjects,
+            consent={"ref": ref, "status": rec.status,
+                     "effective_date": rec.effective_date.isoformat()},
+            policy_hash=self.bundle.policy_hash))
 
     def _delivery(self, sub: wire.Submission, d: policy.Decision, audit_seq: int,
                   now: datetime) -> DeliveryRow:
@@ -214,19 +241,16 @@ class Exchange:
         except ValidationError:
             raise MalformedMessage("override block is incomplete or malformed") from None
 
-    async def _consent(self, session: AsyncSession, claims: Mapping[str, Any],
-                       recipient: str) -> policy.ConsentState | None:
+    async def _consent(self, session: AsyncSession, claims: Mapping[str, Any], recipient: str,
+                       now: datetime) -> policy.ConsentState | None:
+        """P6 input: the registry's current decision for the cited ``consent_ref``, if any."""
         ref = claims.get("consent_ref")
         if not isinstance(ref, str):
             return None
-        row = (await session.execute(
-            select(ConsentRow)
-            .where(col(ConsentRow.consent_ref) == ref, col(ConsentRow.recipient) == recipient)
-            .order_by(col(ConsentRow.id).desc()).limit(1)
-        )).scalar_one_or_none()
-        if row is None:
+        rec = await consent_registry.current(session, ref)
+        if rec is None:
             return None
-        return policy.ConsentState(ref=ref, status=row.status)
+        return rec.state_for(recipient, claims["masp_type"], claims["purpose"], now.date())
 
 
 def _dsa_ref(d: policy.Decision) -> DsaRef:

@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 from sqlmodel import col
 
 from broker import policy
-from broker.api import problems
+from broker.api import ig_routes, problems
 from broker.api.auth import Principal, authenticate, require_agency, require_role
 from broker.audit.entry import AuditEntry, pseudonym
 from broker.errors import NotFound, PayloadTooLarge
@@ -160,6 +160,8 @@ def create_app(service: BrokerService) -> FastAPI:
     async def dsa(who: Auth) -> dict[str, Any]:
         return {"policy_hash": exchange.bundle.policy_hash, "agreements": [
             json.loads(a.model_dump_json(by_alias=True)) for a in exchange.bundle.agreements]}
+
+    app.include_router(ig_routes.router)
 
     @app.post("/v1/dsa/explain", tags=["policy"])
     async def dsa_explain(question: ExplainQuestion, who: Auth) -> dict[str, Any]:

@@ -37,6 +37,7 @@ class EntryKind(StrEnum):
     AUDIT_VIEWED = "audit_viewed"
     AUDIT_EXPORTED = "audit_exported"
     CORRECTION_SENT = "correction_sent"
+    OVERRIDE_REVIEWED = "override_reviewed"
 
 
 class Actor(BaseModel):

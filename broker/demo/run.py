@@ -21,14 +21,15 @@ from typing import Any
 import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import select
+from sqlmodel import col
 
 from adapters.runtime import AdapterRuntime, wait_for
-from broker.audit.entry import AuditEntry
+from broker.audit.entry import AuditEntry, pseudonym
 from broker.crypto.keys import AGENCIES, AgencyKeys, KeyRegistry
 from broker.service import BrokerService, init_state
 from broker.settings import Settings
 from broker.store.audit_export import export_log, verify_database
-from broker.store.models import AuditRow, DeliveryRow
+from broker.store.models import AuditRow, DeliveryRow, OverrideReviewRow
 from broker.transport import topology
 from broker.wire import new_id
 from schemas import NEVER_TO_NHS, data_classes
@@ -36,6 +37,7 @@ from schemas import NEVER_TO_NHS, data_classes
 CASE_ID = "HIOW-MASP-2026-0147"
 PERPETRATOR_REF = "19/4471023K"  # police PNC id: the identifier an IG officer searches by
 VICTIM_REF = "VIC-2026-0147-1"
+CONSENT_REF = "CONSENT-HIOW-0147-V1"
 
 
 @dataclass
@@ -96,50 +98,150 @@ class Demo:
             await rt.stop()
 
     async def play(self) -> DemoResult:
-        await self._step1(self.connection)
-        await self._step6(self.connection)
+        await self._step1()
+        await self._step2()
+        await self._step3()
+        await self._step4()
+        await self._step5()
+        await self._step6()
         await self._settle(self.service)
+        await self._subject_lookup()
         return self.result
+
+    async def _send(self, step: str, agency: str, masp_type: str, body: dict[str, Any], purpose: str,
+                    *, expect: set[str], consent_ref: str | None = None,
+                    override: dict[str, Any] | None = None) -> tuple[str, dict[str, str]]:
+        """Submit as ``agency`` over AMQP; wait until every recipient in ``expect`` has it."""
+        adapter = self.adapters[agency]
+        _, jwe = adapter.compose(masp_type, body, case_id=CASE_ID, purpose=purpose,
+                                 subjects=_subjects(), consent_ref=consent_ref, override=override)
+        reply = await adapter.submit_amqp(self.connection, jwe)
+        mid = str(reply.get("message_id", ""))
+        decisions = {d["recipient"]: d["decision"] for d in reply.get("decisions", [])}
+        await wait_for(lambda: all(self._received(a, mid) for a in expect))
+        self.result.steps.append({
+            "step": step, "message_id": mid, "decisions": reply.get("decisions"),
+            "received": {a: sorted(r["fields"]) for a in AGENCIES for r in self._received(a, mid)}})
+        self.result.expect(step, f"broker accepted the {masp_type}", "receipt" in reply)
+        return mid, decisions
 
     def _received(self, agency: str, message_id: str) -> list[dict[str, Any]]:
         return [r for r in self.adapters[agency].received() if r["message"]["jti"] == message_id]
 
-    async def _step1(self, connection: AbstractRobustConnection) -> None:
-        police = self.adapters["police"]
-        body = demo_body("case_referral")
-        _, jwe = police.compose("case_referral", body, case_id=CASE_ID, purpose="risk_management",
-                                subjects=_subjects())
-        reply = await police.submit_amqp(connection, jwe)
-        mid = reply.get("message_id", "")
-        await wait_for(lambda: bool(self._received("probation", mid)) and bool(self._received("nhs", mid)))
+    def _fields(self, agency: str, mid: str) -> set[str]:
+        got = self._received(agency, mid)
+        return set(got[0]["fields"]) if len(got) == 1 else set()
+
+    async def _step1(self) -> None:
         step = "1. police case_referral"
+        body = demo_body("case_referral")
+        mid, decisions = await self._send(step, "police", "case_referral", body, "risk_management",
+                                          expect={"probation", "nhs"})
         classes = data_classes("case_referral")
-        prob = self._received("probation", mid)
-        nhs = self._received("nhs", mid)
-        self.result.expect(step, "broker accepted the referral", "receipt" in reply)
+        nhs = self._fields("nhs", mid)
         self.result.expect(step, "probation receives the full referral",
-                           len(prob) == 1 and set(prob[0]["fields"]) == set(body))
-        nhs_fields = set(nhs[0]["fields"]) if len(nhs) == 1 else set()
+                           self._fields("probation", mid) == set(body))
         self.result.expect(step, "nhs receives perpetrator identity, offence, orders and risk",
                            {"perpetrator_name", "offence_codes", "orders", "sdash_yes_count",
-                            "sash_concern_level"} <= nhs_fields)
+                            "sash_concern_level"} <= nhs)
         self.result.expect(step, "nhs receives no victim location or safety plan field",
-                           len(nhs) == 1 and not any(classes[f] in NEVER_TO_NHS for f in nhs_fields))
-        decisions = {d["recipient"]: d for d in reply.get("decisions", [])}
+                           bool(nhs) and not any(classes[f] in NEVER_TO_NHS for f in nhs))
         self.result.expect(step, "advocacy is refused until consent exists (P6)",
-                           decisions.get("advocacy", {}).get("decision") == "deny"
-                           and not self._received("advocacy", mid))
+                           decisions.get("advocacy") == "deny" and not self._received("advocacy", mid))
         refusal = await self._audit(lambda e: e.message_id == mid and e.recipient == "advocacy"
                                     and e.kind == "refused")
         self.result.expect(step, "the refusal to advocacy is an audit entry citing the consent rule",
                            any(any(r.startswith("P6") for r in e.rules) for e in refusal))
-        self.result.steps.append({"step": step, "message_id": mid, "decisions": reply.get("decisions"),
-                                  "received": {a: sorted(r["fields"]) for a in AGENCIES
-                                               for r in self._received(a, mid)}})
 
-    async def _step6(self, connection: AbstractRobustConnection) -> None:
-        police = self.adapters["police"]
-        body = demo_body("case_referral")
+    async def _step2(self) -> None:
+        step = "2. police record the victim's consent, then a victim_advocacy_referral"
+        await self._send(step, "police", "consent_change", demo_body("consent_change"),
+                         "case_management", consent_ref=CONSENT_REF, expect={"advocacy"})
+        consent = await self._audit(lambda e: e.kind == "consent_changed")
+        self.result.expect(step, "the consent is registered and audited",
+                           any(e.consent and e.consent.get("status") == "given" for e in consent))
+        mid, _ = await self._send(step, "police", "victim_advocacy_referral",
+                                  demo_body("victim_advocacy_referral"), "victim_support",
+                                  consent_ref=CONSENT_REF, expect={"advocacy"})
+        self.result.expect(step, "advocacy receives the victim's contact details and safe times",
+                           {"victim_address", "victim_phone", "victim_safe_contact_times"}
+                           <= self._fields("advocacy", mid))
+
+    async def _step3(self) -> None:
+        step = "3. intervention_referral refused under investigation, accepted after charge"
+        referral = {**demo_body("intervention_referral"), "cj_status": "under_investigation"}
+        referral.pop("bail_conditions", None)
+        mid, decisions = await self._send(step, "probation", "intervention_referral", referral,
+                                          "intervention", expect=set())
+        refusal = await self._audit(lambda e: e.message_id == mid and e.recipient == "nhs")
+        self.result.expect(step, "refused while under active investigation (P8)",
+                           decisions.get("nhs") == "deny"
+                           and any("P8.eligibility" in e.rules for e in refusal)
+                           and not self._received("nhs", mid))
+        charge = demo_body("cj_status_update")
+        mid, _ = await self._send(step, "police", "cj_status_update", charge, "risk_management",
+                                  consent_ref=CONSENT_REF, expect={"probation", "nhs", "advocacy"})
+        self.result.expect(step, "advocacy gets the bail conditions that protect the victim",
+                           "bail_conditions" in self._fields("advocacy", mid))
+        self.result.expect(step, "nhs gets the charge without the victim's exclusion zones",
+                           "cj_status" in self._fields("nhs", mid)
+                           and "exclusion_zones" not in self._fields("nhs", mid))
+        mid, decisions = await self._send(step, "probation", "intervention_referral",
+                                          demo_body("intervention_referral"), "intervention",
+                                          expect={"nhs"})
+        self.result.expect(step, "resubmitted after charge, it is accepted",
+                           decisions.get("nhs") in ("permit", "permit_with_redaction")
+                           and bool(self._fields("nhs", mid)))
+
+    async def _step4(self) -> None:
+        step = "4. nhs status update, then a risk alert with a clinical note under override"
+        mid, _ = await self._send(step, "nhs", "intervention_status_update",
+                                  demo_body("intervention_status_update"), "intervention",
+                                  expect={"probation", "police"})
+        status = self._fields("probation", mid) | self._fields("police", mid)
+        self.result.expect(step, "probation and police get attendance (3 of 4), no clinical detail",
+                           "sessions_attended" in status
+                           and not any(data_classes("intervention_status_update")[f] == "clinical_detail"
+                                       for f in status))
+        override = {
+            "justification": {"risk_to": "victim", "harm": "serious_harm",
+                              "consent_not_sought_reason": "would_increase_risk"},
+            "legal_basis": "UK GDPR Art 9(2)(g) + DPA 2018 Sch 1 para 10",
+            "authoriser": {"id": "cg-0042", "role": "caldicott_guardian"},
+            "subject_informed": False,
+            "expires_at": (datetime.now(UTC) + timedelta(hours=4)).isoformat(),
+            "data_classes": ["clinical_detail"], "recipients": ["police"]}
+        mid, _ = await self._send(step, "nhs", "risk_concern_alert", demo_body("risk_concern_alert"),
+                                  "risk_management", override=override, expect={"police", "probation"})
+        self.result.expect(step, "police receive the alert with the clinical note",
+                           "clinical_note" in self._fields("police", mid))
+        self.result.expect(step, "probation receives the alert without the clinical note",
+                           bool(self._fields("probation", mid))
+                           and "clinical_note" not in self._fields("probation", mid))
+        async with self.service.exchange.sessions() as s:
+            queued = (await s.execute(select(OverrideReviewRow).where(
+                col(OverrideReviewRow.message_id) == mid))).scalars().all()
+        self.result.expect(step, "the override is in the IG review queue",
+                           [(r.recipient, r.status) for r in queued] == [("police", "pending")])
+
+    async def _step5(self) -> None:
+        step = "5. SPO breach to all partners; advocacy's new address to police only"
+        mid, _ = await self._send(step, "police", "cj_status_update", demo_body("spo_breach"),
+                                  "risk_management", consent_ref=CONSENT_REF,
+                                  expect={"probation", "nhs", "advocacy"})
+        self.result.expect(step, "every partner hears of the breach",
+                           all("orders" in self._fields(a, mid) for a in ("probation", "nhs", "advocacy")))
+        mid, _ = await self._send(step, "advocacy", "victim_safety_update",
+                                  demo_body("victim_safety_update"), "safeguarding",
+                                  consent_ref=CONSENT_REF, expect={"police"})
+        self.result.expect(step, "police receive the new address",
+                           "victim_address" in self._fields("police", mid))
+        self.result.expect(step, "no other partner receives the new address",
+                           all("victim_address" not in self._fields(a, mid)
+                               for a in ("probation", "nhs")))
+
+    async def _step6(self) -> None:
+        step = "6. crafted override sending victim_location to nhs"
         override = {
             "justification": {"risk_to": "victim", "harm": "serious_harm",
                               "consent_not_sought_reason": "would_increase_risk"},
@@ -148,23 +250,26 @@ class Demo:
             "subject_informed": False,
             "expires_at": (datetime.now(UTC) + timedelta(hours=4)).isoformat(),
             "data_classes": ["victim_location"], "recipients": ["nhs"]}
-        _, jwe = police.compose("case_referral", body, case_id=CASE_ID, purpose="risk_management",
-                                subjects=_subjects(), override=override)
-        reply = await police.submit_amqp(connection, jwe)
-        mid = reply.get("message_id", "")
-        await wait_for(lambda: bool(self._received("probation", mid)))
-        step = "6. crafted override sending victim_location to nhs"
-        decisions = {d["recipient"]: d for d in reply.get("decisions", [])}
-        self.result.expect(step, "nhs is refused outright",
-                           decisions.get("nhs", {}).get("decision") == "deny")
+        mid, decisions = await self._send(step, "police", "case_referral", demo_body("case_referral"),
+                                          "risk_management", override=override, expect={"probation"})
+        self.result.expect(step, "nhs is refused outright", decisions.get("nhs") == "deny")
         refusal = await self._audit(lambda e: e.message_id == mid and e.recipient == "nhs"
                                     and e.kind == "refused")
         self.result.expect(step, "the refusal cites the hard rule (P4)",
                            any("P4.hard_rule" in e.rules for e in refusal))
         self.result.expect(step, "nhs receives nothing of this message", not self._received("nhs", mid))
-        self.result.steps.append({"step": step, "message_id": mid, "decisions": reply.get("decisions"),
-                                  "received": {a: sorted(r["fields"]) for a in AGENCIES
-                                               for r in self._received(a, mid)}})
+
+    async def _subject_lookup(self) -> None:
+        step = "audit"
+        exchange = self.service.exchange
+        pseud = pseudonym(exchange.pseudonym_secret, PERPETRATOR_REF)
+        about = await self._audit(lambda e: any(s.pseudonym == pseud for s in e.subjects)
+                                  and e.kind == "disclosed")
+        async with exchange.sessions() as s:
+            deliveries = (await s.execute(select(DeliveryRow))).scalars().all()
+        self.result.expect(step, f"a subject lookup for the perpetrator lists every disclosure "
+                                 f"({len(about)})",
+                           {e.seq for e in about} == {d.audit_seq for d in deliveries})
 
     async def _settle(self, service: BrokerService) -> None:
         async def unacked() -> int:

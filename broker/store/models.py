@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import Column, DateTime, LargeBinary, Text
 from sqlmodel import Field, SQLModel
@@ -91,11 +91,38 @@ class UsedAssertionRow(SQLModel, table=True):
 
 
 class ConsentRow(SQLModel, table=True):
+    """The consent registry: one row per decision; the newest row for a ``consent_ref`` is in force."""
+
     __tablename__ = "consent"
 
     id: int | None = Field(default=None, primary_key=True)
     consent_ref: str = Field(index=True)
-    subject_pseudonym: str = Field(index=True)
-    recipient: str
+    #: Space-separated subject pseudonyms the consent is about (never identifiers).
+    subjects: str
     status: str  # given, withdrawn
+    #: JSON lists; an empty message_types list means every type for the purposes.
+    purposes: str
+    recipients: str
+    message_types: str
+    effective_date: date
     recorded_at: datetime = _ts()
+    recorded_by: str  # agency id, or user id for the CLI
+    message_id: str | None = Field(default=None)
+
+
+class OverrideReviewRow(SQLModel, table=True):
+    """The IG review queue: every break-glass use, pending until an IG officer decides."""
+
+    __tablename__ = "override_review"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})  # override_used entry
+    message_id: str = Field(index=True)
+    sender: str
+    recipient: str
+    authoriser_role: str
+    harm: str
+    status: str = Field(index=True)  # pending, approved, rejected
+    created_at: datetime = _ts()
+    decided_by: str | None = None
+    decided_at: datetime | None = _ts(nullable=True)
+    decision_reason: str | None = None

@@ -1,0 +1,119 @@
+"""Issue 3 through the real broker: the consent registry (P6) and the override review queue (P7)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from broker.api.auth import issue_user_token
+from broker.audit.entry import AuditEntry
+from broker.demo.run import demo_body
+from broker.store.models import AuditRow
+from tests.integration.conftest import Env
+
+SUBJECTS = [{"ref": "19/4471023K", "category": "suspect"}, {"ref": "VIC-1", "category": "victim"}]
+REF = "CONSENT-T-1"
+
+
+async def _send(env: Env, agency: str, masp_type: str, body: dict[str, Any], purpose: str,
+                **kw: Any) -> dict[str, Any]:
+    _, jwe = env.adapters[agency].compose(masp_type, body, case_id="C-9", purpose=purpose,
+                                          subjects=SUBJECTS, **kw)
+    resp = await env.adapters[agency].submit_http(env.http, jwe)
+    assert resp.status_code == 202, resp.text
+    return {d["recipient"]: d["decision"] for d in resp.json()["decisions"]}
+
+
+def _consent(status: str) -> dict[str, Any]:
+    body = demo_body("consent_change")
+    body["victim_consent"]["status"] = status
+    if status == "withdrawn":
+        body["victim_consent"]["withdrawal_reason"] = "subject_request"
+    return body
+
+
+async def _entries(env: Env) -> list[AuditEntry]:
+    async with env.service.exchange.sessions() as s:
+        rows = (await s.execute(select(AuditRow).order_by(AuditRow.seq))).scalars().all()  # type: ignore[arg-type]
+    return [AuditEntry.from_leaf(r.leaf) for r in rows]
+
+
+async def test_consent_given_then_withdrawn_stops_later_flows(env: Env) -> None:
+    referral = demo_body("victim_advocacy_referral")
+    assert (await _send(env, "police", "victim_advocacy_referral", referral, "victim_support",
+                        consent_ref=REF))["advocacy"] == "deny"
+
+    await _send(env, "police", "consent_change", _consent("given"), "case_management", consent_ref=REF)
+    assert (await _send(env, "police", "victim_advocacy_referral", referral, "victim_support",
+                        consent_ref=REF))["advocacy"] == "permit"
+    # out of scope: the consent covers advocacy for these purposes, not this one
+    assert (await _send(env, "police", "victim_advocacy_referral", referral, "safeguarding",
+                        consent_ref="CONSENT-OTHER"))["advocacy"] == "deny"
+
+    await _send(env, "police", "consent_change", _consent("withdrawn"), "case_management",
+                consent_ref=REF)
+    assert (await _send(env, "police", "victim_advocacy_referral", referral, "victim_support",
+                        consent_ref=REF))["advocacy"] == "deny"
+
+    entries = await _entries(env)
+    changes = [e.consent for e in entries if e.kind == "consent_changed"]
+    assert [c["status"] for c in changes if c] == ["given", "withdrawn"]
+    refusals = [e for e in entries if e.kind == "refused" and e.recipient == "advocacy"]
+    assert len(refusals) == 3 and all("P6.consent" in e.rules for e in refusals)
+
+
+async def test_consent_change_without_ref_is_refused(env: Env) -> None:
+    _, jwe = env.adapters["police"].compose("consent_change", _consent("given"), case_id="C",
+                                            purpose="case_management", subjects=SUBJECTS)
+    resp = await env.adapters["police"].submit_http(env.http, jwe)
+    assert resp.status_code == 422 and resp.json()["fields"] == ["consent_ref"]
+
+
+def _override(role: str, hours: float = 4) -> dict[str, Any]:
+    return {"justification": {"risk_to": "victim", "harm": "serious_harm",
+                              "consent_not_sought_reason": "would_increase_risk"},
+            "legal_basis": "UK GDPR Art 9(2)(g) + DPA 2018 Sch 1 para 10",
+            "authoriser": {"id": "cg-1", "role": role}, "subject_informed": False,
+            "expires_at": (datetime.now(UTC) + timedelta(hours=hours)).isoformat(),
+            "data_classes": ["clinical_detail"], "recipients": ["police"]}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_override_review_queue(env: Env) -> None:
+    alert = demo_body("risk_concern_alert")
+    # without a valid override the clinical note stays with nhs
+    await _send(env, "nhs", "risk_concern_alert", alert, "risk_management",
+                override=_override("team_manager"))
+    await _send(env, "nhs", "risk_concern_alert", alert, "risk_management",
+                override=_override("caldicott_guardian"))
+    now = env.service.exchange.clock()
+    broker = env.service.exchange.broker
+    ig = {"authorization": f"Bearer {issue_user_token(broker, 'ig-7', 'ig_officer', now)}"}
+    ops = {"authorization": f"Bearer {issue_user_token(broker, 'ops-7', 'ops', now)}"}
+
+    pending = (await env.http.get("/v1/audit/overrides", headers=ig)).json()["overrides"]
+    assert [(o["recipient"], o["authoriser_role"], o["status"]) for o in pending] == [
+        ("police", "caldicott_guardian", "pending")]
+    seq = pending[0]["seq"]
+    assert (await env.http.get("/v1/audit/overrides", headers=ops)).status_code == 403
+    assert (await env.http.post(f"/v1/audit/overrides/{seq}/approve", headers=ops,
+                                json={"reason": "risk_evidenced"})).status_code == 403
+    bad = await env.http.post(f"/v1/audit/overrides/{seq}/approve", headers=ig,
+                              json={"reason": "Free text naming Claire Hutton"})
+    assert bad.status_code == 422
+    ok = await env.http.post(f"/v1/audit/overrides/{seq}/approve", headers=ig,
+                             json={"reason": "risk_evidenced"})
+    assert ok.status_code == 200 and ok.json()["status"] == "approved"
+    again = await env.http.post(f"/v1/audit/overrides/{seq}/reject", headers=ig,
+                                json={"reason": "second_thoughts"})
+    assert again.status_code == 409 and again.json()["code"] == "already-decided"
+    assert (await env.http.get("/v1/audit/overrides", headers=ig)).json()["overrides"] == []
+    reviewed = [e for e in await _entries(env) if e.kind == "override_reviewed"]
+    assert len(reviewed) == 1 and reviewed[0].decision == "approved"
+    assert reviewed[0].actor.user_id == "ig-7" and reviewed[0].override == {
+        "override_seq": str(seq), "review_status": "approved"}
+    used = [e for e in await _entries(env) if e.kind == "override_used"]
+    assert [e.seq for e in used] == [seq]

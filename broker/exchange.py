@@ -19,7 +19,9 @@ from typing import Any
 
 import structlog
 from pydantic import ValidationError
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 import schemas
 from broker import policy, wire
@@ -36,11 +38,14 @@ from broker.audit.entry import (
 from broker.clock import Clock
 from broker.crypto import jose
 from broker.crypto.keys import AgencyKeys, KeyRegistry
-from broker.errors import MalformedMessage, MaspError, ReplayDetected, SchemaInvalid
+from broker.errors import MalformedMessage, MaspError, PolicyRefused, ReplayDetected, SchemaInvalid
+from broker.policy.corrections import correction_recipients, scope_correction
 from broker.store import consent as consent_registry
 from broker.store.audit_log import AuditLog, Batch
-from broker.store.models import DeliveryRow, OverrideReviewRow, SeenMessageRow
+from broker.store.models import AuditRow, DeliveryRow, OverrideReviewRow, SeenMessageRow
+from schemas import DataClass
 from schemas.consent_change import ConsentChange
+from schemas.correction_notice import CorrectionNotice, CorrectionNoticeBase
 
 log = structlog.get_logger("masp.exchange")
 
@@ -124,6 +129,13 @@ class Exchange:
         subjects = tuple(SubjectRef(pseudonym=pseudonym(self.pseudonym_secret, s["ref"]),
                                     category=s["category"]) for s in claims["subjects"])
         override = self._override(claims)
+        targets: dict[str, set[str]] | None = None
+        if isinstance(body, CorrectionNotice):
+            try:
+                targets = await self._correction_targets(sub, body)
+            except MaspError as exc:
+                await self._refuse_ingress(exc, actor, digest, sub)
+                raise
         async with self.audit.transaction() as batch:
             session = batch.session
             seen = await session.get(SeenMessageRow, sub.message_id)
@@ -131,12 +143,17 @@ class Exchange:
                 if seen.payload_digest == digest and seen.sender == sub.sender:
                     return self._duplicate(seen)
             else:
+                recipients = (policy.candidate_recipients(self.bundle, sub.sender, claims["masp_type"])
+                              if targets is None else tuple(sorted(targets)))
                 decisions = [policy.evaluate(self.bundle, policy.PolicyRequest(
                     sender=sub.sender, recipient=r, masp_type=claims["masp_type"],
                     purpose=claims["purpose"], fields=classes, at=now,
                     consent=await self._consent(session, claims, r, now), override=override,
-                    facts=_facts(body))) for r in policy.candidate_recipients(
-                        self.bundle, sub.sender, claims["masp_type"])]
+                    facts=_facts(body))) for r in recipients]
+                if targets is not None:
+                    reference = {n for n, c in classes.items() if c == DataClass.MESSAGE_REFERENCE}
+                    decisions = [scope_correction(d, targets[d.recipient], reference)
+                                 for d in decisions]
                 receipt = self._record(batch, session, sub, actor, digest, subjects, decisions, now)
                 if isinstance(body, ConsentChange):
                     self._register_consent(batch, sub, body, subjects, actor, now)
@@ -144,9 +161,9 @@ class Exchange:
                                            payload_digest=digest, receipt=receipt.token,
                                            received_at=now))
         if seen is not None:
-            exc = ReplayDetected(f"message id {sub.message_id} was already used for other content")
-            await self._refuse_ingress(exc, actor, digest, sub)
-            raise exc
+            replay = ReplayDetected(f"message id {sub.message_id} was already used for other content")
+            await self._refuse_ingress(replay, actor, digest, sub)
+            raise replay
         self.outbox_ready.set()
         log.info("submission_accepted", message_id=sub.message_id, agency=sub.sender,
                  masp_type=claims["masp_type"], deliveries=sum(
@@ -184,10 +201,34 @@ class Exchange:
                     created_at=now))
             if d.outcome in (policy.Outcome.PERMIT, policy.Outcome.PERMIT_WITH_REDACTION):
                 session.add(self._delivery(sub, d, entry.seq, now))
+                if claims["masp_type"] == "correction_notice":
+                    batch.add(partial(_correction_entry, decision=d, common=common,
+                                      corrects=str(sub.message.claims["corrects_message_id"])))
         token = wire.sign_receipt(self.broker, {
             "message_id": sub.message_id, "received_at": now.isoformat(),
             "audit_seq": submitted.seq, "decisions": summary})
         return Receipt(token, sub.message_id, submitted.seq, summary)
+
+    async def _correction_targets(self, sub: wire.Submission,
+                                  body: CorrectionNoticeBase) -> dict[str, set[str]]:
+        """Earlier recipients of the corrected fields, with the fields each received (P10)."""
+        original = str(body.corrects_message_id)
+        async with self.sessions() as session:
+            seen = await session.get(SeenMessageRow, original)
+            if seen is None or seen.sender != sub.sender:
+                raise PolicyRefused("only the originator of a message may correct it (P10)",
+                                    rule="P10.originator")
+            rows = (await session.execute(select(AuditRow).where(
+                col(AuditRow.message_id) == original, col(AuditRow.kind) == EntryKind.DISCLOSED.value,
+            ))).scalars().all()
+        earlier: dict[str, set[str]] = {}
+        for row in rows:
+            entry = AuditEntry.from_leaf(row.leaf)
+            if entry.recipient is not None:
+                earlier.setdefault(entry.recipient, set()).update(f.name for f in entry.fields_disclosed)
+        touched = (body.present_fields() - CorrectionNoticeBase.model_fields.keys()) | set(
+            body.withdrawn_fields or ())
+        return {r: earlier[r] for r in correction_recipients(earlier, touched)}
 
     def _register_consent(self, batch: Batch, sub: wire.Submission, body: ConsentChange,
                           subjects: tuple[SubjectRef, ...], actor: Actor, now: datetime) -> None:
@@ -282,6 +323,14 @@ def _override_entry(seq: int, *, decision: policy.Decision, override: Mapping[st
         override={"authoriser_role": override["authoriser"]["role"],
                   "justification": override["justification"]["harm"], "review_status": "pending"},
         **common)
+
+
+def _correction_entry(seq: int, *, decision: policy.Decision, common: Mapping[str, Any],
+                      corrects: str) -> AuditEntry:
+    return AuditEntry(seq=seq, kind=EntryKind.CORRECTION_SENT, recipient=decision.recipient,
+                      decision=decision.outcome.value, rules=decision.rules,
+                      reason=f"corrects {corrects}", dsa=_dsa_ref(decision),
+                      fields_withheld=decision.withheld, **common)
 
 
 def _facts(body: schemas.CanonicalBody) -> dict[str, object]:

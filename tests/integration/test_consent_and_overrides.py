@@ -117,3 +117,32 @@ async def test_override_review_queue(env: Env) -> None:
         "override_seq": str(seq), "review_status": "approved"}
     used = [e for e in await _entries(env) if e.kind == "override_used"]
     assert [e.seq for e in used] == [seq]
+
+
+async def test_correction_reaches_each_earlier_recipient_with_only_what_it_had(env: Env) -> None:
+    body = demo_body("case_referral")
+    _, jwe = env.adapters["police"].compose("case_referral", body, case_id="C-9",
+                                            purpose="risk_management", subjects=SUBJECTS)
+    original = (await env.adapters["police"].submit_http(env.http, jwe)).json()["message_id"]
+    correction = {"corrects_message_id": original, "corrects_masp_type": "case_referral",
+                  "correction_reason": "factual_error", "victim_phone": "07700 900999",
+                  "perpetrator_date_of_birth": "1984-03-21"}
+    decisions = await _send(env, "police", "correction_notice", correction, "risk_management")
+    # advocacy never received the referral, so it gets no correction
+    assert set(decisions) == {"probation", "nhs"}
+    entries = [e for e in await _entries(env) if e.kind in ("disclosed", "correction_sent")
+               and e.masp_type == "correction_notice"]
+    nhs = next(e for e in entries if e.kind == "disclosed" and e.recipient == "nhs")
+    probation = next(e for e in entries if e.kind == "disclosed" and e.recipient == "probation")
+    assert "victim_phone" in nhs.fields_withheld  # nhs never had it (and never may)
+    assert "perpetrator_date_of_birth" in {f.name for f in nhs.fields_disclosed}
+    assert {"victim_phone", "perpetrator_date_of_birth"} <= {f.name for f in probation.fields_disclosed}
+    sent = [e for e in entries if e.kind == "correction_sent"]
+    assert {e.recipient for e in sent} == {"probation", "nhs"}
+    assert all(e.reason == f"corrects {original}" for e in sent)
+
+    # only the originator may correct a message
+    _, jwe = env.adapters["probation"].compose("correction_notice", correction, case_id="C-9",
+                                               purpose="risk_management", subjects=SUBJECTS)
+    refused = await env.adapters["probation"].submit_http(env.http, jwe)
+    assert refused.status_code == 403 and refused.json()["rule"] == "P10.originator"

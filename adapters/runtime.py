@@ -28,6 +28,7 @@ from broker.clock import Clock, system_clock
 from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry
 from broker.crypto.sdjwt import SdJwt
 from broker.errors import MaspError
+from broker.transport.drain import Drain
 from broker.transport.topology import Names
 
 log = structlog.get_logger("masp.adapter")
@@ -44,7 +45,7 @@ class AdapterRuntime:
     clock: Clock = system_clock
     on_delivery: DeliveryHandler | None = None
     _channel: AbstractChannel | None = None
-    _consumer_tag: str | None = None
+    _drain: Drain = field(default_factory=Drain)
 
     @property
     def agency(self) -> str:
@@ -91,11 +92,10 @@ class AdapterRuntime:
         self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await self._channel.set_qos(prefetch_count=prefetch)
         queue = await self._channel.get_queue(self.names.inbox(self.agency), ensure=False)
-        self._consumer_tag = await queue.consume(self._on_message)
+        await self._drain.consume(queue, self._on_message)
 
     async def stop(self) -> None:
-        if self._channel is not None and not self._channel.is_closed:
-            await self._channel.close()
+        await self._drain.close(self._channel)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:

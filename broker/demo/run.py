@@ -329,8 +329,9 @@ async def run_demo(out: Path, base: Settings) -> DemoResult:
     finally:
         await demo.stop_adapters()
         await service.close()
-        async with connection.channel() as ch:
-            await topology.delete(ch, service.names)
         await connection.close()
+        cleanup = await aio_pika.connect(settings.amqp_url, timeout=10)
+        async with cleanup, cleanup.channel() as ch:
+            await topology.delete(ch, service.names)
     demo.write_artifacts(out)
     return demo.result

@@ -15,6 +15,7 @@ from sqlmodel import col
 from broker.errors import MaspError
 from broker.exchange import Exchange, acknowledge
 from broker.store.models import DeliveryRow
+from broker.transport.drain import Drain
 from broker.transport.topology import Names, Topology, declare
 
 log = structlog.get_logger("masp.transport")
@@ -34,6 +35,7 @@ class BrokerWorkers:
         self._channel: AbstractChannel | None = None
         self._publish_channel: AbstractChannel | None = None
         self.topology: Topology | None = None
+        self._drain = Drain()
 
     async def start(self) -> None:
         self._channel = await self.connection.channel()
@@ -41,20 +43,20 @@ class BrokerWorkers:
         self.topology = await declare(self._channel, self.names, delivery_limit=self.delivery_limit)
         self._publish_channel = await self.connection.channel(
             publisher_confirms=True, on_return_raises=True)
-        await self.topology.ingress_queue.consume(self._on_ingress)
-        await self.topology.acks_queue.consume(self._on_ack)
+        await self._drain.consume(self.topology.ingress_queue, self._on_ingress)
+        await self._drain.consume(self.topology.acks_queue, self._on_ack)
         self._tasks.append(asyncio.create_task(self._relay_loop(), name="outbox-relay"))
 
     async def stop(self) -> None:
+        """Stop consuming, let messages in hand finish, stop the relay, close the channels."""
+        await self._drain.close()
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
             with suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
-        for ch in (self._channel, self._publish_channel):
-            if ch is not None and not ch.is_closed:
-                await ch.close()
+        await self._drain.close(self._channel, self._publish_channel)
 
     async def _on_ingress(self, message: AbstractIncomingMessage) -> None:
         try:

@@ -93,6 +93,8 @@ async def env(tmp_path: Path, database_url: str) -> AsyncIterator[Env]:
         for rt in adapters.values():
             await rt.stop()
         await service.close()
-        async with connection.channel() as ch:
-            await topology.delete(ch, service.names)
         await connection.close()
+        # a fresh connection: clean-up must not depend on the state the test left behind
+        cleanup = await aio_pika.connect(AMQP_URL)
+        async with cleanup, cleanup.channel() as ch:
+            await topology.delete(ch, service.names)

@@ -90,7 +90,8 @@ async def _check(service: BrokerService, body: dict[str, Any], purpose: str,
         event(f"refused at ingress: {exc.code}")
         return  # refused at ingress: audited, nothing delivered
     async with exchange.sessions() as s:
-        rows = (await s.execute(select(AuditRow).where(AuditRow.message_id == receipt.message_id))).scalars().all()
+        rows = (await s.execute(select(AuditRow).where(
+            AuditRow.message_id == receipt.message_id))).scalars().all()
         deliveries = (await s.execute(select(DeliveryRow).where(
             DeliveryRow.message_id == receipt.message_id))).scalars().all()
     entries = [AuditEntry.from_leaf(r.leaf) for r in rows]

@@ -22,7 +22,9 @@ import aio_pika
 import httpx
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from adapters.witness import LogWitness, Witnessed
 from broker import wire
 from broker.clock import Clock, system_clock
 from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry
@@ -85,6 +87,20 @@ class AdapterRuntime:
         return await client.post("/v1/messages", content=jwe.encode("ascii"), headers={
             "content-type": "application/jose",
             "authorization": f"Bearer {wire.sign_agency_auth(self.keys, self.clock())}"})
+
+    # --- witnessing ----------------------------------------------------------------------
+
+    async def witness(self, client: httpx.AsyncClient, origin: str | None = None) -> Witnessed:
+        """Check the broker's newest checkpoint against the last one seen here and cosign it.
+
+        Raises ``LogRollback`` / ``LogInconsistent`` if the log shrank or forked.
+        """
+        broker_key = self.registry.current(BROKER, "sig").public_key
+        if not isinstance(broker_key, Ed25519PublicKey):
+            raise MaspError("the broker signing key is not an Ed25519 key")
+        witness = LogWitness(self.keys, broker_key, self.home / "witness" / "checkpoint",
+                             self.clock, origin)
+        return await witness.run(client)
 
     # --- receiving -----------------------------------------------------------------------
 

@@ -179,6 +179,27 @@ def audit_verify(export: ExportDir = None, vkey: VKey = None) -> None:
                f"root {report.root_hex}")
 
 
+@audit_app.command("proof")
+def audit_proof(seq: Annotated[int, typer.Argument(help="the entry's seq")],
+                size: Annotated[int | None, typer.Option(help="checkpoint size to prove against")] = None,
+                ) -> None:
+    """Print the entry's C2SP tlog-proof against the newest published (witnessed) checkpoint."""
+    from broker.service import BrokerService
+    from broker.store.audit_proofs import entry_proof
+
+    async def go() -> str:
+        settings = Settings()
+        service = await BrokerService.open(settings)
+        try:
+            async with service.exchange.sessions() as session:
+                found = await entry_proof(session, seq, quorum=settings.witness_quorum, size=size)
+            return found.proof.text()
+        finally:
+            await service.close()
+
+    typer.echo(_run(go()), nl=False)
+
+
 @audit_app.command("export")
 def audit_export(out: Annotated[Path, typer.Option(help="directory to write")]) -> None:
     """Export entries, checkpoints and the log's verifier key for offline verification."""

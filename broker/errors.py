@@ -129,3 +129,38 @@ class ConfigurationError(MaspError):
     code = "configuration"
     status = 500
     title = "Configuration error"
+
+
+class InvalidRange(MaspError):
+    code = "invalid-range"
+    status = 400
+    title = "Index or tree size out of range"
+
+
+class CheckpointMismatch(MaspError):
+    """A checkpoint presented to the broker is not one it issued (another root or origin)."""
+
+    code = "checkpoint-mismatch"
+    status = 409
+    title = "Not a checkpoint this log issued"
+
+
+class CosignatureInvalid(MaspError):
+    code = "cosignature-invalid"
+    status = 400
+    title = "Cosignature does not verify"
+
+
+class LogInconsistent(MaspError):
+    """The log presented a tree that does not extend one already witnessed (a fork)."""
+
+    code = "log-inconsistent"
+    status = 409
+    title = "Audit log is inconsistent with a witnessed checkpoint"
+
+
+class LogRollback(LogInconsistent):
+    """The log presented a smaller tree than one already witnessed (e.g. a restored backup)."""
+
+    code = "log-rollback"
+    title = "Audit log was rolled back"

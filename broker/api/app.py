@@ -13,7 +13,7 @@ from sqlalchemy import select, text
 from sqlmodel import col
 
 from broker import policy
-from broker.api import ig_routes, problems
+from broker.api import audit_routes, ig_routes, problems
 from broker.api.auth import Principal, authenticate, require_agency, require_role
 from broker.audit.entry import AuditEntry, pseudonym
 from broker.errors import NotFound, PayloadTooLarge
@@ -138,15 +138,6 @@ def create_app(service: BrokerService) -> FastAPI:
             rows = (await session.execute(q)).scalars().all()
         return {"entries": [_entry_json(r) for r in rows]}
 
-    @app.get("/v1/audit/entries/{seq}", tags=["audit"])
-    async def audit_entry(seq: int, who: Auth) -> dict[str, Any]:
-        require_role(who, "ig_officer")
-        async with exchange.sessions() as session:
-            row = await session.get(AuditRow, seq)
-        if row is None:
-            raise NotFound(f"no audit entry {seq}")
-        return _entry_json(row)
-
     @app.get("/v1/audit/checkpoint", tags=["audit"])
     async def audit_checkpoint(who: Auth) -> PlainTextResponse:
         require_role(who, "ig_officer")
@@ -169,6 +160,7 @@ def create_app(service: BrokerService) -> FastAPI:
                                 question.masp_type, question.purpose, exchange.clock())
         return answer.as_dict()
 
+    app.include_router(audit_routes.router)
     return app
 
 

@@ -1,19 +1,29 @@
-"""Offline verification of an audit log: every leaf, the tree, every checkpoint.
+"""Offline verification of an audit log: every leaf, the tree, every checkpoint and cosignature.
 
 Streams entries in order with a compact range, so memory stays O(log n) however long the
 log grows. Reports the first bad ``seq`` so an IG officer knows where to look.
+
+Checked, in order of the log: each stored leaf hash against its leaf bytes, each leaf's own
+``seq``, each checkpoint's log signature and every cosignature by a known witness, each
+checkpoint's root against the recomputed tree, a consistency proof between consecutive
+checkpoints when the caller has them, and checkpoints witnessed elsewhere (an agency's last
+cosigned one): a log that is smaller than one of those, or differs at its size, was rolled
+back or rewritten.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from broker.audit.entry import AuditEntry
-from broker.audit.merkle import CompactRange, leaf_hash
-from broker.audit.note import Checkpoint, NoteError, NoteVerifier, open_note
+from broker.audit.merkle import CompactRange, ProofInvalid, leaf_hash, verify_consistency
+from broker.audit.note import Checkpoint, NoteError, Verifier
+from broker.audit.witness import open_checkpoint
+
+ConsistencyProofs = Mapping[tuple[int, int], Sequence[bytes]]
 
 
 @dataclass(frozen=True)
@@ -24,43 +34,89 @@ class VerifyReport:
     root_hex: str
     first_bad_seq: int | None = None
     problem: str | None = None
+    cosignatures: int = 0
+    #: The largest checkpoint with at least the quorum of witness cosignatures.
+    published_size: int | None = None
 
     @property
     def ok(self) -> bool:
         return self.problem is None
 
 
-def verify_log(entries: Iterable[tuple[int, bytes, bytes]], checkpoints: Iterable[tuple[int, str]],
-               verifier: NoteVerifier) -> VerifyReport:
-    """Check ``(seq, leaf, stored leaf_hash)`` rows against each other and the signed checkpoints.
+@dataclass
+class _Checkpoints:
+    """Checks the signed checkpoints as the recomputed tree reaches each size."""
 
-    Checkpoints are ``(size, signed note)``; each must verify under ``verifier`` and commit
-    to the root of exactly the first ``size`` leaves.
-    """
-    pending = sorted(checkpoints)
-    tree = CompactRange()
-    checked = 0
+    pending: list[tuple[int, str]]
+    log: Verifier
+    witnesses: Sequence[Verifier]
+    quorum: int
+    consistency: ConsistencyProofs | None
+    witnessed: list[Checkpoint]
+    checked: int = 0
+    cosignatures: int = 0
+    published: int | None = None
+    previous: Checkpoint | None = None
 
-    def report(bad: int | None, problem: str | None) -> VerifyReport:
-        return VerifyReport(tree.size, checked, tree.size, tree.root().hex(), bad, problem)
-
-    def check_checkpoints_at(size: int) -> str | None:
-        nonlocal checked
-        while pending and pending[0][0] == size:
-            _, note = pending.pop(0)
+    def at(self, size: int, root: bytes) -> str | None:
+        for trusted in [w for w in self.witnessed if w.size == size]:
+            if trusted.root_hash != root:
+                return f"the log differs from the checkpoint of size {size} witnessed earlier"
+            self.witnessed.remove(trusted)
+        while self.pending and self.pending[0][0] == size:
+            _, note = self.pending.pop(0)
             try:
-                text, _names = open_note(note, [verifier])
-                cp = Checkpoint.parse(text)
+                cp, names = open_checkpoint(note, self.log, self.witnesses)
             except NoteError as exc:
                 return f"checkpoint at size {size} does not verify: {exc}"
             if cp.size != size:
                 return f"checkpoint stored at size {size} claims size {cp.size}"
-            if cp.root_hash != tree.root():
+            if cp.root_hash != root:
                 return f"checkpoint at size {size} commits to a different tree"
-            checked += 1
+            if (problem := self._consistent(cp)) is not None:
+                return problem
+            self.checked += 1
+            self.cosignatures += len(names)
+            if len(names) >= self.quorum:
+                self.published = size
+            self.previous = cp
         return None
 
-    if (problem := check_checkpoints_at(0)) is not None:
+    def _consistent(self, cp: Checkpoint) -> str | None:
+        prev = self.previous
+        if self.consistency is None or prev is None or prev.size == 0 or prev.size == cp.size:
+            return None
+        proof = self.consistency.get((prev.size, cp.size))
+        if proof is None:
+            return f"no consistency proof from checkpoint {prev.size} to {cp.size}"
+        try:
+            verify_consistency(prev.size, cp.size, proof, prev.root_hash, cp.root_hash)
+        except ProofInvalid as exc:
+            return f"checkpoint {cp.size} is not consistent with checkpoint {prev.size}: {exc}"
+        return None
+
+
+def verify_log(entries: Iterable[tuple[int, bytes, bytes]], checkpoints: Iterable[tuple[int, str]],
+               verifier: Verifier, *, witnesses: Sequence[Verifier] = (), quorum: int = 0,
+               consistency: ConsistencyProofs | None = None,
+               witnessed: Iterable[Checkpoint] = ()) -> VerifyReport:
+    """Check ``(seq, leaf, stored leaf_hash)`` rows against each other and the signed checkpoints.
+
+    Checkpoints are ``(size, signed note)``; each must carry the log's signature under
+    ``verifier``, any cosignature by a key in ``witnesses`` must verify, and it must commit
+    to the root of exactly the first ``size`` leaves. ``consistency`` maps consecutive
+    checkpoint sizes to their proofs (all required when given). ``witnessed`` are
+    checkpoints an agency already verified and cosigned: the log must reach and match them.
+    """
+    state = _Checkpoints(sorted(checkpoints), verifier, witnesses, quorum, consistency,
+                         sorted(witnessed, key=lambda c: c.size))
+    tree = CompactRange()
+
+    def report(bad: int | None, problem: str | None) -> VerifyReport:
+        return VerifyReport(tree.size, state.checked, tree.size, tree.root().hex(), bad, problem,
+                            state.cosignatures, state.published)
+
+    if (problem := state.at(0, tree.root())) is not None:
         return report(0, problem)
     for seq, leaf, stored_hash in entries:
         if seq != tree.size:
@@ -75,10 +131,13 @@ def verify_log(entries: Iterable[tuple[int, bytes, bytes]], checkpoints: Iterabl
         if entry.seq != seq:
             return report(seq, f"entry {seq}: leaf says seq {entry.seq}")
         tree.append(computed)
-        if (problem := check_checkpoints_at(tree.size)) is not None:
+        if (problem := state.at(tree.size, tree.root())) is not None:
             # the changed entry lies after the previous good checkpoint
             return report(seq, problem)
-    if pending:
-        return report(tree.size, f"checkpoint for size {pending[0][0]} but the log ends at "
+    if state.pending:
+        return report(tree.size, f"checkpoint for size {state.pending[0][0]} but the log ends at "
                                  f"{tree.size}: entries were removed")
+    if state.witnessed:
+        return report(tree.size, f"the log ends at {tree.size} but a checkpoint of size "
+                                 f"{state.witnessed[-1].size} was witnessed: the log was rolled back")
     return report(None, None)

@@ -2,20 +2,31 @@
 
 Export layout (``masp audit export --out DIR``):
 ``entries.jsonl``  one line per entry: ``{"seq", "leaf" (the canonical JSON, verbatim), "leaf_hash"}``
-``checkpoints.jsonl``  one line per checkpoint: ``{"size", "note"}`` (C2SP signed notes)
-``log.vkey``  the note verifier key of the log, for convenience; verifiers should pin their own.
+``checkpoints.jsonl``  one line per checkpoint: ``{"size", "note"}``, the C2SP signed note with
+    every witness cosignature the broker holds for it
+``consistency.jsonl``  ``{"from", "to", "proof": [base64]}`` between consecutive checkpoints
+``log.vkey``  the note verifier key of the log; ``witnesses.vkey`` the agencies' cosignature
+    verifier keys, one a line. Both for convenience: verifiers should pin their own.
 """
 
 from __future__ import annotations
 
+import base64
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from broker.audit.note import NoteVerifier
-from broker.audit.verify import VerifyReport, verify_log
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from broker.audit.note import Checkpoint, CosignatureVerifier, NoteVerifier
+from broker.audit.verify import ConsistencyProofs, VerifyReport, verify_log
+from broker.audit.witness import append_cosignatures, witness_verifier
+from broker.crypto.keys import BROKER, KeyRegistry
 from broker.store.audit_log import read_checkpoints, read_entries
+from broker.store.audit_tree import consistency_proofs
+from broker.store.audit_witness import all_cosignatures
 
 if TYPE_CHECKING:
     from broker.service import BrokerService
@@ -34,13 +45,37 @@ async def _pages(service: BrokerService) -> AsyncIterator[list[tuple[int, bytes,
         after = rows[-1].seq
 
 
-async def verify_database(service: BrokerService, verifier: NoteVerifier | None = None) -> VerifyReport:
+def witness_verifiers(registry: KeyRegistry) -> list[CosignatureVerifier]:
+    """Every registered agency as a witness, with its current signing key."""
+    found = []
+    for agency in sorted(registry.agencies() - {BROKER}):
+        public = registry.current(agency, "sig").public_key
+        if isinstance(public, Ed25519PublicKey):
+            found.append(witness_verifier(agency, public))
+    return found
+
+
+async def _checkpoints(service: BrokerService) -> tuple[list[tuple[int, str]], ConsistencyProofs]:
+    """Cosigned checkpoint notes and the consistency proofs between consecutive ones."""
     async with service.exchange.sessions() as session:
-        checkpoints = [(c.size, c.note) for c in await read_checkpoints(session)]
+        rows = await read_checkpoints(session)
+        cosigs = await all_cosignatures(session)
+        sizes = [r.size for r in rows if r.size > 0]
+        proofs = await consistency_proofs(session, list(pairwise(sizes)))
+    notes = [(r.size, append_cosignatures(r.note, cosigs.get(r.size, []))) for r in rows]
+    return notes, proofs
+
+
+async def verify_database(service: BrokerService, verifier: NoteVerifier | None = None, *,
+                          witnessed: Sequence[Checkpoint] = ()) -> VerifyReport:
+    """Verify the log in place; ``witnessed`` are checkpoints agencies cosigned earlier."""
+    checkpoints, proofs = await _checkpoints(service)
     entries: list[tuple[int, bytes, bytes]] = []
     async for page in _pages(service):
         entries.extend(page)
-    return verify_log(entries, checkpoints, verifier or service.exchange.audit.signer.verifier())
+    return verify_log(entries, checkpoints, verifier or service.exchange.audit.signer.verifier(),
+                      witnesses=witness_verifiers(service.exchange.registry),
+                      quorum=service.settings.witness_quorum, consistency=proofs, witnessed=witnessed)
 
 
 async def export_log(service: BrokerService, out: Path) -> int:
@@ -52,12 +87,17 @@ async def export_log(service: BrokerService, out: Path) -> int:
                 fh.write(json.dumps({"seq": seq, "leaf": leaf.decode("utf-8"), "leaf_hash": lh.hex()},
                                     ensure_ascii=False) + "\n")
                 count += 1
-    async with service.exchange.sessions() as session:
-        checkpoints = await read_checkpoints(session)
+    checkpoints, proofs = await _checkpoints(service)
     with (out / "checkpoints.jsonl").open("w", encoding="utf-8") as fh:
-        for c in checkpoints:
-            fh.write(json.dumps({"size": c.size, "note": c.note}) + "\n")
+        for size, note in checkpoints:
+            fh.write(json.dumps({"size": size, "note": note}) + "\n")
+    with (out / "consistency.jsonl").open("w", encoding="utf-8") as fh:
+        for (size1, size2), proof in sorted(proofs.items()):
+            fh.write(json.dumps({"from": size1, "to": size2, "proof": [
+                base64.b64encode(h).decode("ascii") for h in proof]}) + "\n")
     (out / "log.vkey").write_text(service.exchange.audit.signer.verifier().vkey + "\n")
+    (out / "witnesses.vkey").write_text("".join(
+        w.vkey + "\n" for w in witness_verifiers(service.exchange.registry)))
     return count
 
 
@@ -68,10 +108,27 @@ def _read_entries(path: Path) -> Iterator[tuple[int, bytes, bytes]]:
             yield int(row["seq"]), row["leaf"].encode("utf-8"), bytes.fromhex(row["leaf_hash"])
 
 
-def verify_export(export_dir: Path, vkey: str | None = None) -> VerifyReport:
-    """Verify an export with only its files and a pinned verifier key (default: its own)."""
+def _read_consistency(path: Path) -> ConsistencyProofs | None:
+    if not path.exists():
+        return None  # an export from before proofs were exported
+    with path.open(encoding="utf-8") as fh:
+        return {(int(r["from"]), int(r["to"])): [base64.b64decode(h, validate=True) for h in r["proof"]]
+                for r in map(json.loads, fh)}
+
+
+def verify_export(export_dir: Path, vkey: str | None = None, *,
+                  witness_vkeys: Sequence[str] | None = None, quorum: int = 2,
+                  witnessed: Sequence[Checkpoint] = ()) -> VerifyReport:
+    """Verify an export with only its files and pinned keys (default: the export's own)."""
     key = vkey or (export_dir / "log.vkey").read_text().strip()
     verifier = NoteVerifier.from_vkey(key)
+    if witness_vkeys is None:
+        path = export_dir / "witnesses.vkey"
+        witness_vkeys = path.read_text().split() if path.exists() else []
+    witnesses = [CosignatureVerifier.from_vkey(v) for v in witness_vkeys]
     with (export_dir / "checkpoints.jsonl").open(encoding="utf-8") as fh:
         checkpoints = [(int(r["size"]), str(r["note"])) for r in map(json.loads, fh)]
-    return verify_log(_read_entries(export_dir / "entries.jsonl"), checkpoints, verifier)
+    return verify_log(_read_entries(export_dir / "entries.jsonl"), checkpoints, verifier,
+                      witnesses=witnesses, quorum=quorum,
+                      consistency=_read_consistency(export_dir / "consistency.jsonl"),
+                      witnessed=witnessed)

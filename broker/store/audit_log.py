@@ -1,5 +1,8 @@
 """The audit log in the database: one sequencer appends batches and signs a checkpoint each.
 
+Every append also stores the perfect subtrees it completes (``audit_node``), so proofs
+never re-read leaves (``broker/store/audit_tree.py``).
+
 The sequencer is an asyncio lock in-process plus, on PostgreSQL, a transaction-scoped
 advisory lock, so several broker processes never assign the same ``seq`` nor sign two
 inconsistent checkpoints. SQLite deployments run one broker process.
@@ -19,7 +22,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from broker.audit.entry import AuditEntry
 from broker.audit.merkle import CompactRange, leaf_hash
 from broker.audit.note import Checkpoint, NoteSigner, sign_note
+from broker.audit.tree import completed_nodes
 from broker.clock import Clock
+from broker.store.audit_models import AuditNodeRow
 from broker.store.models import AuditRow, AuditSubjectRow, CheckpointRow
 
 _ADVISORY_KEY = 0x6D617370  # "masp"
@@ -43,6 +48,8 @@ class Batch:
             raise ValueError("entry built with a seq the sequencer did not assign")
         leaf = entry.leaf_bytes()
         lh = leaf_hash(leaf)
+        for (level, idx), value in completed_nodes(self.tree.hashes, self.tree.size, lh):
+            self.session.add(AuditNodeRow(level=level, idx=idx, hash=value))
         self.tree.append(lh)
         self.entries.append(entry)
         self.session.add(AuditRow(

@@ -1,6 +1,8 @@
-"""Engine set-up for SQLite (aiosqlite) and PostgreSQL (asyncpg), and append-only triggers."""
+"""Engine set-up for SQLite (aiosqlite) and PostgreSQL (asyncpg), append-only triggers, runtime grants."""
 
 from __future__ import annotations
+
+import re
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
@@ -12,28 +14,35 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel import SQLModel
 
-from broker.store import models  # noqa: F401  (registers the tables)
+from broker.store import audit_models, models  # noqa: F401  (registers the tables)
+
+#: Tables whose rows are never changed or removed once committed.
+AUDIT_TABLES = ("audit_entry", "audit_subject", "audit_checkpoint", "audit_node", "audit_cosignature")
 
 _SQLITE_TRIGGERS = [
-    f"""CREATE TRIGGER IF NOT EXISTS audit_entry_no_{op.lower()} BEFORE {op} ON audit_entry
-        BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END"""
-    for op in ("UPDATE", "DELETE")
+    f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
+        BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
+    for table in AUDIT_TABLES for op in ("UPDATE", "DELETE")
 ]
 
 _PG_TRIGGERS = [
     """CREATE OR REPLACE FUNCTION masp_audit_append_only() RETURNS trigger AS $$
-       BEGIN RAISE EXCEPTION 'audit_entry is append-only' USING ERRCODE = 'insufficient_privilege'; END
+       BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege'; END
        $$ LANGUAGE plpgsql""",
-    "DROP TRIGGER IF EXISTS audit_entry_no_change ON audit_entry",
-    """CREATE TRIGGER audit_entry_no_change BEFORE UPDATE OR DELETE ON audit_entry
-       FOR EACH ROW EXECUTE FUNCTION masp_audit_append_only()""",
-    "DROP TRIGGER IF EXISTS audit_entry_no_truncate ON audit_entry",
-    """CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry
-       FOR EACH STATEMENT EXECUTE FUNCTION masp_audit_append_only()""",
-    # ENABLE ALWAYS: the triggers fire even under session_replication_role = replica.
-    "ALTER TABLE audit_entry ENABLE ALWAYS TRIGGER audit_entry_no_change",
-    "ALTER TABLE audit_entry ENABLE ALWAYS TRIGGER audit_entry_no_truncate",
+    *(stmt for table in AUDIT_TABLES for stmt in (
+        f"DROP TRIGGER IF EXISTS {table}_no_change ON {table}",
+        f"""CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table}
+            FOR EACH ROW EXECUTE FUNCTION masp_audit_append_only()""",
+        f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
+        f"""CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+            FOR EACH STATEMENT EXECUTE FUNCTION masp_audit_append_only()""",
+        # ENABLE ALWAYS: the triggers fire even under session_replication_role = replica.
+        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_no_change",
+        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_no_truncate",
+    )),
 ]
+
+_ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 def is_postgres(engine: AsyncEngine) -> bool:
@@ -64,8 +73,27 @@ async def create_schema(engine: AsyncEngine) -> None:
             await conn.execute(text(stmt))
 
 
+def runtime_grants(role: str) -> list[str]:
+    """PostgreSQL grants for the role the broker runs as: INSERT and SELECT only on the audit tables.
+
+    The schema owner (who runs ``create_schema``) is another role; the runtime role can then
+    neither change audit rows nor drop the triggers that would refuse it anyway.
+    """
+    if not _ROLE_NAME.fullmatch(role):
+        raise ValueError("role name must be a lower-case SQL identifier")
+    working = [t for t in SQLModel.metadata.tables if t not in AUDIT_TABLES]
+    return [
+        f"GRANT USAGE ON SCHEMA public TO {role}",
+        f"REVOKE ALL ON {', '.join(AUDIT_TABLES)} FROM {role}",
+        f"GRANT SELECT, INSERT ON {', '.join(AUDIT_TABLES)} TO {role}",
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON {', '.join(sorted(working))} TO {role}",
+        f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}",
+    ]
+
+
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
-__all__ = ["Engine", "create_schema", "is_postgres", "make_engine", "sessionmaker"]
+__all__ = ["AUDIT_TABLES", "Engine", "create_schema", "is_postgres", "make_engine", "runtime_grants",
+           "sessionmaker"]

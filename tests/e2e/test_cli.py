@@ -57,6 +57,25 @@ def test_audit_verify_export(demo_out: Path) -> None:
     assert "intact" in result.stdout
 
 
+def test_audit_proof_prints_a_verifiable_tlog_proof(demo_out: Path) -> None:
+    from broker.audit.merkle import leaf_hash
+    from broker.audit.note import NoteVerifier
+    from broker.audit.proof import TlogProof
+
+    env = {"MASP_STATE_DIR": str(demo_out), "MASP_DEPLOYMENT": "demo"}
+    result = masp("audit", "proof", "3", env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("c2sp.org/tlog-proof@v1\nextra ")
+    proof = TlogProof.parse(result.stdout)
+    log_key = NoteVerifier.from_vkey((demo_out / "audit" / "log.vkey").read_text().strip())
+    checkpoint, _ = proof.verify(log_key)
+    assert proof.index == 3 and checkpoint.origin == "masp.audit/demo"
+    leaf = json.loads((demo_out / "audit" / "entries.jsonl").read_text().splitlines()[3])["leaf"]
+    assert leaf_hash(leaf.encode()) == leaf_hash(proof.extra or b"")
+    missing = masp("audit", "proof", "99999", env=env)
+    assert missing.returncode == 2 and "no audit entry 99999" in missing.stderr
+
+
 def test_audit_verify_detects_a_changed_byte(demo_out: Path, tmp_path: Path) -> None:
     db = tmp_path / "copy.db"
     db.write_bytes((demo_out / "masp.db").read_bytes())

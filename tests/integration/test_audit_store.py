@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+import base64
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,9 +14,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from broker.audit.entry import Actor, AuditEntry, EntryKind
+from broker.audit.note import Checkpoint, CosignatureSigner
+from broker.audit.witness import witness_name, witness_verifier
+from broker.crypto.keys import AgencyKeys
 from broker.service import BrokerService, init_state
 from broker.store.audit_export import export_log, verify_database, verify_export
-from broker.store.audit_log import read_entries
+from broker.store.audit_log import AuditLog, read_checkpoints, read_entries
+from broker.store.audit_witness import add_cosignature
+from broker.store.db import AUDIT_TABLES, make_engine, runtime_grants, sessionmaker
 from tests.integration.conftest import make_settings
 
 AT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -88,3 +96,136 @@ async def test_export_tampering_is_named(service: BrokerService, tmp_path: Path)
     (out / "entries.jsonl").write_text("".join([*lines[:4], forged, lines[5]]))
     report = verify_export(out)
     assert not report.ok and report.first_bad_seq == 4
+
+
+_ANY_COLUMN = {"audit_entry": "kind", "audit_subject": "pseudonym", "audit_checkpoint": "note",
+               "audit_node": "hash", "audit_cosignature": "line"}
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_runtime_role_may_only_insert_and_select_audit_rows(service: BrokerService,
+                                                                  database_url: str) -> None:
+    await _append(service, 2, "owner")
+    role = f"masp_rt_{uuid.uuid4().hex[:12]}"
+    async with service.engine.begin() as conn:
+        await conn.execute(text(f"CREATE ROLE {role} LOGIN"))
+        for stmt in runtime_grants(role):
+            await conn.execute(text(stmt))
+    engine = make_engine(database_url.replace("//postgres@", f"//{role}@"))
+    try:
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT current_user"))).scalar_one() == role
+        # the sequencer runs as this role: entries, tree nodes and a signed checkpoint
+        audit = service.exchange.audit
+        log = AuditLog(sessionmaker(engine), audit.signer, audit.origin, audit.clock, postgres=True)
+        async with log.transaction() as batch:
+            for i in range(3):
+                batch.add(lambda seq, i=i: AuditEntry(seq=seq, kind=EntryKind.AUDIT_VIEWED, at=AT,
+                                                      actor=Actor(user_id=f"rt-{i}", auth="system")))
+        for table in AUDIT_TABLES:
+            column = _ANY_COLUMN[table]
+            # table and column names come from the constants above, not from input
+            for stmt in (f"UPDATE {table} SET {column} = {column}",  # noqa: S608
+                         f"DELETE FROM {table}", f"TRUNCATE {table} CASCADE"):  # noqa: S608
+                with pytest.raises(DBAPIError, match="permission denied"):
+                    async with engine.begin() as conn:
+                        await conn.execute(text(stmt))
+        async with engine.begin() as conn:  # working state stays writable
+            await conn.execute(text("DELETE FROM used_assertion"))
+        report = await verify_database(service)
+        assert report.ok and report.entries == 5 and report.checkpoints == 2
+    finally:
+        await engine.dispose()
+        async with service.engine.begin() as conn:
+            await conn.execute(text(f"DROP OWNED BY {role}"))
+            await conn.execute(text(f"DROP ROLE {role}"))
+
+
+async def _as_attacker(service: BrokerService, *statements: str) -> None:
+    """Someone with the owner's rights switches the append-only triggers off and edits rows."""
+    postgres = service.engine.dialect.name == "postgresql"
+    async with service.exchange.sessions() as s, s.begin():
+        if postgres:
+            await s.execute(text("ALTER TABLE audit_entry DISABLE TRIGGER audit_entry_no_change"))
+        else:
+            await s.execute(text("DROP TRIGGER IF EXISTS audit_entry_no_update"))
+            await s.execute(text("DROP TRIGGER IF EXISTS audit_entry_no_delete"))
+        for stmt in statements:
+            await s.execute(text(stmt))
+
+
+async def test_reordered_entries_in_the_database_name_the_first_bad_seq(service: BrokerService) -> None:
+    for _ in range(3):
+        await _append(service, 2, "t")
+    assert (await verify_database(service)).ok
+    await _as_attacker(service, "UPDATE audit_entry SET seq = -1 WHERE seq = 1",
+                       "UPDATE audit_entry SET seq = 1 WHERE seq = 2",
+                       "UPDATE audit_entry SET seq = 2 WHERE seq = -1")
+    report = await verify_database(service)
+    assert not report.ok and report.first_bad_seq == 1 and "leaf says seq 2" in (report.problem or "")
+
+
+async def test_deleted_last_entry_and_changed_byte_in_the_database(service: BrokerService) -> None:
+    for _ in range(3):
+        await _append(service, 2, "d")
+    await _as_attacker(service, "DELETE FROM audit_entry WHERE seq = 5")
+    report = await verify_database(service)
+    assert not report.ok and report.first_bad_seq == 5 and "removed" in (report.problem or "")
+    postgres = service.engine.dialect.name == "postgresql"
+    flip = ("UPDATE audit_entry SET leaf = overlay(leaf placing '9'::bytea from 12 for 1) WHERE seq = 3"
+            if postgres else
+            "UPDATE audit_entry SET leaf = CAST(substr(leaf, 1, 11) || '9' || substr(leaf, 13) AS BLOB) "
+            "WHERE seq = 3")
+    await _as_attacker(service, flip)
+    report = await verify_database(service)
+    assert not report.ok and report.first_bad_seq == 3
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_export_carries_cosignatures_and_consistency_proofs(service: BrokerService,
+                                                                  tmp_path: Path) -> None:
+    for _ in range(3):
+        await _append(service, 2, "c")
+    exchange = service.exchange
+    now = exchange.clock()
+    body = Checkpoint(service.settings.audit_origin, 4,
+                      (await _checkpoint_root(service, 4))).body()
+    for agency in ("police", "nhs"):
+        keys = AgencyKeys.load(service.settings.keys_dir, agency)
+        signer = CosignatureSigner(witness_name(agency), keys.sig.private_key)
+        line = signer.cosign(body, int(now.timestamp()))
+        verifier = witness_verifier(agency, keys.sig.private_key.public_key())
+        await add_cosignature(exchange.sessions, agency, verifier, line, 4, now, timedelta(minutes=5))
+    out = tmp_path / "export"
+    await export_log(service, out)
+    report = verify_export(out)
+    assert report.ok and report.cosignatures == 2 and report.published_size == 4
+    assert verify_export(out, quorum=3).published_size is None
+    pristine = {name: (out / name).read_text() for name in ("checkpoints.jsonl", "consistency.jsonl")}
+
+    def with_last_cosignature_changed(at: int) -> None:
+        rows = [json.loads(x) for x in pristine["checkpoints.jsonl"].splitlines()]
+        head, b64 = rows[1]["note"].rstrip("\n").rsplit(" ", 1)
+        rows[1]["note"] = f"{head} {b64[:at]}{'A' if b64[at] != 'A' else 'B'}{b64[at + 1:]}\n"
+        (out / "checkpoints.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    with_last_cosignature_changed(40)  # inside the Ed25519 signature
+    report = verify_export(out)
+    assert not report.ok and report.first_bad_seq == 3 and "size 4 does not verify" in (report.problem or "")
+    with_last_cosignature_changed(0)  # the key id: a line by an unknown key is ignored, so it
+    report = verify_export(out)  # no longer counts towards the quorum
+    assert report.ok and report.cosignatures == 1 and report.published_size is None
+
+    (out / "checkpoints.jsonl").write_text(pristine["checkpoints.jsonl"])
+    proofs = [json.loads(x) for x in pristine["consistency.jsonl"].splitlines()]
+    assert [(p["from"], p["to"]) for p in proofs] == [(2, 4), (4, 6)]
+    proofs[1]["proof"][0] = base64.b64encode(bytes(32)).decode()
+    (out / "consistency.jsonl").write_text("".join(json.dumps(p) + "\n" for p in proofs))
+    report = verify_export(out)
+    assert not report.ok and report.first_bad_seq == 5 and "not consistent" in (report.problem or "")
+
+
+async def _checkpoint_root(service: BrokerService, size: int) -> bytes:
+    async with service.exchange.sessions() as s:
+        row = next(c for c in await read_checkpoints(s) if c.size == size)
+    return row.root_hash

@@ -83,6 +83,9 @@ DemoFlag = Annotated[bool, typer.Option("--demo", help="also run the four adapte
 OutDir = Annotated[Path | None, typer.Option(help="leave keys, deliveries, audit export and summary here")]
 ExportDir = Annotated[Path | None, typer.Option(help="verify an export directory instead of the database")]
 VKey = Annotated[str | None, typer.Option(help="pinned note verifier key of the log")]
+WitnessKeys = Annotated[list[str] | None, typer.Option(help="pinned witness vkey (repeat per witness)")]
+Quorum = Annotated[int, typer.Option(help="cosignatures that publish a checkpoint")]
+WitnessedNote = Annotated[list[Path] | None, typer.Option(help="a checkpoint note an agency witnessed")]
 
 
 @app.command()
@@ -153,22 +156,38 @@ def token(role: Annotated[str, typer.Option(help="ig_officer, ops or admin")],
 
 
 @audit_app.command("verify")
-def audit_verify(export: ExportDir = None, vkey: VKey = None) -> None:
-    """Recompute every leaf, the tree and every checkpoint; exit 0 only if the log is intact."""
+def audit_verify(export: ExportDir = None, vkey: VKey = None,
+                 witness_vkey: WitnessKeys = None, quorum: Quorum = 2,
+                 witnessed: WitnessedNote = None) -> None:
+    """Recompute every leaf, the tree and every checkpoint; exit 0 only if the log is intact.
+
+    With --export, only the export and the keys given are trusted: pin the log key (--vkey)
+    and the witnesses' keys (--witness-vkey); --witnessed adds a checkpoint an agency
+    cosigned earlier, which the log must still contain (a rolled-back copy fails).
+    """
+    from broker.audit.note import Checkpoint
+
+    seen: list[Checkpoint] = []
+    for path in witnessed or []:
+        try:
+            seen.append(Checkpoint.parse(path.read_text().split("\n\n", 1)[0] + "\n"))
+        except (OSError, ValueError) as exc:
+            fail(f"{path}: not a checkpoint ({type(exc).__name__})")
     from broker.audit.note import NoteVerifier
     from broker.store.audit_export import verify_database, verify_export
 
     if export is not None:
         if not (export / "entries.jsonl").exists():
             fail(f"{export} is not an audit export (no entries.jsonl)")
-        report = verify_export(export, vkey)
+        report = verify_export(export, vkey, witness_vkeys=witness_vkey, quorum=quorum, witnessed=seen)
     else:
         async def from_db() -> Any:
             from broker.service import BrokerService
 
             service = await BrokerService.open(Settings())
             try:
-                return await verify_database(service, NoteVerifier.from_vkey(vkey) if vkey else None)
+                return await verify_database(service, NoteVerifier.from_vkey(vkey) if vkey else None,
+                                             witnessed=seen)
             finally:
                 await service.close()
 

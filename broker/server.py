@@ -10,8 +10,10 @@ from urllib.parse import urlparse
 import structlog
 import uvicorn
 
+from adapters.service import witness_forever
 from broker.api.app import create_app
 from broker.api.auth import issue_user_token
+from broker.demo.run import Demo
 from broker.errors import ConfigurationError
 from broker.service import BrokerService
 from broker.settings import Settings
@@ -43,8 +45,6 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     demo_task: asyncio.Task[None] | None = None
     player = None
     if demo:
-        from broker.demo.run import Demo
-
         assert service.connection is not None
         player = Demo(service, service.connection, settings.state_dir / "adapters")
         await player.start_adapters()
@@ -62,16 +62,18 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
         await service.close()
 
 
-async def _seed(service: BrokerService, player: object) -> None:
-    from broker.demo.run import Demo
-
-    assert isinstance(player, Demo)
+async def _seed(service: BrokerService, player: Demo) -> None:
+    """Play the demo case once (an empty log only), then keep the agencies witnessing."""
     async with service.exchange.sessions() as session:
-        if await read_entries(session, limit=1):
-            log.info("demo_case_already_seeded")
-            return
-    result = await player.play()
-    log.info("demo_case_seeded", ok=result.ok, checks=len(result.checks))
+        seeded = bool(await read_entries(session, limit=1))
+    if seeded:
+        log.info("demo_case_already_seeded")
+    else:
+        result = await player.play()
+        log.info("demo_case_seeded", ok=result.ok, checks=len(result.checks))
+    async with player.api_client() as client:
+        await asyncio.gather(*(witness_forever(rt, client, service.settings.witness_every_s)
+                               for rt in player.adapters.values()))
 
 
 def _announce(settings: Settings, service: BrokerService, demo: bool) -> None:

@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     max_clock_skew_s: int = 300
     delivery_limit: int = 5
     auth_token_max_age_s: int = 300
+    witness_every_s: float = Field(default=30.0, description="how often adapters cosign checkpoints")
     witness_quorum: int = Field(default=2, ge=0, description="witness cosignatures that publish a checkpoint")
     log_json: bool = Field(default=False, description="JSON log lines (production) instead of console")
     log_level: str = "INFO"

@@ -21,7 +21,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from broker.api.auth import Principal, authenticate, require_agency, require_role
 from broker.audit.entry import Actor, AuditEntry, EntryKind, SubjectRef, pseudonym
 from broker.audit.witness import witness_verifier
-from broker.errors import ConfigurationError
+from broker.errors import ConfigurationError, NotFound
 from broker.exchange import Exchange
 from broker.store.audit_proofs import consistency, entry_proof
 from broker.store.audit_queries import EntryFilter, csv_row, csv_text, find_entries, subject_disclosures
@@ -45,6 +45,15 @@ def _quorum(request: Request) -> int:
 
 def _person(who: Principal) -> Actor:
     return Actor(user_id=who.id, role=who.role, auth="role-token")
+
+
+def _may_read(who: Principal, entry: AuditEntry) -> None:
+    """IG officers read any entry; an agency only those naming it as sender or recipient."""
+    if who.kind == "agency" and who.id in (entry.sender, entry.recipient):
+        return
+    if who.kind == "agency":
+        raise NotFound(f"no audit entry {entry.seq} concerning {who.id}")
+    require_role(who, "ig_officer")
 
 
 @router.get("/entries.csv", response_class=StreamingResponse)
@@ -84,12 +93,13 @@ async def entries_csv(
 async def entry_with_proof(request: Request, seq: int, who: Auth,
                            size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
     """One entry, its leaf, and its inclusion proof in the newest published checkpoint
-    (``size`` picks another checkpoint)."""
-    require_role(who, "ig_officer")
+    (``size`` picks another checkpoint). Agencies may fetch entries naming them as sender
+    or recipient: their receipt that a disclosure concerning them is in the log."""
     exchange = _exchange(request)
     async with exchange.sessions() as session:
         found = await entry_proof(session, seq, quorum=_quorum(request), size=size)
     entry = AuditEntry.from_leaf(found.row.leaf)
+    _may_read(who, entry)
     return {**entry.model_dump(mode="json", exclude_none=True), "leaf_hash": found.row.leaf_hash.hex(),
             "leaf": found.row.leaf.decode("utf-8"), "proof": found.as_json()}
 
@@ -98,10 +108,10 @@ async def entry_with_proof(request: Request, seq: int, who: Auth,
 async def entry_tlog_proof(request: Request, seq: int, who: Auth,
                            size: Annotated[int | None, Query(ge=1)] = None) -> PlainTextResponse:
     """The entry's C2SP tlog-proof (``c2sp.org/tlog-proof@v1``), the leaf as its extra data."""
-    require_role(who, "ig_officer")
     exchange = _exchange(request)
     async with exchange.sessions() as session:
         found = await entry_proof(session, seq, quorum=_quorum(request), size=size)
+    _may_read(who, AuditEntry.from_leaf(found.row.leaf))
     return PlainTextResponse(found.proof.text(), media_type=TLOG_PROOF_MEDIA)
 
 

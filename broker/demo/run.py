@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import aio_pika
+import httpx
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import select
 from sqlmodel import col
 
 from adapters.runtime import AdapterRuntime, wait_for
+from broker.api.app import create_app
 from broker.audit.entry import AuditEntry, pseudonym
 from broker.crypto.keys import AGENCIES, AgencyKeys, KeyRegistry
 from broker.service import BrokerService, init_state
@@ -106,7 +108,23 @@ class Demo:
         await self._step6()
         await self._settle(self.service)
         await self._subject_lookup()
+        await self._witness()
         return self.result
+
+    def api_client(self) -> httpx.AsyncClient:
+        """An HTTP client on this broker's API, in process (no port needed)."""
+        return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(self.service)),
+                                 base_url="http://masp.demo")
+
+    async def _witness(self) -> None:
+        """Every agency checks the newest checkpoint against what it saw before, and cosigns."""
+        step = "audit"
+        async with self.api_client() as client:
+            results = [await rt.witness(client) for rt in self.adapters.values()]
+        quorum = self.service.settings.witness_quorum
+        self.result.expect(step, f"the newest checkpoint is cosigned by all four agencies "
+                                 f"(published at {quorum})",
+                           results[-1].witnesses == len(AGENCIES) and results[-1].published)
 
     async def _send(self, step: str, agency: str, masp_type: str, body: dict[str, Any], purpose: str,
                     *, expect: set[str], consent_ref: str | None = None,

@@ -11,8 +11,10 @@ Export layout (``masp audit export --out DIR``):
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import queue
 from collections.abc import AsyncIterator, Iterator, Sequence
 from itertools import pairwise
 from pathlib import Path
@@ -70,12 +72,33 @@ async def verify_database(service: BrokerService, verifier: NoteVerifier | None 
                           witnessed: Sequence[Checkpoint] = ()) -> VerifyReport:
     """Verify the log in place; ``witnessed`` are checkpoints agencies cosigned earlier."""
     checkpoints, proofs = await _checkpoints(service)
-    entries: list[tuple[int, bytes, bytes]] = []
+    # Pages flow through a small bounded queue to the verifier running in a thread, so
+    # memory stays flat however long the log is, and the event loop stays free meanwhile.
+    pages: queue.Queue[list[tuple[int, bytes, bytes]] | None] = queue.Queue(maxsize=4)
+
+    def rows() -> Iterator[tuple[int, bytes, bytes]]:
+        while (page := pages.get()) is not None:
+            yield from page
+
+    verifying = asyncio.ensure_future(asyncio.to_thread(
+        verify_log, rows(), checkpoints, verifier or service.exchange.audit.signer.verifier(),
+        witnesses=witness_verifiers(service.exchange.registry),
+        quorum=service.settings.witness_quorum, consistency=proofs, witnessed=witnessed))
+
+    async def put(item: list[tuple[int, bytes, bytes]] | None) -> bool:
+        while not verifying.done():  # the verifier may stop early at the first bad entry
+            try:
+                pages.put_nowait(item)
+                return True
+            except queue.Full:
+                await asyncio.sleep(0.005)
+        return False
+
     async for page in _pages(service):
-        entries.extend(page)
-    return verify_log(entries, checkpoints, verifier or service.exchange.audit.signer.verifier(),
-                      witnesses=witness_verifiers(service.exchange.registry),
-                      quorum=service.settings.witness_quorum, consistency=proofs, witnessed=witnessed)
+        if not await put(page):
+            break
+    await put(None)
+    return await verifying
 
 
 async def export_log(service: BrokerService, out: Path) -> int:

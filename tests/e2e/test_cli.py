@@ -129,3 +129,34 @@ def test_policy_explain_names_clause_and_hard_rule() -> None:
     assert answer["outcome"] == "permit_with_redaction"
     assert "cr-police-nhs" in json.dumps(answer["clause"])
     assert answer["withheld"]["victim_location"] == "P4.hard_rule"
+
+
+def test_audit_verify_catches_a_rolled_back_export_with_a_witnessed_checkpoint(
+        demo_out: Path, tmp_path: Path) -> None:
+    export = demo_out / "audit"
+    witnessed = demo_out / "adapters" / "nhs" / "witness" / "checkpoint"
+    pins = ["--vkey", (export / "log.vkey").read_text().strip()]
+    for key in (export / "witnesses.vkey").read_text().split():
+        pins += ["--witness-vkey", key]
+    intact = masp("audit", "verify", "--export", str(export), *pins, "--witnessed", str(witnessed))
+    assert intact.returncode == 0, intact.stderr
+    # an operator restores an older, internally consistent copy of the log
+    old = tmp_path / "old"
+    old.mkdir()
+    keep = 10
+    entries = (export / "entries.jsonl").read_text().splitlines(keepends=True)[:keep]
+    (old / "entries.jsonl").write_text("".join(entries))
+    checkpoints = [line for line in (export / "checkpoints.jsonl").read_text().splitlines(keepends=True)
+                   if json.loads(line)["size"] <= keep]
+    (old / "checkpoints.jsonl").write_text("".join(checkpoints))
+    proofs = [line for line in (export / "consistency.jsonl").read_text().splitlines(keepends=True)
+              if json.loads(line)["to"] <= keep]
+    (old / "consistency.jsonl").write_text("".join(proofs))
+    for name in ("log.vkey", "witnesses.vkey"):
+        (old / name).write_text((export / name).read_text())
+    alone = masp("audit", "verify", "--export", str(old), *pins, "--quorum", "0")
+    assert alone.returncode == 0, alone.stderr  # on its own the old copy looks fine...
+    caught = masp("audit", "verify", "--export", str(old), *pins, "--quorum", "0",
+                  "--witnessed", str(witnessed))
+    assert caught.returncode == 1  # ...but not against what the nhs witness cosigned
+    assert "NOT intact" in caught.stderr

@@ -126,3 +126,25 @@ async def test_entry_proofs_csv_and_consistency(env: Env) -> None:
 def test_csv_cells_never_start_a_formula() -> None:
     assert [_cell(v) for v in ("=1+1", "+x", "-2", "@SUM(A1)", "police", None, 3)] == [
         "'=1+1", "'+x", "'-2", "'@SUM(A1)", "police", "", "3"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_sender_and_recipient_get_tlog_proofs_of_disclosures_about_them(env: Env) -> None:
+    await _refer(env)
+    disclosed = (await env.http.get("/v1/audit/entries", params={"kind": "disclosed"},
+                                    headers=_ig(env))).json()["entries"]
+    to_nhs = next(e for e in disclosed if e["recipient"] == "nhs")
+    log_key = env.service.exchange.audit.signer.verifier()
+
+    def auth(agency: str) -> dict[str, str]:
+        token = wire.sign_agency_auth(env.keys[agency], env.service.exchange.clock())
+        return {"authorization": f"Bearer {token}"}
+
+    for agency in ("police", "nhs"):  # the sender and the recipient
+        text = await env.http.get(f"/v1/audit/entries/{to_nhs['seq']}/proof", headers=auth(agency))
+        assert text.status_code == 200
+        checkpoint, _ = TlogProof.parse(text.text).verify(log_key)
+        assert checkpoint.size > to_nhs["seq"]
+    # a partner the disclosure does not concern sees nothing of it
+    other = await env.http.get(f"/v1/audit/entries/{to_nhs['seq']}", headers=auth("advocacy"))
+    assert other.status_code == 404

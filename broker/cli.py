@@ -21,6 +21,7 @@ from broker.consent_cli import app as consent_app
 from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyRegistry, init_keys
 from broker.errors import MaspError
 from broker.logs import configure
+from broker.ops_cli import dlq_app, route_app
 from broker.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -34,6 +35,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(adapter_app, name="adapter")
 app.add_typer(consent_app, name="consent")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(route_app, name="route")
 
 T = TypeVar("T")
 
@@ -292,6 +295,36 @@ def adapter_run(agency: Annotated[str, typer.Argument(help="police, probation, n
     if agency not in AGENCIES:
         fail(f"unknown agency {agency!r}; one of {', '.join(AGENCIES)}")
     _run(run_adapter(Settings(), agency))
+
+
+@app.command()
+def bench(
+    as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
+    suite: Annotated[str, typer.Option(help="e2e (the pipeline beside raw aio-pika) or audit")] = "e2e",
+    entries: Annotated[int, typer.Option(help="audit suite: log size to build")] = 1_000_000,
+    backend: Annotated[list[str] | None, typer.Option(help="audit suite: sqlite and/or postgres")] = None,
+) -> None:
+    """Measure; figures go to docs/performance.md. Runs against fresh, throw-away databases."""
+    import tempfile
+
+    if suite != "audit":
+        fail("the end-to-end suite (pipeline beside a raw aio-pika baseline) is not built yet; "
+             "run `masp bench --suite audit`")
+    from bench.audit import as_dict, run_audit_bench
+
+    results = []
+    for name in backend or ["sqlite", "postgres"]:
+        if name not in ("sqlite", "postgres"):
+            fail(f"unknown backend {name!r}")
+        with tempfile.TemporaryDirectory(prefix="masp-bench-") as tmp:
+            result = _run(run_audit_bench(name, entries, Path(tmp)))
+        results.append(as_dict(result))
+        if not as_json:
+            typer.echo(f"{name:<9} {entries} entries: append {result.append_entries_per_s:,.0f}/s, "
+                       f"verify {result.verify_s:.1f} s (+{result.verify_rss_growth_mb:.0f} MB RSS), "
+                       f"proof p50 {result.proof_p50_ms:.2f} ms p99 {result.proof_p99_ms:.2f} ms")
+    if as_json:
+        typer.echo(json.dumps({"suite": "audit", "results": results}, indent=2))
 
 
 def main() -> None:

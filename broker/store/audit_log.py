@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broker.audit.entry import AuditEntry
@@ -37,6 +37,11 @@ class Batch:
     session: AsyncSession
     tree: CompactRange
     entries: list[AuditEntry] = field(default_factory=list)
+    # rows are written in bulk when the batch closes: per-row ORM objects cost more than
+    # hashing and signing together at audit volumes
+    _rows: list[dict[str, object]] = field(default_factory=list)
+    _nodes: list[dict[str, object]] = field(default_factory=list)
+    _subjects: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def next_seq(self) -> int:
@@ -49,18 +54,26 @@ class Batch:
         leaf = entry.leaf_bytes()
         lh = leaf_hash(leaf)
         for (level, idx), value in completed_nodes(self.tree.hashes, self.tree.size, lh):
-            self.session.add(AuditNodeRow(level=level, idx=idx, hash=value))
+            self._nodes.append({"level": level, "idx": idx, "hash": value})
         self.tree.append(lh)
         self.entries.append(entry)
-        self.session.add(AuditRow(
-            seq=entry.seq, kind=entry.kind.value, at=entry.at, message_id=entry.message_id,
-            delivery_id=entry.delivery_id, sender=entry.sender, recipient=entry.recipient,
-            decision=entry.decision, clause=entry.dsa.clause if entry.dsa else None,
-            leaf=leaf, leaf_hash=lh,
-        ))
+        self._rows.append({
+            "seq": entry.seq, "kind": entry.kind.value, "at": entry.at, "message_id": entry.message_id,
+            "delivery_id": entry.delivery_id, "sender": entry.sender, "recipient": entry.recipient,
+            "decision": entry.decision, "clause": entry.dsa.clause if entry.dsa else None,
+            "leaf": leaf, "leaf_hash": lh,
+        })
         for pseudonym in {s.pseudonym for s in entry.subjects}:
-            self.session.add(AuditSubjectRow(seq=entry.seq, pseudonym=pseudonym))
+            self._subjects.append({"seq": entry.seq, "pseudonym": pseudonym})
         return entry
+
+    async def write(self) -> None:
+        """Insert the batch's rows (entries before the rows that reference them)."""
+        for table, rows in ((AuditRow, self._rows), (AuditSubjectRow, self._subjects),
+                            (AuditNodeRow, self._nodes)):
+            if rows:
+                await self.session.execute(insert(table), rows)
+                rows.clear()
 
 
 class AuditLog:
@@ -87,6 +100,7 @@ class AuditLog:
             batch = Batch(session, await self._tree(session))
             yield batch
             if batch.entries:
+                await batch.write()
                 await session.flush()
                 self._checkpoint(session, batch.tree)
                 await session.flush()

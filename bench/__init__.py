@@ -1,0 +1,1 @@
+"""The benchmark harness behind ``masp bench``: measured runs, not timed tests."""

@@ -112,13 +112,21 @@ class AuditEntry(BaseModel):
         """RFC 8785 canonical JSON; ``None`` and empty members are dropped to keep leaves small."""
         doc = self.model_dump(mode="json", exclude_none=True)
         doc = {k: v for k, v in doc.items() if v not in ((), [], {})}
-        # Every member is typed str/int/bool/None or a list/mapping of them, and every key is
-        # one of ours (ASCII): the RFC 8785 form is exactly the compact sorted dump.
-        return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+        return leaf_json(doc)
 
     @classmethod
     def from_leaf(cls, leaf: bytes) -> AuditEntry:
         return cls.model_validate_json(leaf)
+
+
+def leaf_json(doc: Mapping[str, Any]) -> bytes:
+    """RFC 8785 bytes of an entry document.
+
+    Every member of an entry is typed str/int/bool/None or a list/mapping of them and every
+    key is one of ours (ASCII), so the RFC 8785 form is exactly the compact sorted dump
+    (see ``canonical_json``; a test pins leaves to the ``rfc8785`` reference).
+    """
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
 def canonical_json(doc: Any) -> bytes:

@@ -21,14 +21,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import select
+from sqlmodel import col
 
 from broker.audit.note import Checkpoint, CosignatureVerifier, NoteVerifier
 from broker.audit.verify import ConsistencyProofs, VerifyReport, verify_log
 from broker.audit.witness import append_cosignatures, witness_verifier
 from broker.crypto.keys import BROKER, KeyRegistry
-from broker.store.audit_log import read_checkpoints, read_entries
+from broker.store.audit_log import read_checkpoints
 from broker.store.audit_tree import consistency_proofs
 from broker.store.audit_witness import all_cosignatures
+from broker.store.models import AuditRow
 
 if TYPE_CHECKING:
     from broker.service import BrokerService
@@ -40,11 +43,15 @@ async def _pages(service: BrokerService) -> AsyncIterator[list[tuple[int, bytes,
     after = -1
     while True:
         async with service.exchange.sessions() as session:
-            rows = await read_entries(session, after=after, limit=_PAGE)
+            # plain rows, not ORM objects: this streams the whole log
+            result = await session.execute(
+                select(col(AuditRow.seq), col(AuditRow.leaf), col(AuditRow.leaf_hash))
+                .where(col(AuditRow.seq) > after).order_by(col(AuditRow.seq)).limit(_PAGE))
+            rows = [(int(seq), bytes(leaf), bytes(lh)) for seq, leaf, lh in result.all()]
         if not rows:
             return
-        yield [(r.seq, r.leaf, r.leaf_hash) for r in rows]
-        after = rows[-1].seq
+        yield rows
+        after = rows[-1][0]
 
 
 def witness_verifiers(registry: KeyRegistry) -> list[CosignatureVerifier]:

@@ -21,7 +21,6 @@ from broker.consent_cli import app as consent_app
 from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyRegistry, init_keys
 from broker.errors import MaspError
 from broker.logs import configure
-from broker.ops_cli import dlq_app, route_app
 from broker.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -35,8 +34,6 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(adapter_app, name="adapter")
 app.add_typer(consent_app, name="consent")
-app.add_typer(dlq_app, name="dlq")
-app.add_typer(route_app, name="route")
 
 T = TypeVar("T")
 

@@ -23,15 +23,17 @@ import httpx
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from opentelemetry.trace import SpanKind
 
 from adapters.witness import LogWitness, Witnessed
-from broker import wire
+from broker import telemetry, wire
 from broker.clock import Clock, system_clock
 from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry
 from broker.crypto.sdjwt import SdJwt
 from broker.errors import MaspError
 from broker.transport.drain import Drain
 from broker.transport.topology import Names
+from broker.transport.traced import traced
 
 log = structlog.get_logger("masp.adapter")
 
@@ -71,10 +73,11 @@ class AdapterRuntime:
         async with connection.channel(publisher_confirms=True, on_return_raises=True) as ch:
             reply_q = await ch.declare_queue(exclusive=True, auto_delete=True)
             ingress = await ch.get_exchange(self.names.ingress, ensure=False)
-            await ingress.publish(aio_pika.Message(
-                jwe.encode("ascii"), content_type="application/jose",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, reply_to=reply_q.name,
-                correlation_id=wire.new_id()), routing_key="", mandatory=True)
+            with telemetry.step("masp.adapter.submit", SpanKind.PRODUCER, agency=self.agency, via="amqp"):
+                await ingress.publish(aio_pika.Message(
+                    jwe.encode("ascii"), content_type="application/jose",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT, reply_to=reply_q.name,
+                    correlation_id=wire.new_id(), headers=telemetry.inject()), routing_key="", mandatory=True)
             async with reply_q.iterator(timeout=timeout) as it:
                 async for msg in it:
                     await msg.ack()
@@ -84,9 +87,12 @@ class AdapterRuntime:
 
     async def submit_http(self, client: httpx.AsyncClient, jwe: str) -> httpx.Response:
         """``POST /v1/messages`` authenticated with a single-use assertion signed by this agency."""
-        return await client.post("/v1/messages", content=jwe.encode("ascii"), headers={
-            "content-type": "application/jose",
-            "authorization": f"Bearer {wire.sign_agency_auth(self.keys, self.clock())}"})
+        with telemetry.step("masp.adapter.submit", SpanKind.CLIENT, agency=self.agency, via="http"):
+            response = await client.post("/v1/messages", content=jwe.encode("ascii"), headers={
+                "content-type": "application/jose", **telemetry.inject(),
+                "authorization": f"Bearer {wire.sign_agency_auth(self.keys, self.clock())}"})
+            telemetry.annotate(status=response.status_code)
+        return response
 
     # --- witnessing ----------------------------------------------------------------------
 
@@ -107,23 +113,30 @@ class AdapterRuntime:
     async def start(self, connection: AbstractRobustConnection, prefetch: int = 16) -> None:
         self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         await self._channel.set_qos(prefetch_count=prefetch)
-        queue = await self._channel.get_queue(self.names.inbox(self.agency), ensure=False)
-        await self._drain.consume(queue, self._on_message)
+        # a (passive) declare registers the queue with the robust channel, so its consumer is
+        # restored after a reconnect; ensure=False would leave the inbox unconsumed for good
+        queue = await self._channel.get_queue(self.names.inbox(self.agency), ensure=True)
+        await self._drain.consume(queue, traced("masp.adapter.receive", self._on_message,
+                                                 delivery=True, agency=self.agency))
 
     async def stop(self) -> None:
         await self._drain.close(self._channel)
 
     async def _on_message(self, message: AbstractIncomingMessage) -> None:
         try:
-            delivery = wire.open_delivery(message.body, self.keys, self.registry)
+            with telemetry.step("masp.adapter.verify"):
+                delivery = wire.open_delivery(message.body, self.keys, self.registry)
         except MaspError as exc:
             # Nothing in an unverifiable delivery can be trusted, not even its id: it goes to
             # the dead letters with its reason for ops to inspect; the application never sees it.
             log.warning("delivery_refused", agency=self.agency, code=exc.code)
             await message.reject(requeue=False)
             return
+        telemetry.annotate(delivery_id=delivery.delivery_id, message_id=delivery.message_id,
+                           sender=delivery.token.get("sender"), masp_type=delivery.token.get("masp_type"))
         try:
             fresh = self._hand_over(delivery, message.body)
+            telemetry.annotate(duplicate=not fresh)
             if fresh and self.on_delivery is not None:
                 await self.on_delivery(delivery)
             await self._send_ack(delivery)
@@ -154,9 +167,11 @@ class AdapterRuntime:
         assert self._channel is not None
         token = wire.sign_ack(self.keys, delivery, self.clock())
         acks = await self._channel.get_exchange(self.names.acks, ensure=False)
-        await acks.publish(aio_pika.Message(
-            token.encode("ascii"), content_type="application/jose",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT), routing_key="", mandatory=True)
+        with telemetry.step("masp.adapter.ack", SpanKind.PRODUCER, delivery_id=delivery.delivery_id):
+            await acks.publish(aio_pika.Message(
+                token.encode("ascii"), content_type="application/jose",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, headers=telemetry.inject()),
+                routing_key="", mandatory=True)
 
     def received(self) -> list[dict[str, Any]]:
         """What the application has been handed, oldest first (by delivery id, a UUIDv7)."""

@@ -9,6 +9,7 @@ import httpx
 import structlog
 
 from adapters.runtime import AdapterRuntime
+from broker import telemetry
 from broker.crypto.keys import AgencyKeys, KeyRegistry
 from broker.errors import LogInconsistent, LogRollback, MaspError
 from broker.settings import Settings
@@ -18,6 +19,8 @@ log = structlog.get_logger("masp.adapter")
 
 
 async def run_adapter(settings: Settings, agency: str) -> None:
+    telemetry.setup(settings.otlp_endpoint, service=f"masp-adapter-{agency}",
+                    sample_ratio=settings.trace_sample_ratio)
     registry = KeyRegistry.from_public_dir(settings.keys_dir)
     runtime = AdapterRuntime(AgencyKeys.load(settings.keys_dir, agency), registry,
                              settings.state_dir / "adapters" / agency, names=Names(settings.namespace))

@@ -21,6 +21,7 @@ from broker.consent_cli import app as consent_app
 from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyRegistry, init_keys
 from broker.errors import MaspError
 from broker.logs import configure
+from broker.ops_cli import dlq_app, route_app
 from broker.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -34,6 +35,8 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 app.add_typer(adapter_app, name="adapter")
 app.add_typer(consent_app, name="consent")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(route_app, name="route")
 
 T = TypeVar("T")
 
@@ -326,7 +329,7 @@ def bench(
 
 def main() -> None:
     settings = Settings()
-    configure(json=settings.log_json, level=settings.log_level)
+    configure(json=settings.log_json, level=settings.log_level, library_level=settings.log_library_level)
     try:
         app()
     except KeyboardInterrupt:

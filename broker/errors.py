@@ -164,3 +164,11 @@ class LogRollback(LogInconsistent):
 
     code = "log-rollback"
     title = "Audit log was rolled back"
+
+
+class Conflict(MaspError):
+    """The request is valid but the thing it acts on is not in a state that allows it."""
+
+    code = "conflict"
+    status = 409
+    title = "Not possible in the current state"

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 import schemas
-from broker import policy, wire
+from broker import policy, telemetry, wire
 from broker.audit.entry import (
     Actor,
     AuditEntry,
@@ -39,9 +39,13 @@ from broker.clock import Clock
 from broker.crypto import jose
 from broker.crypto.keys import AgencyKeys, KeyRegistry
 from broker.errors import MalformedMessage, MaspError, PolicyRefused, ReplayDetected, SchemaInvalid
+from broker.metrics import BrokerMetrics
 from broker.policy.corrections import correction_recipients, scope_correction
+from broker.policy.escalation import escalation_for
 from broker.store import consent as consent_registry
+from broker.store import trace_context
 from broker.store.audit_log import AuditLog, Batch
+from broker.store.deliveries import schedule_escalation
 from broker.store.models import AuditRow, DeliveryRow, OverrideReviewRow, SeenMessageRow
 from schemas import DataClass
 from schemas.consent_change import ConsentChange
@@ -76,6 +80,10 @@ class Exchange:
     max_skew: timedelta = timedelta(minutes=5)
     #: Set after each commit that queued deliveries, so the outbox relay wakes at once.
     outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    metrics: BrokerMetrics = field(default_factory=BrokerMetrics)
+
+    def __post_init__(self) -> None:
+        self.audit.observers.append(self.metrics.observe_audit)  # counters follow the audit log
 
     async def submit(self, token: str | bytes, *, via: str, agency: str | None = None) -> Receipt:
         """Process one submission; raise a ``MaspError`` (already audited) if it is refused.
@@ -86,17 +94,27 @@ class Exchange:
         actor = Actor(agency=agency, auth="agency-jwt" if via == "http" else via)
         digest = payload_digest(token)
         try:
-            raw = wire.decrypt_submission(token, {str(self.broker.enc.kid): self.broker.enc},
-                                          self.max_message_bytes)
+            with telemetry.step("masp.decrypt"):
+                raw = wire.decrypt_submission(token, {str(self.broker.enc.kid): self.broker.enc},
+                                              self.max_message_bytes)
             digest = payload_digest(raw)
-            sub = wire.verify_submission(raw, self.registry, self.clock(), self.max_skew)
-            if agency is not None and sub.sender != agency:
-                raise MalformedMessage("message iss differs from the authenticated agency")
-            body = self._validate(sub)
+            with telemetry.step("masp.verify"):
+                sub = wire.verify_submission(raw, self.registry, self.clock(), self.max_skew)
+                if agency is not None and sub.sender != agency:
+                    raise MalformedMessage("message iss differs from the authenticated agency")
+            with telemetry.step("masp.schema", masp_type=sub.claims["masp_type"]):
+                body = self._validate(sub)
         except MaspError as exc:
+            telemetry.annotate(outcome="refused", code=exc.code)
             await self._refuse_ingress(exc, actor, digest)
             raise
-        return await self._accept(sub, body, Actor(agency=sub.sender, auth=actor.auth), digest)
+        with telemetry.observed(message_id=sub.message_id, agency=sub.sender,
+                                masp_type=sub.claims["masp_type"]):
+            receipt = await self._accept(sub, body, Actor(agency=sub.sender, auth=actor.auth), digest)
+        telemetry.annotate(outcome="duplicate" if receipt.duplicate else "accepted",
+                           audit_seq=receipt.audit_seq,
+                           decisions=[f"{d['recipient']}:{d['decision']}" for d in receipt.decisions])
+        return receipt
 
     def _validate(self, sub: wire.Submission) -> schemas.CanonicalBody:
         claims = sub.claims
@@ -136,7 +154,7 @@ class Exchange:
             except MaspError as exc:
                 await self._refuse_ingress(exc, actor, digest, sub)
                 raise
-        async with self.audit.transaction() as batch:
+        async with telemetry.astep("masp.audit.append"), self.audit.transaction() as batch:
             session = batch.session
             seen = await session.get(SeenMessageRow, sub.message_id)
             if seen is not None:
@@ -145,11 +163,13 @@ class Exchange:
             else:
                 recipients = (policy.candidate_recipients(self.bundle, sub.sender, claims["masp_type"])
                               if targets is None else tuple(sorted(targets)))
-                decisions = [policy.evaluate(self.bundle, policy.PolicyRequest(
-                    sender=sub.sender, recipient=r, masp_type=claims["masp_type"],
-                    purpose=claims["purpose"], fields=classes, at=now,
-                    consent=await self._consent(session, claims, r, now), override=override,
-                    facts=_facts(body))) for r in recipients]
+                with telemetry.step("masp.policy"):
+                    decisions = [policy.evaluate(self.bundle, policy.PolicyRequest(
+                        sender=sub.sender, recipient=r, masp_type=claims["masp_type"],
+                        purpose=claims["purpose"], fields=classes, at=now,
+                        consent=await self._consent(session, claims, r, now), override=override,
+                        facts=_facts(body))) for r in recipients]
+                    telemetry.annotate(decisions=[f"{d.recipient}:{d.outcome.value}" for d in decisions])
                 if targets is not None:
                     reference = {n for n, c in classes.items() if c == DataClass.MESSAGE_REFERENCE}
                     decisions = [scope_correction(d, targets[d.recipient], reference)
@@ -160,6 +180,7 @@ class Exchange:
                 session.add(SeenMessageRow(jti=sub.message_id, sender=sub.sender,
                                            payload_digest=digest, receipt=receipt.token,
                                            received_at=now))
+                trace_context.remember(session, sub.message_id)  # the relay publishes in this trace
         if seen is not None:
             replay = ReplayDetected(f"message id {sub.message_id} was already used for other content")
             await self._refuse_ingress(replay, actor, digest, sub)
@@ -200,7 +221,9 @@ class Exchange:
                     harm=claims["override"]["justification"]["harm"], status="pending",
                     created_at=now))
             if d.outcome in (policy.Outcome.PERMIT, policy.Outcome.PERMIT_WITH_REDACTION):
-                session.add(self._delivery(sub, d, entry.seq, now))
+                session.add(delivery := self._delivery(sub, d, entry.seq, now))
+                schedule_escalation(session, delivery, escalation_for(
+                    self.bundle, d.clause, claims["masp_type"], sub.message.claims))
                 if claims["masp_type"] == "correction_notice":
                     batch.add(partial(_correction_entry, decision=d, common=common,
                                       corrects=str(sub.message.claims["corrects_message_id"])))
@@ -351,10 +374,12 @@ async def acknowledge(exchange: Exchange, token: str, *, via: str,
     from broker.errors import Forbidden, NotFound
 
     payload = wire.verify_ack(token, exchange.registry)
+    telemetry.annotate(delivery_id=payload["delivery_id"], message_id=payload["message_id"],
+                       agency=payload["iss"], status=payload["status"])
     if agency is not None and payload["iss"] != agency:
         raise Forbidden("acknowledgement signed by another agency")
     now = exchange.clock()
-    async with exchange.audit.transaction() as batch:
+    async with telemetry.astep("masp.audit.append"), exchange.audit.transaction() as batch:
         row = await batch.session.get(DeliveryRow, payload["delivery_id"])
         if row is None or row.recipient != payload["iss"] or row.message_id != payload["message_id"]:
             raise NotFound("no such delivery for this agency")
@@ -371,6 +396,7 @@ async def acknowledge(exchange: Exchange, token: str, *, via: str,
             recipient=row.recipient, decision=payload["status"],
             reason=_reason_code(payload.get("reason")), policy_hash=exchange.bundle.policy_hash))
         state = row.state
+    exchange.metrics.record_latency(row.recipient, row.created_at, now)
     log.info("delivery_acknowledged", delivery_id=payload["delivery_id"], agency=payload["iss"],
              status=payload["status"])
     return {"delivery_id": payload["delivery_id"], "state": state, "duplicate": False}

@@ -11,6 +11,7 @@ import structlog
 import uvicorn
 
 from adapters.service import witness_forever
+from broker import telemetry
 from broker.api.app import create_app
 from broker.api.auth import issue_user_token
 from broker.demo.run import Demo
@@ -36,11 +37,14 @@ def check_amqp_reachable(url: str, timeout: float = 3.0) -> None:
 
 async def serve(settings: Settings, *, demo: bool = False) -> None:
     check_amqp_reachable(settings.amqp_url)
+    tracing = telemetry.setup(settings.otlp_endpoint, service="masp-broker",
+                              sample_ratio=settings.trace_sample_ratio)
     service = await BrokerService.open(settings)
     await service.start_workers()
     app = create_app(service)
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
-                            log_level="warning", access_log=False)
+                            log_level="warning", access_log=False,
+                            log_config=None)  # uvicorn logs through our processors (broker/logs.py)
     server = uvicorn.Server(config)
     demo_task: asyncio.Task[None] | None = None
     player = None
@@ -60,6 +64,8 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
         if player is not None:
             await player.stop_adapters()
         await service.close()
+        if tracing is not None:
+            tracing.shutdown()  # flush the last spans to the collector
 
 
 async def _seed(service: BrokerService, player: Demo) -> None:

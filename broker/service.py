@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import aio_pika
@@ -19,10 +19,13 @@ from broker.clock import Clock, system_clock
 from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry, init_keys
 from broker.errors import ConfigurationError
 from broker.exchange import Exchange
+from broker.metrics import BrokerMetrics, otlp_readers
+from broker.ops_state import OpsMonitor
 from broker.settings import Settings
 from broker.store.audit_log import AuditLog
 from broker.store.db import create_schema, is_postgres, make_engine, sessionmaker
 from broker.transport.topology import Names
+from broker.transport.watch import DeliveryWatch
 from broker.transport.workers import BrokerWorkers
 
 
@@ -70,6 +73,8 @@ class BrokerService:
     names: Names
     connection: AbstractRobustConnection | None = None
     workers: BrokerWorkers | None = None
+    watch: DeliveryWatch | None = None
+    monitor: OpsMonitor | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock = system_clock) -> BrokerService:
@@ -86,7 +91,8 @@ class BrokerService:
         exchange = Exchange(broker=broker, registry=registry, bundle=bundle,
                             sessions=sessions, audit=audit, clock=clock,
                             pseudonym_secret=pseudonym_secret(settings),
-                            max_message_bytes=settings.max_message_bytes)
+                            max_message_bytes=settings.max_message_bytes,
+                            metrics=BrokerMetrics(*otlp_readers(settings.otlp_endpoint)))
         return cls(settings, engine, exchange, Names(settings.namespace))
 
     async def start_workers(self) -> None:
@@ -94,10 +100,21 @@ class BrokerService:
         self.workers = BrokerWorkers(self.exchange, self.connection, self.names,
                                      delivery_limit=self.settings.delivery_limit)
         await self.workers.start()
+        self.watch = DeliveryWatch(self.exchange, self.connection, self.names,
+                                   delivery_expiry=timedelta(seconds=self.settings.delivery_expiry_s),
+                                   timer_interval_s=self.settings.timer_interval_s)
+        await self.watch.start()
+        self.monitor = OpsMonitor(self)
+        self.monitor.start(self.settings.ops_sample_s)
 
     async def close(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.stop()
+        if self.watch is not None:
+            await self.watch.stop()
         if self.workers is not None:
             await self.workers.stop()
         if self.connection is not None:
             await self.connection.close()
         await self.engine.dispose()
+        self.exchange.metrics.shutdown()

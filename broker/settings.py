@@ -25,11 +25,21 @@ class Settings(BaseSettings):
     max_message_bytes: int = 256 * 1024
     max_clock_skew_s: int = 300
     delivery_limit: int = 5
+    delivery_expiry_s: int = Field(
+        default=24 * 3600, gt=0, description="an unacknowledged delivery expires after this (NDR to sender)")
+    timer_interval_s: float = Field(default=15.0, gt=0, description="how often safeguarding timers run")
     auth_token_max_age_s: int = 300
     witness_every_s: float = Field(default=30.0, description="how often adapters cosign checkpoints")
     witness_quorum: int = Field(default=2, ge=0, description="witness cosignatures that publish a checkpoint")
     log_json: bool = Field(default=False, description="JSON log lines (production) instead of console")
     log_level: str = "INFO"
+    log_library_level: str = Field(default="WARNING", description="aio-pika, uvicorn, sqlalchemy, ...")
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP collector base URL (…:4318); traces and metrics are exported "
+        "there when set; needs the opentelemetry-exporter-otlp-proto-http package")
+    trace_sample_ratio: float = Field(default=1.0, ge=0, le=1, description="share of new traces sampled")
+    ack_overdue_s: int = Field(default=3600, gt=0, description="unacknowledged this long: overdue")
+    ops_sample_s: float = Field(default=15.0, gt=0, description="gauges and consumer watchdog period")
     pseudonym_secret: str | None = Field(
         default=None, description="deployment secret for subject pseudonyms; file under state dir if unset"
     )

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlmodel import col
 
 from broker import policy
-from broker.api import audit_routes, ig_routes, problems
+from broker.api import audit_routes, delivery_routes, ig_routes, ops_health, ops_routes, problems
 from broker.api.auth import Principal, authenticate, require_agency, require_role
 from broker.audit.entry import AuditEntry, pseudonym
 from broker.errors import NotFound, PayloadTooLarge
@@ -34,25 +34,7 @@ def create_app(service: BrokerService) -> FastAPI:
     problems.install(app)
     exchange = service.exchange
 
-    @app.get("/healthz", tags=["ops"])
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive"}
-
-    @app.get("/readyz", tags=["ops"])
-    async def readyz() -> JSONResponse:
-        checks: dict[str, bool] = {}
-        try:
-            async with exchange.sessions() as session:
-                await session.execute(text("SELECT 1"))
-            checks["database"] = True
-        except Exception:
-            checks["database"] = False
-        conn = service.connection
-        checks["rabbitmq"] = conn is not None and not conn.is_closed
-        checks["keys"] = bool(exchange.registry.agencies())
-        checks["dsa"] = bool(exchange.bundle.agreements)
-        ready = all(checks.values())
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    ops_health.install(app)  # /healthz, /readyz, /metrics, overdue acks; a server span per request
 
     @app.get("/.well-known/jwks.json", tags=["keys"])
     async def jwks() -> dict[str, Any]:
@@ -161,6 +143,8 @@ def create_app(service: BrokerService) -> FastAPI:
         return answer.as_dict()
 
     app.include_router(audit_routes.router)
+    app.include_router(ops_routes.router)
+    app.include_router(delivery_routes.router)
     return app
 
 

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import structlog
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -26,6 +27,8 @@ from broker.audit.tree import completed_nodes
 from broker.clock import Clock
 from broker.store.audit_models import AuditNodeRow
 from broker.store.models import AuditRow, AuditSubjectRow, CheckpointRow
+
+log = structlog.get_logger("masp.audit")
 
 _ADVISORY_KEY = 0x6D617370  # "masp"
 
@@ -85,6 +88,8 @@ class AuditLog:
         self.clock = clock
         self.postgres = postgres
         self._lock = asyncio.Lock()
+        #: Called with each committed batch's entries (metrics count them); must not raise.
+        self.observers: list[Callable[[Sequence[AuditEntry]], None]] = []
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Batch]:
@@ -97,6 +102,10 @@ class AuditLog:
         async with self._lock, self.sessions() as session, session.begin():
             if self.postgres:
                 await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+            else:
+                # SQLite: hold the write lock before reading the tree head, so a CLI command
+                # appending beside a running broker waits instead of taking the same seq
+                await session.execute(text("BEGIN IMMEDIATE"))
             batch = Batch(session, await self._tree(session))
             yield batch
             if batch.entries:
@@ -104,6 +113,11 @@ class AuditLog:
                 await session.flush()
                 self._checkpoint(session, batch.tree)
                 await session.flush()
+        for observe in self.observers if batch.entries else ():
+            try:
+                observe(batch.entries)
+            except Exception:  # the unit of work is committed: a metrics bug must not undo its reply
+                log.exception("audit_observer_failed")
 
     async def _tree(self, session: AsyncSession) -> CompactRange:
         row = (await session.execute(

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlmodel import SQLModel
 
-from broker.store import audit_models, models  # noqa: F401  (registers the tables)
+from broker.store import audit_models, delivery_models, models, trace_context  # noqa: F401  (registers the tables)
 
 #: Tables whose rows are never changed or removed once committed.
 AUDIT_TABLES = ("audit_entry", "audit_subject", "audit_checkpoint", "audit_node", "audit_cosignature")

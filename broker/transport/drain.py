@@ -42,6 +42,11 @@ class Drain:
         self._consumers.append((queue, tag))
         return tag
 
+    @property
+    def consumers(self) -> tuple[tuple[AbstractQueue, str], ...]:
+        """(queue, consumer tag) of every consumer started and not yet closed here."""
+        return tuple(self._consumers)
+
     async def close(self, *channels: AbstractChannel | None, timeout: float = 10.0) -> None:
         for queue, tag in self._consumers:
             with suppress(Exception):  # the channel may already be gone

@@ -45,6 +45,10 @@ class Names:
     def dead_letters(self) -> str:
         return self._n("masp.dead-letters")
 
+    @property
+    def events(self) -> str:
+        return self._n("masp.events")
+
     def inbox(self, agency: str) -> str:
         return self._n(f"inbox.{agency}")
 
@@ -68,6 +72,7 @@ class Topology:
     acks_queue: AbstractQueue
     dead_letters: AbstractQueue
     inboxes: dict[str, AbstractQueue]
+    events: AbstractExchange | None = None
 
 
 async def declare(channel: AbstractChannel, names: Names, *, delivery_limit: int = 5,
@@ -77,6 +82,7 @@ async def declare(channel: AbstractChannel, names: Names, *, delivery_limit: int
     deliver = await channel.declare_exchange(names.deliver, direct, durable=True)
     acks = await channel.declare_exchange(names.acks, fanout, durable=True)
     dlx = await channel.declare_exchange(names.dlx, fanout, durable=True)
+    events = await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
 
     dead = await channel.declare_queue(
         names.dead_letters, durable=True, arguments=quorum_args(None, delivery_limit))
@@ -91,12 +97,12 @@ async def declare(channel: AbstractChannel, names: Names, *, delivery_limit: int
         q = await channel.declare_queue(names.inbox(agency), durable=True, arguments=args)
         await q.bind(deliver, routing_key=agency)
         inboxes[agency] = q
-    return Topology(ingress, deliver, acks, dlx, ingress_q, acks_q, dead, inboxes)
+    return Topology(ingress, deliver, acks, dlx, ingress_q, acks_q, dead, inboxes, events)
 
 
 async def delete(channel: AbstractChannel, names: Names, agencies: tuple[str, ...] = AGENCIES) -> None:
     """Remove a namespace's queues and exchanges (demo and test clean-up)."""
     for q in (names.ingress, names.acks, names.dead_letters, *(names.inbox(a) for a in agencies)):
         await channel.queue_delete(q)
-    for x in (names.ingress, names.deliver, names.acks, names.dlx):
+    for x in (names.ingress, names.deliver, names.acks, names.dlx, names.events):
         await channel.exchange_delete(x)

@@ -8,15 +8,20 @@ from contextlib import suppress
 
 import aio_pika
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 from sqlalchemy import select, update
 from sqlmodel import col
 
+from broker import telemetry
 from broker.errors import MaspError
 from broker.exchange import Exchange, acknowledge
+from broker.store import trace_context
+from broker.store.deliveries import paused_recipients
 from broker.store.models import DeliveryRow
 from broker.transport.drain import Drain
+from broker.transport.retry import with_backoff
 from broker.transport.topology import Names, Topology, declare
+from broker.transport.traced import traced
 
 log = structlog.get_logger("masp.transport")
 
@@ -43,8 +48,8 @@ class BrokerWorkers:
         self.topology = await declare(self._channel, self.names, delivery_limit=self.delivery_limit)
         self._publish_channel = await self.connection.channel(
             publisher_confirms=True, on_return_raises=True)
-        await self._drain.consume(self.topology.ingress_queue, self._on_ingress)
-        await self._drain.consume(self.topology.acks_queue, self._on_ack)
+        await self._drain.consume(self.topology.ingress_queue, traced("masp.ingress", self._on_ingress))
+        await self._drain.consume(self.topology.acks_queue, traced("masp.ack", self._on_ack))
         self._tasks.append(asyncio.create_task(self._relay_loop(), name="outbox-relay"))
 
     async def stop(self) -> None:
@@ -58,9 +63,20 @@ class BrokerWorkers:
         self._tasks.clear()
         await self._drain.close(self._channel, self._publish_channel)
 
+    @property
+    def consumers(self) -> tuple[tuple[AbstractQueue, str], ...]:
+        """(queue, consumer tag) of every consumer started here, for the watchdog."""
+        return self._drain.consumers
+
+    @property
+    def relay_alive(self) -> bool:
+        return bool(self._tasks) and all(not t.done() for t in self._tasks)
+
     async def _on_ingress(self, message: AbstractIncomingMessage) -> None:
         try:
-            receipt = await self.exchange.submit(message.body, via="amqp")
+            # the database away for a while: retry with backoff before giving the message back
+            receipt = await with_backoff(lambda: self.exchange.submit(message.body, via="amqp"),
+                                         what="ingress")
             reply: dict[str, object] = receipt.as_json()
         except MaspError as exc:  # refused and audited: the message is dealt with
             reply = exc.problem()
@@ -84,7 +100,8 @@ class BrokerWorkers:
 
     async def _on_ack(self, message: AbstractIncomingMessage) -> None:
         try:
-            await acknowledge(self.exchange, message.body.decode("ascii", "replace"), via="amqp")
+            await with_backoff(lambda: acknowledge(
+                self.exchange, message.body.decode("ascii", "replace"), via="amqp"), what="ack")
         except MaspError as exc:
             log.warning("ack_refused", code=exc.code)
             await message.reject(requeue=False)  # to dead letters, with the reason in x-death
@@ -124,19 +141,25 @@ class BrokerWorkers:
         async with self.exchange.sessions() as session:
             rows = (await session.execute(
                 select(DeliveryRow).where(col(DeliveryRow.state) == "queued")
+                .where(col(DeliveryRow.recipient).not_in(paused_recipients()))  # ops paused the route
                 .order_by(col(DeliveryRow.created_at)).limit(limit)
             )).scalars().all()
+            parents = await trace_context.parents(session, (r.message_id for r in rows))
         if not rows:
             return 0
         exchange = await self._publish_channel.get_exchange(self.names.deliver, ensure=False)
         published: list[str] = []
         for row in rows:
             assert row.jwe is not None
-            await exchange.publish(aio_pika.Message(
-                row.jwe.encode("ascii"), content_type="application/jose",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=row.delivery_id,
-                headers={"masp-sender": row.sender, "masp-type": row.masp_type},
-            ), routing_key=row.recipient, mandatory=True)
+            with telemetry.publishing(parents.get(row.message_id), "masp.publish",
+                                      delivery_id=row.delivery_id, message_id=row.message_id,
+                                      recipient=row.recipient, masp_type=row.masp_type) as trace_headers:
+                await exchange.publish(aio_pika.Message(
+                    row.jwe.encode("ascii"), content_type="application/jose",
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=row.delivery_id,
+                    headers={"masp-sender": row.sender, "masp-type": row.masp_type, **trace_headers},
+                ), routing_key=row.recipient, mandatory=True)
+            self.exchange.metrics.record_delivered(row.recipient, row.masp_type)
             published.append(row.delivery_id)
         now = self.exchange.clock()
         async with self.exchange.sessions() as session, session.begin():

@@ -21,6 +21,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from adapters.runtime import AdapterRuntime
 from broker.api.app import create_app
+from broker.clock import Clock, system_clock
 from broker.crypto.keys import AGENCIES, AgencyKeys, KeyRegistry
 from broker.service import BrokerService, init_state
 from broker.settings import Settings
@@ -29,6 +30,10 @@ from broker.transport import topology
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parents[2]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "chaos: restarts or breaks a real service mid-test (and restores it)")
 
 
 @dataclass
@@ -71,12 +76,24 @@ def make_settings(tmp_path: Path, database_url: str) -> Settings:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, database_url: str) -> AsyncIterator[Env]:
-    settings = make_settings(tmp_path, database_url)
+def broker_clock() -> Clock:
+    """The broker's clock; a test module overrides this fixture with a ``FrozenClock``."""
+    return system_clock
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    """Where the broker and the adapters connect; a test module may override it."""
+    return AMQP_URL
+
+
+@pytest.fixture
+async def env(tmp_path: Path, database_url: str, broker_clock: Clock, amqp_url: str) -> AsyncIterator[Env]:
+    settings = make_settings(tmp_path, database_url).model_copy(update={"amqp_url": amqp_url})
     init_state(settings, datetime.now(UTC).date())
-    service = await BrokerService.open(settings)
+    service = await BrokerService.open(settings, clock=broker_clock)
     await service.start_workers()
-    connection = await aio_pika.connect_robust(AMQP_URL)
+    connection = await aio_pika.connect_robust(amqp_url)
     registry = KeyRegistry.from_public_dir(settings.keys_dir)
     adapters: dict[str, AdapterRuntime] = {}
     for agency in AGENCIES:

@@ -20,6 +20,7 @@ from broker.store.audit_export import verify_database
 from broker.store.audit_queries import _cell
 from broker.store.audit_witness import note_text
 from tests.integration.conftest import Env
+from tests.integration.observability.flow import settled
 
 PERPETRATOR = "19/4471023K"
 SUBJECTS = [{"ref": PERPETRATOR, "category": "suspect"}, {"ref": "VIC-1", "category": "victim"}]
@@ -75,7 +76,8 @@ async def test_subject_disclosures_name_the_originator_and_the_lookup_is_audited
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_entry_proofs_csv_and_consistency(env: Env) -> None:
-    await _refer(env)
+    # the recipients' acknowledgements append to the log: let them land before comparing proofs
+    await settled(env, [await _refer(env)])
     ig = _ig(env)
     log_key = env.service.exchange.audit.signer.verifier()
     seq = (await env.http.get("/v1/audit/entries", params={"kind": "disclosed"}, headers=ig)).json()[

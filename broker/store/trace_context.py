@@ -1,0 +1,48 @@
+"""The trace context of accepted messages, so the outbox relay publishes each delivery in the
+trace of the submission that caused it, in whichever broker process relays it.
+
+Only the W3C ``traceparent``/``tracestate`` pair is kept, and only when the submission
+arrived with (or this broker started) a valid trace: an untraced deployment writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import Field, SQLModel, col
+
+from broker import telemetry
+
+
+class MessageTraceRow(SQLModel, table=True):
+    __tablename__ = "message_trace"
+
+    message_id: str = Field(primary_key=True)
+    traceparent: str
+    tracestate: str | None = None
+
+
+def remember(session: AsyncSession, message_id: str) -> None:
+    """Keep the current trace context for ``message_id`` (in the caller's transaction)."""
+    headers = telemetry.inject()
+    if "traceparent" in headers:
+        session.add(MessageTraceRow(message_id=message_id, traceparent=headers["traceparent"],
+                                    tracestate=headers.get("tracestate")))
+
+
+async def parents(session: AsyncSession, message_ids: Iterable[str]) -> dict[str, dict[str, str]]:
+    """Trace headers by message id, for the messages that have them."""
+    ids = sorted(set(message_ids))
+    if not ids:
+        return {}
+    rows = (await session.execute(
+        select(MessageTraceRow).where(col(MessageTraceRow.message_id).in_(ids)))).scalars().all()
+    found: dict[str, dict[str, str]] = {}
+    for row in rows:
+        headers = {"traceparent": row.traceparent}
+        if row.tracestate:
+            headers["tracestate"] = row.tracestate
+        found[row.message_id] = headers
+    return found

@@ -1,0 +1,1 @@
+from tests.observability_fixtures import log_output, spans  # noqa: F401  (fixtures)

@@ -206,7 +206,19 @@ async def _get(queue: aio_pika.abc.AbstractQueue) -> AbstractIncomingMessage:
 async def test_dlq_collect_moves_waiting_dead_letters_when_no_keeper_runs(env: Env) -> None:
     assert env.service.watch is not None
     await env.service.watch.stop()  # as if no broker were running
-    await _publish(env, env.service.names.deliver, POISON, "nhs", "poison-offline")
+    # A dead letter waiting in the queue, as RabbitMQ leaves it (with its x-death record);
+    # published straight to the dead-letter exchange so this test does not race RabbitMQ's
+    # own dead-lettering, which test_transport covers.
+    names = env.service.names
+    async with env.connection.channel(publisher_confirms=True) as ch:
+        dlx = await ch.get_exchange(names.dlx, ensure=False)
+        await dlx.publish(aio_pika.Message(POISON, message_id="poison-offline",
+                                           delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                                           headers={"x-death": [{
+                                               "reason": "rejected", "queue": names.inbox("nhs"),
+                                               "count": 1, "exchange": names.deliver,
+                                               "routing-keys": ["nhs"]}]}),
+                          routing_key="nhs")
     async with env.connection.channel() as ch:
         dead_q = await ch.get_queue(env.service.names.dead_letters, ensure=False)
         assert await eventually(lambda: _depth(dead_q, 1))

@@ -164,3 +164,18 @@ async def resume_route(session: AsyncSession, recipient: str) -> bool:
         return False
     await session.delete(row)
     return True
+
+
+async def claim_queued(session: AsyncSession, limit: int, *, postgres: bool) -> Sequence[DeliveryRow]:
+    """Queued deliveries for the outbox relay, oldest first, skipping paused routes.
+
+    On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` inside the caller's
+    transaction, so several relays each take different rows and none waits on another.
+    SQLite runs one broker process, whose relay is a single task.
+    """
+    q = (select(DeliveryRow).where(col(DeliveryRow.state) == "queued")
+         .where(col(DeliveryRow.recipient).not_in(paused_recipients()))
+         .order_by(col(DeliveryRow.created_at)).limit(limit))
+    if postgres:
+        q = q.with_for_update(skip_locked=True)
+    return (await session.execute(q)).scalars().all()

@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Mapping, Sequence
 from contextlib import suppress
+from typing import Any
 
 import aio_pika
 import structlog
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
-from sqlalchemy import select, update
+from sqlalchemy import update
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broker import telemetry
 from broker.errors import MaspError
 from broker.exchange import Exchange, acknowledge
 from broker.store import trace_context
-from broker.store.deliveries import paused_recipients
+from broker.store.deliveries import claim_queued
 from broker.store.models import DeliveryRow
 from broker.transport.drain import Drain
 from broker.transport.retry import with_backoff
@@ -131,22 +134,43 @@ class BrokerWorkers:
                     await asyncio.wait_for(self.exchange.outbox_ready.wait(), timeout=1.0)
 
     async def relay_once(self, limit: int = 200) -> int:
-        """Publish queued deliveries with confirms, then mark them published.
+        """Claim queued deliveries, publish them with confirms, mark them published: one transaction.
 
-        A crash between the confirm and the mark republishes the delivery; recipients
-        de-duplicate by delivery id, so their applications still see it once.
+        Several relays never take the same rows (``claim_queued``). A crash between the
+        confirm and the commit republishes the delivery; recipients de-duplicate by
+        delivery id, so their applications still see it once.
         """
         if self._publish_channel is None or self.topology is None:
             raise RuntimeError("workers are not started")
+        postgres = self.exchange.audit.postgres
+        published: list[str] = []
         async with self.exchange.sessions() as session:
-            rows = (await session.execute(
-                select(DeliveryRow).where(col(DeliveryRow.state) == "queued")
-                .where(col(DeliveryRow.recipient).not_in(paused_recipients()))  # ops paused the route
-                .order_by(col(DeliveryRow.created_at)).limit(limit)
-            )).scalars().all()
-            parents = await trace_context.parents(session, (r.message_id for r in rows))
-        if not rows:
-            return 0
+            async with session.begin():
+                rows = await claim_queued(session, limit, postgres=postgres)
+                if not rows:
+                    return 0
+                parents = await trace_context.parents(session, (r.message_id for r in rows))
+                if postgres:  # publish while the claimed rows stay locked
+                    published = await self._publish(rows, parents)
+                    await self._mark(session, published)
+            if not postgres:
+                # SQLite: a read transaction must not later write (a stale WAL snapshot cannot
+                # be upgraded), so publish outside it and mark in a fresh one
+                published = await self._publish(rows, parents)
+                async with session.begin():
+                    await self._mark(session, published)
+        log.debug("outbox_published", count=len(published))
+        return len(published)
+
+    async def _mark(self, session: AsyncSession, published: list[str]) -> None:
+        # conditional: an acknowledgement may already have overtaken the mark
+        await session.execute(
+            update(DeliveryRow)
+            .where(col(DeliveryRow.delivery_id).in_(published), col(DeliveryRow.state) == "queued")
+            .values(state="published", published_at=self.exchange.clock()))
+
+    async def _publish(self, rows: Sequence[DeliveryRow], parents: Mapping[str, Any]) -> list[str]:
+        assert self._publish_channel is not None
         exchange = await self._publish_channel.get_exchange(self.names.deliver, ensure=False)
         published: list[str] = []
         for row in rows:
@@ -161,12 +185,4 @@ class BrokerWorkers:
                 ), routing_key=row.recipient, mandatory=True)
             self.exchange.metrics.record_delivered(row.recipient, row.masp_type)
             published.append(row.delivery_id)
-        now = self.exchange.clock()
-        async with self.exchange.sessions() as session, session.begin():
-            # conditional: an acknowledgement may already have overtaken the mark
-            await session.execute(
-                update(DeliveryRow)
-                .where(col(DeliveryRow.delivery_id).in_(published), col(DeliveryRow.state) == "queued")
-                .values(state="published", published_at=now))
-        log.debug("outbox_published", count=len(published))
-        return len(published)
+        return published

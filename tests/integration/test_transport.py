@@ -123,3 +123,31 @@ async def test_redelivered_delivery_reaches_the_application_once(env: Env) -> No
     async with env.service.exchange.sessions() as s:
         row = await s.get(DeliveryRow, row.delivery_id)
     assert row is not None and row.state == "acknowledged" and row.jwe is None
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_two_relays_never_claim_the_same_deliveries(env: Env) -> None:
+    from broker.store.deliveries import claim_queued
+
+    # this test plays the relays itself: stop the broker's own relay task first
+    assert env.service.workers is not None
+    for task in env.service.workers._tasks:
+        if task.get_name() == "outbox-relay":
+            task.cancel()
+    async with env.service.exchange.audit.transaction() as batch:  # queue rows the relay has not seen
+        for i in range(6):
+            batch.session.add(DeliveryRow(
+                delivery_id=f"claim-{i}", message_id="m-claim", sender="police", recipient="nhs",
+                masp_type="case_referral", state="queued", audit_seq=0, jwe="x",
+                created_at=env.service.exchange.clock()))
+    sessions = env.service.exchange.sessions
+    async with sessions() as first, first.begin():
+        mine = {r.delivery_id for r in await claim_queued(first, 4, postgres=True)
+                if r.delivery_id.startswith("claim-")}
+        async with sessions() as second, second.begin():
+            theirs = {r.delivery_id for r in await claim_queued(second, 10, postgres=True)
+                      if r.delivery_id.startswith("claim-")}
+        assert mine and theirs
+        assert not mine & theirs  # skipped, not shared and not waited on
+        assert mine | theirs <= {f"claim-{i}" for i in range(6)}
+        await first.rollback()

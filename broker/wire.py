@@ -55,7 +55,7 @@ def _signer_lookup(registry: KeyRegistry, issuer: str | None = None) -> jose.Key
             agency = KeyId.parse(kid).agency
         except UnknownKey:
             raise UnknownSender("signing key id names no registered agency") from None
-        if agency not in registry.agencies():
+        if not registry.knows(agency):
             raise UnknownSender(f"agency {agency!r} is not registered")
         if issuer is not None and agency != issuer:
             raise SignatureInvalid(f"key {kid} may not sign for {issuer!r}")

@@ -87,14 +87,8 @@ class CanonicalBody(BaseModel):
 
     @classmethod
     def data_classes(cls) -> dict[str, DataClass]:
-        """Field name -> data class, read from the field tags."""
-        out: dict[str, DataClass] = {}
-        for name, info in cls.model_fields.items():
-            extra = info.json_schema_extra
-            if not isinstance(extra, dict) or DATA_CLASS_KEY not in extra:
-                raise TypeError(f"{cls.__name__}.{name} has no data class")
-            out[name] = DataClass(str(extra[DATA_CLASS_KEY]))
-        return out
+        """Field name -> data class, read from the field tags (a fresh copy; read once per type)."""
+        return dict(_tagged_classes(cls))
 
     def present_fields(self) -> frozenset[str]:
         """Names of the fields that carry a value (the claims this body discloses)."""
@@ -103,6 +97,18 @@ class CanonicalBody(BaseModel):
     def to_claims(self) -> dict[str, Any]:
         """The body as SD-JWT claims: JSON values, absent fields left out."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+@cache
+def _tagged_classes(cls: type[CanonicalBody]) -> dict[str, DataClass]:
+    """Cached per model: the pipeline asks for every message."""
+    out: dict[str, DataClass] = {}
+    for name, info in cls.model_fields.items():
+        extra = info.json_schema_extra
+        if not isinstance(extra, dict) or DATA_CLASS_KEY not in extra:
+            raise TypeError(f"{cls.__name__}.{name} has no data class")
+        out[name] = DataClass(str(extra[DATA_CLASS_KEY]))
+    return out
 
 
 def cross_field_error(code: str, *fields: str) -> PydanticCustomError:

@@ -15,11 +15,13 @@ from sqlmodel import col
 from broker import policy
 from broker.api import audit_routes, delivery_routes, ig_routes, ops_health, ops_routes, problems
 from broker.api.auth import Principal, authenticate, require_agency, require_role
-from broker.audit.entry import AuditEntry, pseudonym
+from broker.audit.entry import Actor, AuditEntry, EntryKind, SubjectRef, pseudonym
 from broker.errors import NotFound, PayloadTooLarge
 from broker.exchange import acknowledge
 from broker.service import BrokerService
-from broker.store.models import AuditRow, AuditSubjectRow, DeliveryRow
+from broker.store.audit_queries import EntryFilter, find_entries
+from broker.store.audit_witness import cosigned_note
+from broker.store.models import AuditRow, DeliveryRow
 
 Auth = Annotated[Principal, Depends(authenticate)]
 
@@ -100,24 +102,18 @@ def create_app(service: BrokerService) -> FastAPI:
         to: datetime | None = None, after: int = -1, limit: int = Query(200, le=1000),
     ) -> dict[str, Any]:
         require_role(who, "ig_officer")
-        q = select(AuditRow).where(col(AuditRow.seq) > after)
-        if subject:
-            pseud = pseudonym(exchange.pseudonym_secret, subject)
-            q = q.where(col(AuditRow.seq).in_(
-                select(col(AuditSubjectRow.seq)).where(col(AuditSubjectRow.pseudonym) == pseud)))
-        if agency:
-            q = q.where((col(AuditRow.sender) == agency) | (col(AuditRow.recipient) == agency))
-        for column, val in ((AuditRow.clause, clause), (AuditRow.decision, decision),
-                            (AuditRow.kind, kind)):
-            if val:
-                q = q.where(col(column) == val)
-        if from_:
-            q = q.where(col(AuditRow.at) >= from_)
-        if to:
-            q = q.where(col(AuditRow.at) < to)
+        pseud = pseudonym(exchange.pseudonym_secret, subject) if subject else None
+        flt = EntryFilter(pseud, agency, clause, decision, kind, from_, to)
         async with exchange.sessions() as session:
-            q = q.order_by(col(AuditRow.seq)).limit(limit)
-            rows = (await session.execute(q)).scalars().all()
+            rows = await find_entries(session, flt, after=after, limit=limit)
+        if pseud is not None:  # a search about a person is itself on record, like a subject lookup
+            now = exchange.clock()
+            async with exchange.audit.transaction() as batch:
+                batch.add(lambda seq: AuditEntry(
+                    seq=seq, kind=EntryKind.AUDIT_VIEWED, at=now,
+                    actor=Actor(user_id=who.id, role=who.role, auth="role-token"),
+                    subjects=(SubjectRef(pseudonym=pseud, category="other"),),
+                    reason=f"entries search: {flt.described()}"))
         return {"entries": [_entry_json(r) for r in rows]}
 
     @app.get("/v1/audit/checkpoint", tags=["audit"])
@@ -125,9 +121,10 @@ def create_app(service: BrokerService) -> FastAPI:
         require_role(who, "ig_officer")
         async with exchange.sessions() as session:
             cp = await exchange.audit.latest_checkpoint(session)
-        if cp is None:
-            raise NotFound("the audit log is empty")
-        return PlainTextResponse(cp.note, media_type="text/plain; charset=utf-8")
+            if cp is None:
+                raise NotFound("the audit log is empty")
+            note, _ = await cosigned_note(session, cp)
+        return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
 
     @app.get("/v1/dsa", tags=["policy"])
     async def dsa(who: Auth) -> dict[str, Any]:

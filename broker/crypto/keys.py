@@ -112,6 +112,8 @@ class KeyRegistry:
     """
 
     _keys: dict[str, OKPKey] = field(default_factory=dict)
+    #: Agencies with a registered key: consulted on every signature check, so kept, not derived.
+    _agencies: set[str] = field(default_factory=set)
 
     def add(self, key: OKPKey) -> None:
         kid = key.kid
@@ -121,6 +123,7 @@ class KeyRegistry:
         if key.curve_name != _CURVE[parsed.use]:
             raise ConfigurationError(f"key {kid} is not an {_CURVE[parsed.use]} key")
         self._keys[kid] = OKPKey.import_key(cast(dict[str, str | list[str]], public_jwk(key)))
+        self._agencies.add(parsed.agency)
 
     def get(self, kid: str, *, use: KeyUse, agency: str | None = None) -> OKPKey:
         key = self._keys.get(kid)
@@ -147,7 +150,10 @@ class KeyRegistry:
         return best[2]
 
     def agencies(self) -> set[str]:
-        return {KeyId.parse(kid).agency for kid in self._keys}
+        return set(self._agencies)
+
+    def knows(self, agency: str) -> bool:
+        return agency in self._agencies
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
         return {"keys": [public_jwk(k) for _, k in sorted(self._keys.items())]}

@@ -278,3 +278,20 @@ async def test_http_mailbox_is_per_agency(env: Env) -> None:
     delivery_id = nhs_box[0]["delivery_id"]
     assert (await env.http.get(f"/v1/mailbox/{delivery_id}", headers=auth("probation"))).status_code == 404
     assert (await env.http.get("/v1/mailbox", headers=auth("advocacy"))).json()["deliveries"] == []
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_search_about_a_person_is_itself_audited(env: Env) -> None:
+    from broker.api.auth import issue_user_token
+
+    ig = {"authorization": "Bearer " + issue_user_token(
+        env.service.exchange.broker, "ig-2", "ig_officer", env.service.exchange.clock())}
+    assert (await env.http.get("/v1/audit/entries", params={"subject": "19/4471023K"},
+                               headers=ig)).json()["entries"] == []
+    viewed = [e for e in await _entries(env) if e.kind == "audit_viewed"]
+    assert len(viewed) == 1 and viewed[0].actor.user_id == "ig-2"
+    leaf_text = viewed[0].model_dump_json()
+    assert "4471023" not in leaf_text  # only the pseudonym is recorded
+    again = (await env.http.get("/v1/audit/entries", params={"subject": "19/4471023K"},
+                                headers=ig)).json()["entries"]
+    assert [e["kind"] for e in again] == ["audit_viewed"]

@@ -6,6 +6,7 @@ adapters only witness. Each database is real; a "restored backup" is a real copy
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import uuid
@@ -33,7 +34,7 @@ from broker.service import BrokerService, init_state
 from broker.settings import Settings
 from broker.store.audit_export import export_log, verify_database, verify_export, witness_verifiers
 from broker.store.audit_witness import note_text
-from tests.integration.conftest import PG_ADMIN, make_settings
+from tests.integration.conftest import PG_ADMIN, Env, make_settings
 
 AT = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -221,3 +222,26 @@ async def test_cosignatures_are_checked_before_they_are_stored(settings: Setting
 
 def _auth(keys: AgencyKeys, now: datetime) -> dict[str, str]:
     return {"authorization": f"Bearer {wire.sign_agency_auth(keys, now)}"}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_checkpoint_endpoint_serves_the_cosigned_note(env: Env) -> None:
+    _, jwe = env.adapters["police"].compose("case_referral", {
+        "perpetrator_name": {"given": "A", "family": "B"}, "offence_codes": ["PH97003"],
+        "cj_status": "charged", "referrer": {"name": "DC X", "role": "DC", "agency": "police",
+                                             "phone": "023 8047 9999"}},
+        case_id="W", purpose="risk_management", subjects=[{"ref": "W-1", "category": "suspect"}])
+    assert (await env.adapters["police"].submit_http(env.http, jwe)).status_code == 202
+    ig = {"authorization": "Bearer " + issue_user_token(
+        env.service.exchange.broker, "ig-9", "ig_officer", env.service.exchange.clock())}
+    wanted = {witness_name("nhs"), witness_name("probation")}
+    for _ in range(50):  # acknowledgements still landing make new checkpoints: witnesses catch up
+        for agency in ("nhs", "probation"):
+            await env.adapters[agency].witness(env.http)
+        note = (await env.http.get("/v1/audit/checkpoint", headers=ig)).text
+        signers = [line.split(" ")[1] for line in note.split("\n\n", 1)[1].splitlines()]
+        if wanted <= set(signers[1:]):
+            break
+        await asyncio.sleep(0.1)
+    assert signers[0] == env.settings.audit_origin
+    assert wanted <= set(signers[1:])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from types import FrameType
 from urllib.parse import urlparse
 
 import structlog
@@ -35,6 +36,20 @@ def check_amqp_reachable(url: str, timeout: float = 3.0) -> None:
             f"RabbitMQ is not reachable at {host}:{port} (amqp)") from None
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that SIGTERM/SIGINT are not re-raised once HTTP has stopped.
+
+    uvicorn re-raises a captured signal when its own shutdown is done; with the default SIGTERM
+    action that kills the process before ``serve`` has drained the workers, closed the store and
+    flushed the last spans and metrics. Here a signal means: stop serving, then shut down
+    cleanly and exit 0.
+    """
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self._captured_signals.clear()
+
+
 async def serve(settings: Settings, *, demo: bool = False) -> None:
     check_amqp_reachable(settings.amqp_url)
     tracing = telemetry.setup(settings.otlp_endpoint, service="masp-broker",
@@ -45,7 +60,7 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                             log_level="warning", access_log=False,
                             log_config=None)  # uvicorn logs through our processors (broker/logs.py)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     demo_task: asyncio.Task[None] | None = None
     player = None
     if demo:

@@ -49,14 +49,10 @@ def create_app(service: BrokerService) -> FastAPI:
         413: {"description": "too large"}, 422: {"description": "schema invalid"}})
     async def post_message(request: Request, who: Auth) -> Response:
         agency = require_agency(who)
-        length = int(request.headers.get("content-length") or 0)
-        if length > exchange.max_message_bytes:
-            raise PayloadTooLarge(f"message exceeds {exchange.max_message_bytes} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > exchange.max_message_bytes:
-                raise PayloadTooLarge(f"message exceeds {exchange.max_message_bytes} bytes")
+        body = await _read_bounded(request, exchange.max_message_bytes)
+        if isinstance(body, PayloadTooLarge):
+            await exchange.refuse_unread(body, via="http", agency=agency, received=b"")
+            raise body
         receipt = await exchange.submit(bytes(body), via="http", agency=agency)
         if "application/jose" in request.headers.get("accept", ""):
             return PlainTextResponse(receipt.token, status_code=202, media_type="application/jose")
@@ -143,6 +139,24 @@ def create_app(service: BrokerService) -> FastAPI:
     app.include_router(ops_routes.router)
     app.include_router(delivery_routes.router)
     return app
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes | PayloadTooLarge:
+    """The body, or the refusal if it is (or announces itself) larger than ``limit``: it is
+    never read past the limit."""
+    too_large = PayloadTooLarge(f"message exceeds {limit} bytes")
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return too_large
+    return bytes(body)
 
 
 class ExplainQuestion(BaseModel):

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from broker import wire
@@ -38,6 +39,7 @@ class Api:
     service: BrokerService
     http: httpx.AsyncClient
     keys: dict[str, AgencyKeys]
+    app: FastAPI
 
     def person(self, role: str, sub: str = "user-1") -> dict[str, str]:
         token = issue_user_token(self.keys[BROKER], sub, role, self.service.exchange.clock())
@@ -85,21 +87,21 @@ def api_settings(tmp_path: Path, **overrides: Any) -> Settings:
                     **overrides)
 
 
-async def open_api(settings: Settings) -> tuple[BrokerService, httpx.AsyncClient]:
+async def open_api(settings: Settings) -> tuple[BrokerService, FastAPI, httpx.AsyncClient]:
     init_state(settings, datetime.now(UTC).date())
     service = await BrokerService.open(settings)
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)),
-                             base_url="http://masp.test")
-    return service, http
+    app = create_app(service)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://masp.test")
+    return service, app, http
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     settings = api_settings(tmp_path)
-    service, http = await open_api(settings)
+    service, app, http = await open_api(settings)
     keys = {a: AgencyKeys.load(settings.keys_dir, a) for a in (*AGENCIES, BROKER)}
     try:
-        yield Api(settings, service, http, keys)
+        yield Api(settings, service, http, keys, app)
     finally:
         await http.aclose()
         await service.close()

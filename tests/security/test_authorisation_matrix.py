@@ -174,7 +174,7 @@ async def test_every_route_has_a_row(api: Api) -> None:
     assert ACCESS.keys() - routes == set(), "rules for routes that no longer exist"
 
 
-async def _fixture(api: Api) -> Fixture:
+async def make_fixture(api: Api) -> Fixture:
     message_id, jwe = api.referral("police")
     receipt = await api.service.exchange.submit(jwe, via="http", agency="police")
     async with api.service.exchange.sessions() as s:
@@ -215,7 +215,7 @@ def _check(resp_status: int, expected: int | str) -> bool:
 async def test_route_access(api: Api, route: str) -> None:
     row = ACCESS[route]
     method, template = route.split(" ", 1)
-    fx = await _fixture(api)
+    fx = await make_fixture(api)
     outsider = AgencyKeys.generate("outsider", date(2026, 11, 1))
     wrong: list[str] = []
     # owners last: their call may change the object (an acknowledgement) for the others

@@ -17,6 +17,7 @@ from broker.api import audit_routes, delivery_routes, ig_routes, ops_health, ops
 from broker.api.auth import Principal, authenticate, require_agency, require_role
 from broker.api.params import MAX_INT64
 from broker.api.problems import AUTHENTICATED, declare
+from broker.api.rate_limit import AgencyRateLimit, RateLimited
 from broker.audit.entry import Actor, AuditEntry, EntryKind, SubjectRef, pseudonym
 from broker.errors import NotFound, PayloadTooLarge
 from broker.exchange import acknowledge
@@ -38,6 +39,7 @@ def create_app(service: BrokerService) -> FastAPI:
     problems.install(app)
     exchange = service.exchange
 
+    limit = AgencyRateLimit(service.settings.rate_limit) if service.settings.rate_limit else None
     ops_health.install(app)  # /healthz, /readyz, /metrics, overdue acks; a server span per request
 
     @app.get("/.well-known/jwks.json", tags=["keys"])
@@ -54,6 +56,13 @@ def create_app(service: BrokerService) -> FastAPI:
         429: {"description": "this agency's rate limit is exceeded; see Retry-After"}})
     async def post_message(request: Request, who: Auth) -> Response:
         agency = require_agency(who)
+        if limit is not None:
+            try:
+                limit.check(agency)
+            except RateLimited as exc:
+                if limit.first_refusal(agency, exc.retry_after):
+                    await exchange.refuse_unread(exc, via="http", agency=agency, received=b"")
+                raise
         body = await _read_bounded(request, exchange.max_message_bytes)
         if isinstance(body, PayloadTooLarge):
             await exchange.refuse_unread(body, via="http", agency=agency, received=b"")

@@ -34,6 +34,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(MaspError)
     async def _masp(request: Request, exc: MaspError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if exc.status == 429 and "retry_after" in exc.extensions:
+            headers = {"Retry-After": str(exc.extensions["retry_after"])}
         resp = JSONResponse(exc.problem(request.url.path), status_code=exc.status,
                             media_type=PROBLEM_JSON, headers=headers)
         return resp

@@ -76,5 +76,5 @@ async def test_rate_limit_is_checked_after_authentication(limited: Api) -> None:
 
 
 def test_a_bad_limit_is_refused_at_start() -> None:
-    with pytest.raises(ValueError, match="rate limit|couldn't parse"):
+    with pytest.raises(ValueError, match=r"rate limit|couldn't parse"):
         AgencyRateLimit("plenty")

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+import pytest_asyncio
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
@@ -28,8 +29,8 @@ from broker.demo.run import demo_body
 from broker.service import BrokerService, init_state
 from broker.settings import Settings
 from broker.store.models import AuditRow, DeliveryRow
-from tests.integration.conftest import REPO
 
+REPO = Path(__file__).resolve().parents[2]
 SUBJECTS = [{"ref": "19/4471023K", "category": "suspect"}, {"ref": "VIC-1", "category": "victim"}]
 
 
@@ -95,8 +96,7 @@ async def open_api(settings: Settings) -> tuple[BrokerService, FastAPI, httpx.As
     return service, app, http
 
 
-@pytest.fixture
-async def api(tmp_path: Path) -> AsyncIterator[Api]:
+async def _serve(tmp_path: Path) -> AsyncIterator[Api]:
     settings = api_settings(tmp_path)
     service, app, http = await open_api(settings)
     keys = {a: AgencyKeys.load(settings.keys_dir, a) for a in (*AGENCIES, BROKER)}
@@ -105,3 +105,17 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     finally:
         await http.aclose()
         await service.close()
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async for served in _serve(tmp_path):
+        yield served
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
+    """One store for a whole module (its tests run on the module's event loop): for tests that
+    only compare before and after, so they need not pay for fresh keys and schema each."""
+    async for served in _serve(tmp_path_factory.mktemp("api")):
+        yield served

@@ -18,6 +18,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from fastapi import FastAPI
 from fastapi.routing import iter_route_contexts
 from sqlalchemy import select
@@ -31,6 +32,8 @@ from tests.security.conftest import SUBJECTS, Api
 
 PERSONS = ("ig_officer", "ops", "admin")
 CALLERS = ("anonymous", *PERSONS, *AGENCIES, "unregistered-agency")
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 OK = "ok"  # 2xx
 PASSES = "passes"  # past the gate: neither 401 nor 403 (the fixture has no object to act on)
@@ -168,8 +171,8 @@ def app_routes(app: FastAPI) -> set[str]:
     return found
 
 
-async def test_every_route_has_a_row(api: Api) -> None:
-    routes = app_routes(api.app)
+async def test_every_route_has_a_row(shared_api: Api) -> None:
+    routes = app_routes(shared_api.app)
     assert routes - ACCESS.keys() == set(), "routes without an access rule: add them to ACCESS"
     assert ACCESS.keys() - routes == set(), "rules for routes that no longer exist"
 
@@ -178,8 +181,9 @@ async def make_fixture(api: Api) -> Fixture:
     message_id, jwe = api.referral("police")
     receipt = await api.service.exchange.submit(jwe, via="http", agency="police")
     async with api.service.exchange.sessions() as s:
-        row = (await s.execute(select(DeliveryRow).where(col(DeliveryRow.recipient) == "probation"))
-               ).scalars().one()
+        row = (await s.execute(select(DeliveryRow).where(
+            col(DeliveryRow.recipient) == "probation", col(DeliveryRow.message_id) == message_id))
+        ).scalars().one()
     seq = row.audit_seq
     fx = Fixture(message_id, row.delivery_id, seq)
     assert receipt.audit_seq < seq
@@ -211,11 +215,16 @@ def _check(resp_status: int, expected: int | str) -> bool:
     return resp_status == expected
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def fx(shared_api: Api) -> Fixture:
+    return await make_fixture(shared_api)
+
+
 @pytest.mark.parametrize("route", sorted(ACCESS), ids=sorted(ACCESS))
-async def test_route_access(api: Api, route: str) -> None:
+async def test_route_access(shared_api: Api, fx: Fixture, route: str) -> None:
+    api = shared_api
     row = ACCESS[route]
     method, template = route.split(" ", 1)
-    fx = await make_fixture(api)
     outsider = AgencyKeys.generate("outsider", date(2026, 11, 1))
     wrong: list[str] = []
     # owners last: their call may change the object (an acknowledgement) for the others

@@ -11,13 +11,14 @@ VENV := .venv
 MASP := $(VENV)/bin/masp
 export MASP_STATE_DIR ?= var
 
-.PHONY: help install run test check lint demo clean schemas
+.PHONY: help install run test check lint demo clean schemas audit-deps
 
 help:
 	@echo "make run      install if needed, initialise ./var, serve the demo on http://127.0.0.1:8000"
 	@echo "make test     run the whole test suite (needs RabbitMQ and PostgreSQL on 127.0.0.1)"
 	@echo "make install  set up .venv from uv.lock (idempotent)"
 	@echo "make check    ruff, mypy --strict, import contracts"
+	@echo "make audit-deps  known vulnerabilities in the locked dependencies (pip-audit)"
 	@echo "make demo     play the demonstration case and verify the outcomes"
 
 $(TOOLS)/bin/uv:
@@ -45,6 +46,9 @@ check: install
 	$(VENV)/bin/ruff check broker adapters schemas tests
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+audit-deps: install
+	UV=$(UV) $(VENV)/bin/python .ci/audit_deps.py
 
 schemas: install
 	$(VENV)/bin/python -m schemas.export

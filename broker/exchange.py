@@ -116,6 +116,13 @@ class Exchange:
                            decisions=[f"{d['recipient']}:{d['decision']}" for d in receipt.decisions])
         return receipt
 
+    async def refuse_unread(self, exc: MaspError, *, via: str, agency: str | None,
+                            received: bytes) -> None:
+        """Audit a submission an edge refused before handing it over (e.g. too large to read):
+        every refusal at ingress is on record, with the digest of what was read of it."""
+        actor = Actor(agency=agency, auth="agency-jwt" if via == "http" else via)
+        await self._refuse_ingress(exc, actor, payload_digest(received))
+
     def _validate(self, sub: wire.Submission) -> schemas.CanonicalBody:
         claims = sub.claims
         if claims["masp_type"] == "consent_change" and not isinstance(claims.get("consent_ref"), str):

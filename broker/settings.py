@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     #: Prefix for every exchange and queue, so several deployments (or tests) share a vhost.
     namespace: str = ""
     max_message_bytes: int = 256 * 1024
+    rate_limit: str = Field(default="600/minute", description="submissions per agency on POST /v1/messages "
+                            "(limits notation, per broker process); empty for none")
     max_clock_skew_s: int = 300
     delivery_limit: int = 5
     delivery_expiry_s: int = Field(

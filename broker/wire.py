@@ -151,10 +151,10 @@ def verify_submission(raw: str, registry: KeyRegistry, now: datetime,
 
 
 def _peek_iss(jwt: str) -> str:
-    try:
-        payload = json.loads(jose.b64url_decode(jwt.split(".")[1]))
-    except (IndexError, UnicodeDecodeError, json.JSONDecodeError):
-        raise MalformedMessage("message payload is not JSON") from None
+    segments = jwt.split(".")
+    if len(segments) != 3:
+        raise MalformedMessage("message is not a compact JWS")
+    payload = jose.loads_json(jose.b64url_decode(segments[1]), "message payload")
     iss = payload.get("iss") if isinstance(payload, dict) else None
     if not isinstance(iss, str):
         raise MalformedMessage("message has no iss")
@@ -190,10 +190,10 @@ class Delivery:
 def open_delivery(jwe: str | bytes, me: AgencyKeys, registry: KeyRegistry) -> Delivery:
     """Everything a recipient must check before its application sees a delivery (§3.3)."""
     plaintext = jose.decrypt(jwe, {str(me.enc.kid): me.enc}, CTY_DELIVERY)
+    body = jose.loads_json(plaintext, "delivery")
     try:
-        body = json.loads(plaintext)
         sd_raw, token = body["sd_jwt"], body["delivery"]
-    except (ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise MalformedMessage("delivery is not {sd_jwt, delivery}") from None
     if not isinstance(sd_raw, str) or not isinstance(token, str):
         raise MalformedMessage("delivery members must be strings")

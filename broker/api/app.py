@@ -15,6 +15,9 @@ from sqlmodel import col
 from broker import policy
 from broker.api import audit_routes, delivery_routes, ig_routes, ops_health, ops_routes, problems
 from broker.api.auth import Principal, authenticate, require_agency, require_role
+from broker.api.params import MAX_INT64
+from broker.api.problems import AUTHENTICATED, declare
+from broker.api.rate_limit import AgencyRateLimit, RateLimited
 from broker.audit.entry import Actor, AuditEntry, EntryKind, SubjectRef, pseudonym
 from broker.errors import NotFound, PayloadTooLarge
 from broker.exchange import acknowledge
@@ -36,6 +39,7 @@ def create_app(service: BrokerService) -> FastAPI:
     problems.install(app)
     exchange = service.exchange
 
+    limit = AgencyRateLimit(service.settings.rate_limit) if service.settings.rate_limit else None
     ops_health.install(app)  # /healthz, /readyz, /metrics, overdue acks; a server span per request
 
     @app.get("/.well-known/jwks.json", tags=["keys"])
@@ -43,27 +47,33 @@ def create_app(service: BrokerService) -> FastAPI:
         return exchange.registry.jwks()
 
     @app.post("/v1/messages", status_code=202, tags=["agency"], responses={
+        202: {"description": "the signed receipt (JSON, or the bare JWS with Accept: application/jose)",
+              "content": {"application/jose": {"schema": {"type": "string"}}}},
         400: {"description": "malformed, undecryptable or expired"},
         401: {"description": "bad credentials or signature"},
         403: {"description": "not allowed"}, 409: {"description": "message id reused"},
-        413: {"description": "too large"}, 422: {"description": "schema invalid"}})
+        413: {"description": "too large"}, 422: {"description": "schema invalid"},
+        429: {"description": "this agency's rate limit is exceeded; see Retry-After"}})
     async def post_message(request: Request, who: Auth) -> Response:
         agency = require_agency(who)
-        length = int(request.headers.get("content-length") or 0)
-        if length > exchange.max_message_bytes:
-            raise PayloadTooLarge(f"message exceeds {exchange.max_message_bytes} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > exchange.max_message_bytes:
-                raise PayloadTooLarge(f"message exceeds {exchange.max_message_bytes} bytes")
+        if limit is not None:
+            try:
+                limit.check(agency)
+            except RateLimited as exc:
+                if limit.first_refusal(agency, exc.retry_after):
+                    await exchange.refuse_unread(exc, via="http", agency=agency, received=b"")
+                raise
+        body = await _read_bounded(request, exchange.max_message_bytes)
+        if isinstance(body, PayloadTooLarge):
+            await exchange.refuse_unread(body, via="http", agency=agency, received=b"")
+            raise body
         receipt = await exchange.submit(bytes(body), via="http", agency=agency)
         if "application/jose" in request.headers.get("accept", ""):
             return PlainTextResponse(receipt.token, status_code=202, media_type="application/jose")
         return JSONResponse(receipt.as_json(), status_code=202)
 
-    @app.get("/v1/mailbox", tags=["agency"])
-    async def mailbox(who: Auth, state: str | None = None, limit: int = Query(100, le=1000)
+    @app.get("/v1/mailbox", tags=["agency"], responses=AUTHENTICATED)
+    async def mailbox(who: Auth, state: str | None = None, limit: int = Query(100, ge=1, le=1000)
                       ) -> dict[str, Any]:
         agency = require_agency(who)
         async with exchange.sessions() as session:
@@ -74,7 +84,10 @@ def create_app(service: BrokerService) -> FastAPI:
             rows = (await session.execute(q)).scalars().all()
         return {"deliveries": [_delivery_meta(r) for r in rows]}
 
-    @app.get("/v1/mailbox/{delivery_id}", tags=["agency"])
+    @app.get("/v1/mailbox/{delivery_id}", tags=["agency"], responses={
+        200: {"description": "the delivery JWE, or its metadata once acknowledged",
+              "content": {"application/jose": {"schema": {"type": "string"}}}},
+        **AUTHENTICATED, **declare(404)})
     async def mailbox_item(delivery_id: str, who: Auth) -> Response:
         agency = require_agency(who)
         async with exchange.sessions() as session:
@@ -85,7 +98,8 @@ def create_app(service: BrokerService) -> FastAPI:
             return JSONResponse(_delivery_meta(row))
         return PlainTextResponse(row.jwe, media_type="application/jose")
 
-    @app.post("/v1/mailbox/{delivery_id}/ack", tags=["agency"])
+    @app.post("/v1/mailbox/{delivery_id}/ack", tags=["agency"],
+              responses={**AUTHENTICATED, **declare(400, 404)})
     async def mailbox_ack(delivery_id: str, request: Request, who: Auth) -> dict[str, Any]:
         agency = require_agency(who)
         token = (await request.body()).decode("ascii", "replace").strip()
@@ -94,12 +108,13 @@ def create_app(service: BrokerService) -> FastAPI:
             raise NotFound("acknowledgement is for another delivery")
         return result
 
-    @app.get("/v1/audit/entries", tags=["audit"])
+    @app.get("/v1/audit/entries", tags=["audit"], responses=AUTHENTICATED)
     async def audit_entries(
         who: Auth, subject: str | None = None, agency: str | None = None,
         clause: str | None = None, decision: str | None = None, kind: str | None = None,
         from_: Annotated[datetime | None, Query(alias="from")] = None,
-        to: datetime | None = None, after: int = -1, limit: int = Query(200, le=1000),
+        to: datetime | None = None, after: int = Query(-1, ge=-1, le=MAX_INT64),
+        limit: int = Query(200, ge=1, le=1000),
     ) -> dict[str, Any]:
         require_role(who, "ig_officer")
         pseud = pseudonym(exchange.pseudonym_secret, subject) if subject else None
@@ -116,7 +131,8 @@ def create_app(service: BrokerService) -> FastAPI:
                     reason=f"entries search: {flt.described()}"))
         return {"entries": [_entry_json(r) for r in rows]}
 
-    @app.get("/v1/audit/checkpoint", tags=["audit"])
+    @app.get("/v1/audit/checkpoint", tags=["audit"], response_class=PlainTextResponse,
+             responses={**AUTHENTICATED, **declare(404)})
     async def audit_checkpoint(who: Auth) -> PlainTextResponse:
         require_role(who, "ig_officer")
         async with exchange.sessions() as session:
@@ -126,14 +142,14 @@ def create_app(service: BrokerService) -> FastAPI:
             note, _ = await cosigned_note(session, cp)
         return PlainTextResponse(note, media_type="text/plain; charset=utf-8")
 
-    @app.get("/v1/dsa", tags=["policy"])
+    @app.get("/v1/dsa", tags=["policy"], responses=AUTHENTICATED)
     async def dsa(who: Auth) -> dict[str, Any]:
         return {"policy_hash": exchange.bundle.policy_hash, "agreements": [
             json.loads(a.model_dump_json(by_alias=True)) for a in exchange.bundle.agreements]}
 
     app.include_router(ig_routes.router)
 
-    @app.post("/v1/dsa/explain", tags=["policy"])
+    @app.post("/v1/dsa/explain", tags=["policy"], responses={**AUTHENTICATED, **declare(400)})
     async def dsa_explain(question: ExplainQuestion, who: Auth) -> dict[str, Any]:
         answer = policy.explain(exchange.bundle, question.sender, question.recipient,
                                 question.masp_type, question.purpose, exchange.clock())
@@ -143,6 +159,24 @@ def create_app(service: BrokerService) -> FastAPI:
     app.include_router(ops_routes.router)
     app.include_router(delivery_routes.router)
     return app
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes | PayloadTooLarge:
+    """The body, or the refusal if it is (or announces itself) larger than ``limit``: it is
+    never read past the limit."""
+    too_large = PayloadTooLarge(f"message exceeds {limit} bytes")
+    try:
+        declared = int(request.headers.get("content-length") or 0)
+    except ValueError:
+        declared = 0
+    if declared > limit:
+        return too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            return too_large
+    return bytes(body)
 
 
 class ExplainQuestion(BaseModel):

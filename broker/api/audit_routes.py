@@ -19,6 +19,8 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
 from broker.api.auth import Principal, authenticate, require_agency, require_role
+from broker.api.params import MAX_INT64, Seq, TreeSize
+from broker.api.problems import AUTHENTICATED, declare
 from broker.audit.entry import Actor, AuditEntry, EntryKind, SubjectRef, pseudonym
 from broker.audit.witness import witness_verifier
 from broker.errors import ConfigurationError, NotFound
@@ -31,7 +33,7 @@ Auth = Annotated[Principal, Depends(authenticate)]
 TLOG_PROOF_MEDIA = "text/plain; charset=utf-8"
 _CSV_PAGE = 1000
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=AUTHENTICATED)
 
 
 def _exchange(request: Request) -> Exchange:
@@ -89,9 +91,8 @@ async def entries_csv(
         "content-disposition": 'attachment; filename="audit-entries.csv"'})
 
 
-@router.get("/entries/{seq}")
-async def entry_with_proof(request: Request, seq: int, who: Auth,
-                           size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, Any]:
+@router.get("/entries/{seq}", responses=declare(400, 404))
+async def entry_with_proof(request: Request, seq: Seq, who: Auth, size: TreeSize = None) -> dict[str, Any]:
     """One entry, its leaf, and its inclusion proof in the newest published checkpoint
     (``size`` picks another checkpoint). Agencies may fetch entries naming them as sender
     or recipient: their receipt that a disclosure concerning them is in the log."""
@@ -104,9 +105,8 @@ async def entry_with_proof(request: Request, seq: int, who: Auth,
             "leaf": found.row.leaf.decode("utf-8"), "proof": found.as_json()}
 
 
-@router.get("/entries/{seq}/proof", response_class=PlainTextResponse)
-async def entry_tlog_proof(request: Request, seq: int, who: Auth,
-                           size: Annotated[int | None, Query(ge=1)] = None) -> PlainTextResponse:
+@router.get("/entries/{seq}/proof", response_class=PlainTextResponse, responses=declare(400, 404))
+async def entry_tlog_proof(request: Request, seq: Seq, who: Auth, size: TreeSize = None) -> PlainTextResponse:
     """The entry's C2SP tlog-proof (``c2sp.org/tlog-proof@v1``), the leaf as its extra data."""
     exchange = _exchange(request)
     async with exchange.sessions() as session:
@@ -115,10 +115,10 @@ async def entry_tlog_proof(request: Request, seq: int, who: Auth,
     return PlainTextResponse(found.proof.text(), media_type=TLOG_PROOF_MEDIA)
 
 
-@router.get("/consistency")
+@router.get("/consistency", responses=declare(400, 404))
 async def consistency_proof(
-    request: Request, who: Auth, from_: Annotated[int | None, Query(alias="from", ge=0)] = None,
-    to: Annotated[int | None, Query(ge=1)] = None,
+    request: Request, who: Auth, from_: Annotated[int | None, Query(alias="from", ge=0, le=MAX_INT64)] = None,
+    to: TreeSize = None,
 ) -> dict[str, Any]:
     """RFC 6962 consistency proof from tree size ``from`` to checkpoint ``to`` (default newest),
     with that checkpoint's cosigned note. Witnessing agencies may call this too."""
@@ -129,9 +129,8 @@ async def consistency_proof(
         return await consistency(session, from_, to)
 
 
-@router.post("/cosignatures")
-async def post_cosignature(request: Request, who: Auth,
-                           size: Annotated[int | None, Query(ge=1)] = None) -> dict[str, object]:
+@router.post("/cosignatures", responses=declare(400, 404, 409))
+async def post_cosignature(request: Request, who: Auth, size: TreeSize = None) -> dict[str, object]:
     """A witness's ``cosignature/v1`` over a checkpoint this log issued.
 
     Body (text/plain): the cosigned checkpoint note, or the bare signature line with

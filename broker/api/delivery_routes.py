@@ -13,13 +13,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 
 from broker.api.auth import Principal, authenticate, require_agency
+from broker.api.problems import AUTHENTICATED, declare
 from broker.crypto import jose
 from broker.errors import NotFound
 from broker.exchange import Exchange
 from broker.store import deliveries
 from broker.store.models import SeenMessageRow
 
-router = APIRouter(prefix="/v1", tags=["agency"])
+router = APIRouter(prefix="/v1", tags=["agency"], responses=AUTHENTICATED)
 Auth = Annotated[Principal, Depends(authenticate)]
 DeliveryState = Literal["queued", "published", "acknowledged", "rejected", "dead_lettered", "expired"]
 
@@ -29,7 +30,7 @@ def _exchange(request: Request) -> Exchange:
     return exchange
 
 
-@router.get("/messages/{message_id}")
+@router.get("/messages/{message_id}", responses=declare(404))
 async def message_status(message_id: str, request: Request, who: Auth) -> dict[str, Any]:
     """The sender's view of one message: the broker's decisions and each delivery's state."""
     agency = require_agency(who)

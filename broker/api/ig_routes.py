@@ -10,12 +10,14 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from broker.api.auth import Principal, authenticate, require_role
+from broker.api.params import Seq
+from broker.api.problems import AUTHENTICATED, declare
 from broker.audit.entry import Actor, AuditEntry, EntryKind
 from broker.errors import MaspError, NotFound
 from broker.exchange import Exchange
 from broker.store.models import OverrideReviewRow
 
-router = APIRouter(prefix="/v1/audit/overrides", tags=["audit"])
+router = APIRouter(prefix="/v1/audit/overrides", tags=["audit"], responses=AUTHENTICATED)
 Auth = Annotated[Principal, Depends(authenticate)]
 
 
@@ -79,11 +81,11 @@ async def _decide(request: Request, who: Principal, seq: int, verdict: str,
     return result
 
 
-@router.post("/{seq}/approve")
-async def approve(seq: int, decision: ReviewDecision, request: Request, who: Auth) -> dict[str, Any]:
+@router.post("/{seq}/approve", responses=declare(400, 404, 409))
+async def approve(seq: Seq, decision: ReviewDecision, request: Request, who: Auth) -> dict[str, Any]:
     return await _decide(request, who, seq, "approved", decision)
 
 
-@router.post("/{seq}/reject")
-async def reject(seq: int, decision: ReviewDecision, request: Request, who: Auth) -> dict[str, Any]:
+@router.post("/{seq}/reject", responses=declare(400, 404, 409))
+async def reject(seq: Seq, decision: ReviewDecision, request: Request, who: Auth) -> dict[str, Any]:
     return await _decide(request, who, seq, "rejected", decision)

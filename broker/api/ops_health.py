@@ -26,6 +26,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from broker import prometheus, telemetry
 from broker.api.auth import Principal, authenticate, require_role
+from broker.api.params import MAX_AGE_S
+from broker.api.problems import AUTHENTICATED
 from broker.metrics import FAMILIES
 from broker.ops_state import OpsMonitor
 from broker.service import BrokerService
@@ -51,7 +53,8 @@ async def healthz() -> dict[str, str]:
     return {"status": "alive"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses={503: {
+    "description": "not ready: names what failed", "content": {"application/json": {}}}})
 async def readyz(request: Request) -> JSONResponse:
     readiness = await monitor(request).readiness()
     return JSONResponse(readiness.as_json(), status_code=200 if readiness.ready else 503)
@@ -65,9 +68,9 @@ async def metrics(request: Request) -> PlainTextResponse:
     return PlainTextResponse(text, media_type=prometheus.CONTENT_TYPE)
 
 
-@router.get("/v1/ops/acknowledgements/overdue")
+@router.get("/v1/ops/acknowledgements/overdue", responses=AUTHENTICATED)
 async def overdue_acknowledgements(
-    request: Request, who: Auth, older_than_s: int | None = Query(None, ge=0),
+    request: Request, who: Auth, older_than_s: int | None = Query(None, ge=0, le=MAX_AGE_S),
     recipient: str | None = None, limit: int = Query(200, ge=1, le=1000),
 ) -> dict[str, Any]:
     """Deliveries not acknowledged within ``older_than_s`` (default ``MASP_ACK_OVERDUE_S``)."""

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from broker import route_pause
 from broker.api import ops_health
 from broker.api.auth import Principal, authenticate, require_role
+from broker.api.problems import AUTHENTICATED, declare
 from broker.audit.entry import Actor
 from broker.errors import Conflict, NotFound
 from broker.service import BrokerService
@@ -22,7 +23,7 @@ from broker.store import dead_letters, deliveries
 from broker.transport import dead_letters as dlq
 from broker.transport.depths import queue_depths
 
-router = APIRouter(prefix="/v1/ops", tags=["ops"])
+router = APIRouter(prefix="/v1/ops", tags=["ops"], responses=AUTHENTICATED)
 Auth = Annotated[Principal, Depends(authenticate)]
 DeadLetterState = Literal["pending", "replayed", "purged"]
 DeliveryState = Literal["queued", "published", "acknowledged", "rejected", "dead_lettered", "expired"]
@@ -42,7 +43,7 @@ def _ops(request: Request, who: Principal) -> tuple[BrokerService, Actor]:
     return service, Actor(user_id=who.id, role=who.role, auth="role-token")
 
 
-@router.get("/queues")
+@router.get("/queues", responses=declare(409))
 async def queues(request: Request, who: Auth) -> dict[str, Any]:
     """Depth and consumers of every queue, deliveries per recipient and state, paused routes."""
     service, _ = _ops(request, who)
@@ -67,7 +68,7 @@ async def list_dead_letters(request: Request, who: Auth, state: DeadLetterState 
     return {"dead_letters": [dead_letters.dead_letter_json(r) for r in rows]}
 
 
-@router.get("/dead-letters/{dead_letter_id}")
+@router.get("/dead-letters/{dead_letter_id}", responses=declare(404))
 async def show_dead_letter(dead_letter_id: str, request: Request, who: Auth) -> dict[str, Any]:
     service, _ = _ops(request, who)
     async with service.exchange.sessions() as session:
@@ -77,7 +78,7 @@ async def show_dead_letter(dead_letter_id: str, request: Request, who: Auth) -> 
     return dead_letters.dead_letter_json(row)
 
 
-@router.post("/dead-letters/{dead_letter_id}/replay")
+@router.post("/dead-letters/{dead_letter_id}/replay", responses=declare(404, 409))
 async def replay_dead_letter(dead_letter_id: str, request: Request, who: Auth) -> dict[str, Any]:
     service, actor = _ops(request, who)
     if service.connection is None:
@@ -86,7 +87,7 @@ async def replay_dead_letter(dead_letter_id: str, request: Request, who: Auth) -
     return dead_letters.dead_letter_json(row)
 
 
-@router.post("/dead-letters/{dead_letter_id}/purge")
+@router.post("/dead-letters/{dead_letter_id}/purge", responses=declare(404, 409))
 async def purge_dead_letter(dead_letter_id: str, request: Request, who: Auth) -> dict[str, Any]:
     service, actor = _ops(request, who)
     return dead_letters.dead_letter_json(await dlq.purge(service.exchange, dead_letter_id, actor))
@@ -112,7 +113,7 @@ async def routes(request: Request, who: Auth) -> dict[str, Any]:
     return {"paused": await route_pause.paused(service.exchange)}
 
 
-@router.post("/routes/{recipient}/pause")
+@router.post("/routes/{recipient}/pause", responses=declare(400, 404, 409))
 async def pause_route(recipient: str, request: Request, who: Auth,
                       change: RouteChange | None = None) -> dict[str, Any]:
     service, actor = _ops(request, who)
@@ -120,7 +121,7 @@ async def pause_route(recipient: str, request: Request, who: Auth,
     return {"recipient": recipient, "paused": True}
 
 
-@router.post("/routes/{recipient}/resume")
+@router.post("/routes/{recipient}/resume", responses=declare(400, 404, 409))
 async def resume_route(recipient: str, request: Request, who: Auth,
                        change: RouteChange | None = None) -> dict[str, Any]:
     service, actor = _ops(request, who)

@@ -16,6 +16,7 @@ from typing import Any
 
 from joserfc import jwe, jws
 from joserfc.errors import JoseError
+from joserfc.jwe import JWERegistry
 from joserfc.jwk import OKPKey
 
 from broker.errors import DecryptionFailed, MalformedMessage, PayloadTooLarge, SignatureInvalid
@@ -28,6 +29,20 @@ CONTENT_ENC = "A256GCM"
 MAX_COMPACT_BYTES = 512 * 1024
 
 KeyLookup = Callable[[str], OKPKey]
+
+
+class _JweRegistry(JWERegistry):
+    """joserfc caps a JWE's ciphertext at 64 KiB by default; the bound that applies here is
+    ``max_bytes`` on the whole compact object, checked before parsing (``decrypt``). Without
+    this, a message between the two limits would be refused as if it were tampered with."""
+
+    max_ciphertext_length = MAX_COMPACT_BYTES
+
+
+_JWE_REGISTRY = _JweRegistry(algorithms=[KEY_ALG, CONTENT_ENC])
+#: Header parameters that point at (or carry) a key. Keys are found by ``kid`` in the registry
+#: only, so a header naming a key elsewhere is an attempt to choose the verifying key: refused.
+KEY_REFERENCE_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256"})
 
 
 def b64url_decode(segment: str) -> bytes:
@@ -48,19 +63,35 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True).encode()
 
 
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise MalformedMessage("a JSON object repeats a member name")
+    return obj
+
+
+def loads_json(raw: bytes | str, what: str) -> Any:
+    """Parse JSON from outside: repeated member names (parsers disagree on which wins, RFC 7515
+    §5.2) and nesting deep enough to exhaust the parser's recursion are refused, typed."""
+    try:
+        return json.loads(raw, object_pairs_hook=_unique_members)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise MalformedMessage(f"{what} is not JSON") from None
+
+
 def peek_header(token: str, parts: int) -> dict[str, Any]:
     """Decode the protected header of a compact JOSE object without verifying anything."""
     segments = token.split(".")
     if len(segments) != parts:
         raise MalformedMessage(f"compact serialization must have {parts} segments")
-    try:
-        header = json.loads(b64url_decode(segments[0]))
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MalformedMessage("protected header is not JSON") from None
+    header = loads_json(b64url_decode(segments[0]), "protected header")
     if not isinstance(header, dict):
         raise MalformedMessage("protected header is not a JSON object")
     if "crit" in header:
         raise MalformedMessage("critical header parameters are not supported")
+    named = KEY_REFERENCE_HEADERS.intersection(header)
+    if named:
+        raise MalformedMessage(f"header parameter {sorted(named)[0]} is not accepted: keys are found by kid")
     return header
 
 
@@ -97,10 +128,7 @@ def verify(token: str, lookup: KeyLookup, typ: str) -> tuple[dict[str, Any], dic
         obj = jws.deserialize_compact(token, key, algorithms=list(SIG_ALGS_ACCEPTED))
     except JoseError:
         raise SignatureInvalid(f"signature by {kid} does not verify") from None
-    try:
-        payload = json.loads(obj.payload)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise MalformedMessage("signed payload is not JSON") from None
+    payload = loads_json(obj.payload, "signed payload")
     if not isinstance(payload, dict):
         raise MalformedMessage("signed payload is not a JSON object")
     return dict(obj.headers()), payload
@@ -113,7 +141,7 @@ def encrypt(plaintext: bytes, recipient: OKPKey, cty: str) -> str:
     if recipient.kid is None or recipient.curve_name != "X25519":
         raise DecryptionFailed("recipient key must be an X25519 key with a kid")
     header = {"alg": KEY_ALG, "enc": CONTENT_ENC, "kid": recipient.kid, "cty": cty}
-    return jwe.encrypt_compact(header, plaintext, recipient, algorithms=[KEY_ALG, CONTENT_ENC])
+    return jwe.encrypt_compact(header, plaintext, recipient, registry=_JWE_REGISTRY)
 
 
 def decrypt(token: str | bytes, keys: Mapping[str, OKPKey], cty: str,
@@ -142,6 +170,6 @@ def decrypt(token: str | bytes, keys: Mapping[str, OKPKey], cty: str,
     if not isinstance(epk, dict) or epk.get("kty") != "OKP" or epk.get("crv") != "X25519":
         raise DecryptionFailed("JWE ephemeral key must be an X25519 OKP key")
     try:
-        return jwe.decrypt_compact(token, key, algorithms=[KEY_ALG, CONTENT_ENC]).plaintext or b""
+        return jwe.decrypt_compact(token, key, registry=_JWE_REGISTRY).plaintext or b""
     except (JoseError, ValueError):
         raise DecryptionFailed("JWE does not decrypt (tampered or not for this key)") from None

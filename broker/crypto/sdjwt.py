@@ -52,10 +52,7 @@ class Disclosure:
 
     @classmethod
     def decode(cls, encoded: str) -> Disclosure:
-        try:
-            arr = json.loads(jose.b64url_decode(encoded))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise MalformedMessage("a disclosure is not base64url JSON") from None
+        arr = jose.loads_json(jose.b64url_decode(encoded), "a disclosure")
         if not (isinstance(arr, list) and len(arr) == 3
                 and isinstance(arr[0], str) and isinstance(arr[1], str)):
             raise MalformedMessage("a disclosure is not [salt, name, value]")

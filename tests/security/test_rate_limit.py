@@ -1,0 +1,80 @@
+"""Per-agency rate limit on ``POST /v1/messages``: 429 with ``Retry-After`` and a problem
+document, per agency, audited once per window without personal data, nothing processed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from broker.api.rate_limit import AgencyRateLimit
+from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys
+from broker.errors import PROBLEM_BASE
+from broker.store.models import SeenMessageRow
+from tests.security.conftest import Api, api_settings, open_api
+
+
+@pytest.fixture
+async def limited(tmp_path: Path) -> AsyncIterator[Api]:
+    settings = api_settings(tmp_path, rate_limit="3/minute")
+    service, app, http = await open_api(settings)
+    keys = {a: AgencyKeys.load(settings.keys_dir, a) for a in (*AGENCIES, BROKER)}
+    try:
+        yield Api(settings, service, http, keys, app)
+    finally:
+        await http.aclose()
+        await service.close()
+
+
+async def test_fourth_submission_in_a_minute_is_429_audited_once(limited: Api) -> None:
+    api = limited
+    for _ in range(3):
+        assert (await api.post_message(api.referral("police")[1])).status_code == 202
+    delivered = await api.deliveries()
+    head = await api.head()
+
+    message_id, jwe = api.referral("police")
+    resp = await api.post_message(jwe)
+    assert resp.status_code == 429, resp.text
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert 1 <= int(resp.headers["retry-after"]) <= 60
+    problem = resp.json()
+    assert problem["type"] == PROBLEM_BASE + "rate-limited" and problem["status"] == 429
+    assert problem["retry_after"] == int(resp.headers["retry-after"])
+
+    # nothing of the refused submission was processed
+    assert await api.deliveries() == delivered
+    async with api.service.exchange.sessions() as s:
+        assert await s.get(SeenMessageRow, message_id) is None
+
+    # audited as an ingress refusal, naming the agency and the limit, nothing about anyone
+    entries = await api.entries(after=head)
+    assert len(entries) == 1
+    refusal = entries[0]
+    assert (refusal.kind, refusal.rules, refusal.decision) == ("refused", ("ingress.rate-limited",), "deny")
+    assert refusal.actor.agency == "police" and refusal.reason == "agency police exceeded 3/minute"
+    assert refusal.subjects == () and refusal.message_id is None and refusal.fields_disclosed == ()
+
+    # a flood is refused but audited once per window
+    for _ in range(3):
+        assert (await api.post_message(api.referral("police")[1])).status_code == 429
+    assert len(await api.entries(after=head)) == 1
+
+    # the limit is per agency: another agency is not held back by police's flood
+    assert (await api.post_message(api.referral("probation")[1], agency="probation")).status_code != 429
+
+
+async def test_rate_limit_is_checked_after_authentication(limited: Api) -> None:
+    """An anonymous flood is 401 and does not spend an agency's allowance."""
+    api = limited
+    _, jwe = api.referral("police")
+    for _ in range(5):
+        resp = await api.http.post("/v1/messages", content=jwe, headers={"content-type": "application/jose"})
+        assert resp.status_code == 401
+    assert (await api.post_message(api.referral("police")[1])).status_code == 202
+
+
+def test_a_bad_limit_is_refused_at_start() -> None:
+    with pytest.raises(ValueError, match=r"rate limit|couldn't parse"):
+        AgencyRateLimit("plenty")

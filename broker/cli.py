@@ -19,6 +19,7 @@ import typer
 
 from broker.consent_cli import app as consent_app
 from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyRegistry, init_keys
+from broker.db_cli import app as db_app
 from broker.errors import MaspError
 from broker.logs import configure
 from broker.ops_cli import dlq_app, route_app
@@ -37,6 +38,7 @@ app.add_typer(adapter_app, name="adapter")
 app.add_typer(consent_app, name="consent")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(route_app, name="route")
+app.add_typer(db_app, name="db")
 
 T = TypeVar("T")
 

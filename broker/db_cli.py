@@ -6,7 +6,6 @@ import asyncio
 from typing import Annotated, NoReturn
 
 import typer
-from alembic.util import CommandError
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from broker.settings import Settings
@@ -26,6 +25,8 @@ def upgrade(
         help="PostgreSQL role the broker runs as: only INSERT and SELECT on audit tables")] = None,
 ) -> None:
     """Upgrade the schema (idempotent); run as the schema owner before starting a new version."""
+    from alembic.util import CommandError
+
     from broker.store import migrate
     from broker.store.db import make_engine
 

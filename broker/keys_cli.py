@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, NoReturn
 
 import typer
+from sqlalchemy.exc import SQLAlchemyError
 
 from broker.audit.entry import Actor, AuditEntry, EntryKind
 from broker.crypto import rotation
@@ -42,7 +43,7 @@ async def _audit(settings: Settings, kind: EntryKind, agency: str, reason: str, 
 def _record(settings: Settings, kind: EntryKind, agency: str, reason: str, by: str | None) -> None:
     try:
         asyncio.run(_audit(settings, kind, agency, reason, by))
-    except (MaspError, OSError, ConnectionError) as exc:
+    except (MaspError, OSError, ConnectionError, SQLAlchemyError) as exc:
         _fail(f"the key change is in effect, but its audit entry could not be written "
               f"({type(exc).__name__}); run the command again once the database is reachable", 3)
 

@@ -49,7 +49,7 @@ def test_rabbitmq_is_a_three_node_quorum_cluster(compose: dict[str, Any]) -> Non
     for node in sorted(RABBITS):
         assert _services(compose)[node]["hostname"] == node
         assert f"= rabbit@{node}" in conf
-    assert "quorum_queue.initial_cluster_size = 3" in conf
+    assert "cluster_partition_handling = pause_minority" in conf
     assert "listeners.tcp = none" in conf and "ssl_options.fail_if_no_peer_cert = true" in conf
     # the broker declares its queues as quorum queues with a delivery limit
     assert quorum_args(None, 5) == {"x-queue-type": "quorum", "x-delivery-limit": 5}
@@ -184,3 +184,26 @@ def test_committed_config_files_exist_and_parse(compose: dict[str, Any]) -> None
     assert {f"{b}:8000" for b in BROKERS} <= targets
     for name in set(_services(compose)) - {"migrate"}:
         assert _services(compose)[name]["deploy"]["resources"]["limits"]["memory"], name
+
+
+def _schema_keys() -> list[re.Pattern[str]]:
+    """Every rabbitmq.conf key the installed RabbitMQ (and its plugins) accepts, as patterns."""
+    schemas = sorted(Path("/usr/lib/rabbitmq/lib").glob("*/plugins/*/priv/schema/*.schema"))
+    assert schemas, "RabbitMQ's configuration schemas are not installed"
+    keys: list[re.Pattern[str]] = []
+    for schema in schemas:
+        for key in re.findall(r'\{mapping,\s*"([^"]+)"', schema.read_text(errors="replace")):
+            parts = [r"[^.]+" if part.startswith("$") else re.escape(part) for part in key.split(".")]
+            keys.append(re.compile(r"\.".join(parts)))
+    return keys
+
+
+@pytest.mark.parametrize("conf", ["cluster.conf", "rabbitmq-tls.conf"])
+def test_rabbitmq_config_keys_are_known_to_rabbitmq(conf: str) -> None:
+    """An unknown key stops RabbitMQ from starting at all: check them before a deployment does."""
+    known = _schema_keys()
+    for line in (DEPLOY / "rabbitmq" / conf).read_text().splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key = line.split("=", 1)[0].strip()
+        assert any(k.fullmatch(key) for k in known), f"{conf}: unknown key {key}"

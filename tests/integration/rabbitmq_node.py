@@ -85,13 +85,18 @@ def start_node(base: Path, config: str) -> Node:
                                start_new_session=True)
     node = Node(name, port, base, process)
     # the cookie works: rabbitmqctl reaches the new node, and only once it is fully up
-    waited = node.ctl("await_startup", "--timeout", "150", timeout=180)
-    deadline = time.monotonic() + 30
+    # (await_startup fails at once while the node has not registered with epmd yet: retry)
+    deadline = time.monotonic() + 180
+    waited = node.ctl("await_startup", "--timeout", "60", timeout=90)
+    while waited.returncode != 0 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(1)
+        waited = node.ctl("await_startup", "--timeout", "60", timeout=90)
     while waited.returncode == 0 and time.monotonic() < deadline:
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return node
         time.sleep(0.2)
     node.stop()
-    raise RuntimeError(f"RabbitMQ node {name} did not start: {waited.stderr.strip()[-400:]} "
-                       f"(log in {base})")
+    log.close()
+    raise RuntimeError(f"RabbitMQ node {name} did not start: {waited.stderr.strip()[-300:]}\n"
+                       f"{(base / 'server.out').read_text(errors='replace')[-1500:]}")

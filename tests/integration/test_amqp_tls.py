@@ -6,6 +6,8 @@ The node is configured from deploy/rabbitmq/rabbitmq-tls.conf with a CA this tes
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,15 +64,17 @@ def _config(tls: Path, mutual: bool) -> str:
 
 
 @pytest.fixture(scope="module", params=["amqps", "mutual-tls"])
-def node(request: pytest.FixtureRequest, ca: trustme.CA,
-         tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Node, dict[str, Path]]]:
-    base = tmp_path_factory.mktemp(f"rmq-{request.param}")
+def node(request: pytest.FixtureRequest, ca: trustme.CA) -> Iterator[tuple[str, Node, dict[str, Path]]]:
+    # not under pytest's basetemp: other pytest runs on the machine prune old basetemps, and
+    # the node's data directory must outlive them
+    base = Path(tempfile.mkdtemp(prefix=f"masp-rmq-{request.param}-"))
     files = _files(ca, base / "tls")
     started = start_node(base / "node", _config(base / "tls", mutual=request.param == "mutual-tls"))
     try:
         yield request.param, started, files
     finally:
         started.stop()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _settings(tmp_path: Path, node: Node, **tls: Path | None) -> Settings:

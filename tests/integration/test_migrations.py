@@ -129,3 +129,12 @@ def test_masp_db_upgrade_is_idempotent(database_url: str, tmp_path: Path) -> Non
     bad = _masp("db", "upgrade", "nonexistent", db_url=database_url, tmp_path=tmp_path)
     assert bad.exit_code == 2
     assert bad.stderr.startswith("masp: cannot upgrade to 'nonexistent'") and bad.stderr.count("\n") == 1
+
+
+async def test_runtime_role_is_checked_before_any_change(engine: AsyncEngine) -> None:
+    with pytest.raises(ValueError, match="lower-case SQL identifier"):
+        await migrate.upgrade(engine, runtime_role="masp; DROP TABLE audit_entry")
+    if engine.dialect.name == "sqlite":
+        with pytest.raises(ValueError, match="PostgreSQL only"):
+            await migrate.upgrade(engine, runtime_role="masp_runtime")
+    assert await migrate.current(engine) is None  # nothing was created

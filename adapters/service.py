@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aio_pika
 import httpx
 import structlog
 
@@ -13,6 +12,7 @@ from broker import telemetry
 from broker.crypto.keys import AgencyKeys, KeyRegistry
 from broker.errors import LogInconsistent, LogRollback, MaspError
 from broker.settings import Settings
+from broker.transport import connect as amqp
 from broker.transport.topology import Names, declare
 
 log = structlog.get_logger("masp.adapter")
@@ -24,7 +24,7 @@ async def run_adapter(settings: Settings, agency: str) -> None:
     registry = KeyRegistry.from_public_dir(settings.keys_dir)
     runtime = AdapterRuntime(AgencyKeys.load(settings.keys_dir, agency), registry,
                              settings.state_dir / "adapters" / agency, names=Names(settings.namespace))
-    connection = await aio_pika.connect_robust(settings.amqp_url, timeout=10)
+    connection = await amqp.connect_robust(settings)
     try:
         async with connection.channel() as ch:  # the adapter may start before the broker
             await declare(ch, runtime.names, delivery_limit=settings.delivery_limit)

@@ -17,8 +17,10 @@ from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 
+from broker import keys_cli
 from broker.consent_cli import app as consent_app
 from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyRegistry, init_keys
+from broker.db_cli import app as db_app
 from broker.errors import MaspError
 from broker.logs import configure
 from broker.ops_cli import dlq_app, route_app
@@ -37,6 +39,9 @@ app.add_typer(adapter_app, name="adapter")
 app.add_typer(consent_app, name="consent")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(route_app, name="route")
+app.add_typer(db_app, name="db")
+keys_app.command("rotate")(keys_cli.rotate)
+keys_app.command("revoke")(keys_cli.revoke)
 
 T = TypeVar("T")
 
@@ -139,10 +144,10 @@ def keys_init(force: Annotated[bool, typer.Option(help="replace existing keys")]
 
 @keys_app.command("list")
 def keys_list() -> None:
-    """List registered public keys (kid, curve)."""
+    """List registered public keys (kid, curve, status)."""
     reg = KeyRegistry.from_public_dir(Settings().keys_dir)
     for jwk in reg.jwks()["keys"]:
-        typer.echo(f"{jwk['kid']}\t{jwk['crv']}")
+        typer.echo(f"{jwk['kid']}\t{jwk['crv']}\t{jwk['status']}")
 
 
 @app.command()

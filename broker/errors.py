@@ -65,6 +65,13 @@ class UnknownKey(MaspError):
     title = "Key not registered"
 
 
+class KeyRevoked(UnknownKey):
+    """A key that was revoked, or retired after its rotation overlap ended: refused like an unknown one."""
+
+    code = "key-revoked"
+    title = "Key revoked or retired"
+
+
 class UnknownSender(MaspError):
     code = "unknown-sender"
     status = 401

@@ -95,7 +95,7 @@ class Exchange:
         digest = payload_digest(token)
         try:
             with telemetry.step("masp.decrypt"):
-                raw = wire.decrypt_submission(token, {str(self.broker.enc.kid): self.broker.enc},
+                raw = wire.decrypt_submission(token, self.broker.decryption_keys(),
                                               self.max_message_bytes)
             digest = payload_digest(raw)
             with telemetry.step("masp.verify"):

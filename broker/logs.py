@@ -31,7 +31,7 @@ WITHHELD = "[withheld]"
 #: Libraries whose stdlib logs are routed through the processors below (at ``library_level``).
 LIBRARY_LOGGERS = ("aio_pika", "aiormq", "pamqp", "uvicorn", "uvicorn.error", "uvicorn.access",
                    "sqlalchemy", "asyncpg", "aiosqlite", "httpx", "httpcore", "fastapi",
-                   "starlette", "opentelemetry", "asyncio")
+                   "starlette", "opentelemetry", "asyncio", "alembic")
 
 _ID = re.compile(r"[0-9a-fA-F][0-9a-fA-F-]{7,63}")  # UUIDs and hex digests: no letters beyond f
 _TOKEN = re.compile(r"[A-Za-z0-9_.:/\-]{1,64}")  # one word: no spaces, no @, no free text

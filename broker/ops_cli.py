@@ -11,13 +11,13 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-import aio_pika
 import typer
 
 from broker.audit.entry import Actor
 from broker.service import BrokerService
 from broker.settings import Settings
 from broker.store import dead_letters as store
+from broker.transport import connect as amqp
 
 dlq_app = typer.Typer(no_args_is_help=True, help="Dead letters: list, show, replay, purge (metadata only).")
 route_app = typer.Typer(no_args_is_help=True, help="Pause and resume delivery to one recipient.")
@@ -59,7 +59,7 @@ def collect() -> None:
     from broker.transport.dead_letters import DeadMessage, record
 
     async def work(service: BrokerService) -> int:
-        connection = await aio_pika.connect(service.settings.amqp_url, timeout=10)
+        connection = await amqp.connect(service.settings)
         moved = 0
         async with connection, connection.channel() as channel:
             queue = await channel.get_queue(service.names.dead_letters, ensure=False)
@@ -130,7 +130,7 @@ def replay(ids: Ids = None, every: All = False, by: By = None) -> None:
         fail("name dead letter ids or pass --all")
 
     async def work(service: BrokerService) -> list[str]:
-        connection = await aio_pika.connect(service.settings.amqp_url, timeout=10)
+        connection = await amqp.connect(service.settings)
         async with connection:
             done = []
             for dead_letter_id in await _pending_ids(service, ids, every):

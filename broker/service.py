@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
-import aio_pika
 from aio_pika.abc import AbstractRobustConnection
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +23,7 @@ from broker.ops_state import OpsMonitor
 from broker.settings import Settings
 from broker.store.audit_log import AuditLog
 from broker.store.db import create_schema, is_postgres, make_engine, sessionmaker
+from broker.transport import connect as amqp
 from broker.transport.topology import Names
 from broker.transport.watch import DeliveryWatch
 from broker.transport.workers import BrokerWorkers
@@ -96,7 +96,7 @@ class BrokerService:
         return cls(settings, engine, exchange, Names(settings.namespace))
 
     async def start_workers(self) -> None:
-        self.connection = await aio_pika.connect_robust(self.settings.amqp_url, timeout=10)
+        self.connection = await amqp.connect_robust(self.settings)
         self.workers = BrokerWorkers(self.exchange, self.connection, self.names,
                                      delivery_limit=self.settings.delivery_limit)
         await self.workers.start()

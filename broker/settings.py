@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pydantic import Field
@@ -9,10 +10,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="MASP_", env_file=".env", extra="ignore")
+    #: MASP_SECRETS_DIR (e.g. /run/secrets): a file there named like the variable
+    #: (``masp_amqp_url``, ``masp_database_url``, ...) supplies its value, so no password sits in
+    #: the environment or in a compose/manifest file.
+    model_config = SettingsConfigDict(env_prefix="MASP_", env_file=".env", extra="ignore",
+                                      secrets_dir=os.environ.get("MASP_SECRETS_DIR") or None)
 
     state_dir: Path = Field(default=Path("var"), description="keys, database, exports")
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    amqp_ca_file: Path | None = Field(default=None, description="CA that signed RabbitMQ's certificate")
+    amqp_cert_file: Path | None = Field(default=None, description="client certificate for mutual TLS")
+    amqp_key_file: Path | None = Field(default=None, description="its key, if not in the certificate file")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy async URL; default SQLite under the state dir"
     )

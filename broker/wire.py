@@ -189,7 +189,7 @@ class Delivery:
 
 def open_delivery(jwe: str | bytes, me: AgencyKeys, registry: KeyRegistry) -> Delivery:
     """Everything a recipient must check before its application sees a delivery (§3.3)."""
-    plaintext = jose.decrypt(jwe, {str(me.enc.kid): me.enc}, CTY_DELIVERY)
+    plaintext = jose.decrypt(jwe, me.decryption_keys(), CTY_DELIVERY)
     body = jose.loads_json(plaintext, "delivery")
     try:
         sd_raw, token = body["sd_jwt"], body["delivery"]

@@ -35,6 +35,7 @@ class EntryKind(StrEnum):
     CONSENT_CHANGED = "consent_changed"
     DSA_LOADED = "dsa_loaded"
     KEY_ROTATED = "key_rotated"
+    KEY_REVOKED = "key_revoked"
     AUDIT_VIEWED = "audit_viewed"
     AUDIT_EXPORTED = "audit_exported"
     CORRECTION_SENT = "correction_sent"

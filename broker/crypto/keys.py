@@ -2,7 +2,9 @@
 
 Every key has a ``kid`` of the form ``<agency>-<sig|enc>-<yyyymmdd>[-n]`` (DESIGN.md §3).
 Signing keys are Ed25519, encryption keys X25519, both as OKP JWKs. Private key files are
-written 0600 and never leave the agency's own key directory.
+written 0600 and never leave the agency's own key directory. The current keys are
+``<agency>/{sig,enc}.*.jwk``; keys a rotation replaced are kept under ``<agency>/previous/``
+and their state (retiring until, revoked) is in ``lifecycle.json`` (``broker.crypto.lifecycle``).
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal, cast
 
 from joserfc.jwk import OKPKey
 
-from broker.errors import ConfigurationError, UnknownKey
+from broker.crypto.lifecycle import KeyState, read_states, stamp
+from broker.errors import ConfigurationError, KeyRevoked, UnknownKey
 
 BROKER = "broker"
 AGENCIES: tuple[str, ...] = ("police", "probation", "nhs", "advocacy")
@@ -69,6 +72,32 @@ class AgencyKeys:
     agency: str
     sig: OKPKey
     enc: OKPKey
+    #: The agency's key directory, when loaded from one: decryption then also finds keys a
+    #: rotation put there after this process started, and the ones it replaced.
+    home: Path | None = None
+    _ring: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
+
+    def decryption_keys(self) -> dict[str, OKPKey]:
+        """Private encryption keys by kid: the current one and every one a rotation kept.
+
+        A message encrypted to the previous key just before a rotation (still in a queue)
+        must open after it; so must one encrypted to a key rotated in by another process.
+        """
+        keys = {str(self.enc.kid): self.enc}
+        if self.home is None:
+            return keys
+        now_stamp = stamp(self.home.parent)
+        if self._ring.get("stamp") != now_stamp or "keys" not in self._ring:
+            found: dict[str, OKPKey] = {}
+            previous = sorted((self.home / "previous").glob("*-enc-*.private.jwk"))
+            for path in [self.home / "enc.private.jwk", *previous]:
+                try:
+                    key = OKPKey.import_key(json.loads(path.read_text()))
+                except FileNotFoundError:
+                    continue
+                found[str(key.kid)] = key
+            self._ring.update(stamp=now_stamp, keys=found)
+        return {**cast(dict[str, OKPKey], self._ring["keys"]), **keys}
 
     @classmethod
     def generate(cls, agency: str, day: date) -> AgencyKeys:
@@ -93,7 +122,7 @@ class AgencyKeys:
             raise ConfigurationError(
                 f"no private keys for {agency} under {home}; run `masp keys init`"
             ) from None
-        return cls(agency, sig, enc)
+        return cls(agency, sig, enc, home)
 
 
 def _write_private(path: Path, jwk: Mapping[str, object]) -> None:
@@ -114,6 +143,23 @@ class KeyRegistry:
     _keys: dict[str, OKPKey] = field(default_factory=dict)
     #: Agencies with a registered key: consulted on every signature check, so kept, not derived.
     _agencies: set[str] = field(default_factory=set)
+    _states: dict[str, KeyState] = field(default_factory=dict)
+    #: Where the keys came from: re-read when ``lifecycle.json`` changes, so a rotation or a
+    #: revocation takes effect in a running broker at once, without a restart.
+    _dir: Path | None = None
+    _wanted: frozenset[str] | None = None
+    _stamp: tuple[int, int, int] | None = None
+
+    def _refresh(self) -> None:
+        if self._dir is None or stamp(self._dir) == self._stamp:
+            return
+        fresh = KeyRegistry.from_public_dir(self._dir, self._wanted)
+        self._keys, self._agencies, self._states, self._stamp = (
+            fresh._keys, fresh._agencies, fresh._states, fresh._stamp)
+
+    def state(self, kid: str) -> KeyState:
+        self._refresh()
+        return self._states.get(kid, KeyState("active"))
 
     def add(self, key: OKPKey) -> None:
         kid = key.kid
@@ -125,7 +171,9 @@ class KeyRegistry:
         self._keys[kid] = OKPKey.import_key(cast(dict[str, str | list[str]], public_jwk(key)))
         self._agencies.add(parsed.agency)
 
-    def get(self, kid: str, *, use: KeyUse, agency: str | None = None) -> OKPKey:
+    def get(self, kid: str, *, use: KeyUse, agency: str | None = None,
+            now: datetime | None = None) -> OKPKey:
+        self._refresh()
         key = self._keys.get(kid)
         if key is None:
             raise UnknownKey(f"key {kid!r} is not registered" if _KID.match(kid) else "key is not registered")
@@ -134,13 +182,22 @@ class KeyRegistry:
             raise UnknownKey(f"key {kid} is not a {use} key")
         if agency is not None and parsed.agency != agency:
             raise UnknownKey(f"key {kid} does not belong to {agency}")
+        state = self._states.get(kid)
+        why = state.refusal(now or datetime.now(UTC)) if state is not None else None
+        if why is not None:
+            raise KeyRevoked(f"key {kid} {why}", kid=kid)
         return key
 
     def current(self, agency: str, use: KeyUse) -> OKPKey:
-        """The newest registered key of an agency for a use (latest date, then highest n)."""
+        """The newest usable key of an agency for a use (latest date, then highest n)."""
+        self._refresh()
+        now = datetime.now(UTC)
         best: tuple[date, int, OKPKey] | None = None
         for kid, key in self._keys.items():
             parsed = KeyId.parse(kid)
+            state = self._states.get(kid)
+            if state is not None and state.refusal(now) is not None:
+                continue
             if parsed.agency == agency and parsed.use == use:
                 rank = (parsed.day, parsed.n or 0, key)
                 if best is None or rank[:2] > best[:2]:
@@ -150,23 +207,39 @@ class KeyRegistry:
         return best[2]
 
     def agencies(self) -> set[str]:
+        self._refresh()
         return set(self._agencies)
 
     def knows(self, agency: str) -> bool:
+        self._refresh()
         return agency in self._agencies
 
-    def jwks(self) -> dict[str, list[dict[str, str]]]:
-        return {"keys": [public_jwk(k) for _, k in sorted(self._keys.items())]}
+    def jwks(self, now: datetime | None = None) -> dict[str, list[dict[str, str]]]:
+        """Public keys with their ``status`` (active, retiring until ``exp``, retired, revoked)."""
+        self._refresh()
+        at = now or datetime.now(UTC)
+        out: list[dict[str, str]] = []
+        for kid, key in sorted(self._keys.items()):
+            state = self._states.get(kid, KeyState("active"))
+            jwk = {**public_jwk(key), "status": state.status_at(at)}
+            if state.status == "retiring" and state.until is not None:
+                jwk["exp"] = str(int(state.until.timestamp()))
+            out.append(jwk)
+        return {"keys": out}
 
     @classmethod
     def from_public_dir(cls, keys_dir: Path, agencies: Iterable[str] | None = None) -> KeyRegistry:
         """Load every ``<agency>/*.public.jwk`` under ``keys_dir``."""
-        reg = cls()
-        wanted = set(agencies) if agencies is not None else None
-        for path in sorted(keys_dir.glob("*/*.public.jwk")):
-            if wanted is not None and path.parent.name not in wanted:
+        wanted = frozenset(agencies) if agencies is not None else None
+        reg = cls(_dir=keys_dir, _wanted=wanted, _stamp=stamp(keys_dir))
+        current = sorted(keys_dir.glob("*/*.public.jwk"))
+        previous = sorted(keys_dir.glob("*/previous/*.public.jwk"))
+        for path in current + previous:
+            home = path.parent.parent if path.parent.name == "previous" else path.parent
+            if wanted is not None and home.name not in wanted:
                 continue
             reg.add(OKPKey.import_key(json.loads(path.read_text())))
+        reg._states = read_states(keys_dir)
         return reg
 
 

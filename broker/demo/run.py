@@ -18,7 +18,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import aio_pika
 import httpx
 from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import select
@@ -32,6 +31,7 @@ from broker.service import BrokerService, init_state
 from broker.settings import Settings
 from broker.store.audit_export import export_log, verify_database
 from broker.store.models import AuditRow, DeliveryRow, OverrideReviewRow
+from broker.transport import connect as amqp
 from broker.transport import topology
 from broker.wire import new_id
 from schemas import NEVER_TO_NHS, data_classes
@@ -339,7 +339,7 @@ async def run_demo(out: Path, base: Settings) -> DemoResult:
         "namespace": f"demo-{new_id()[-12:]}.", "deployment": "demo"})
     init_state(settings, datetime.now(UTC).date())
     service = await BrokerService.open(settings)
-    connection = await aio_pika.connect_robust(settings.amqp_url, timeout=10)
+    connection = await amqp.connect_robust(settings)
     demo = Demo(service, connection, out / "adapters")
     try:
         await service.start_workers()
@@ -350,7 +350,7 @@ async def run_demo(out: Path, base: Settings) -> DemoResult:
         await demo.stop_adapters()
         await service.close()
         await connection.close()
-        cleanup = await aio_pika.connect(settings.amqp_url, timeout=10)
+        cleanup = await amqp.connect(settings)
         async with cleanup, cleanup.channel() as ch:
             await topology.delete(ch, service.names)
     demo.write_artifacts(out)

@@ -1,10 +1,10 @@
-"""Engine set-up for SQLite (aiosqlite) and PostgreSQL (asyncpg), append-only triggers, runtime grants."""
+"""Engine set-up for SQLite (aiosqlite) and PostgreSQL (asyncpg), schema creation, runtime grants."""
 
 from __future__ import annotations
 
 import re
 
-from sqlalchemy import event, text
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,29 +18,6 @@ from broker.store import audit_models, delivery_models, models, trace_context  #
 
 #: Tables whose rows are never changed or removed once committed.
 AUDIT_TABLES = ("audit_entry", "audit_subject", "audit_checkpoint", "audit_node", "audit_cosignature")
-
-_SQLITE_TRIGGERS = [
-    f"""CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table}
-        BEGIN SELECT RAISE(ABORT, '{table} is append-only'); END"""
-    for table in AUDIT_TABLES for op in ("UPDATE", "DELETE")
-]
-
-_PG_TRIGGERS = [
-    """CREATE OR REPLACE FUNCTION masp_audit_append_only() RETURNS trigger AS $$
-       BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME USING ERRCODE = 'insufficient_privilege'; END
-       $$ LANGUAGE plpgsql""",
-    *(stmt for table in AUDIT_TABLES for stmt in (
-        f"DROP TRIGGER IF EXISTS {table}_no_change ON {table}",
-        f"""CREATE TRIGGER {table}_no_change BEFORE UPDATE OR DELETE ON {table}
-            FOR EACH ROW EXECUTE FUNCTION masp_audit_append_only()""",
-        f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}",
-        f"""CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
-            FOR EACH STATEMENT EXECUTE FUNCTION masp_audit_append_only()""",
-        # ENABLE ALWAYS: the triggers fire even under session_replication_role = replica.
-        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_no_change",
-        f"ALTER TABLE {table} ENABLE ALWAYS TRIGGER {table}_no_truncate",
-    )),
-]
 
 _ROLE_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -66,11 +43,13 @@ def make_engine(url: str) -> AsyncEngine:
 
 
 async def create_schema(engine: AsyncEngine) -> None:
-    """Create tables and the append-only triggers (idempotent)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(SQLModel.metadata.create_all)
-        for stmt in _PG_TRIGGERS if is_postgres(engine) else _SQLITE_TRIGGERS:
-            await conn.execute(text(stmt))
+    """Bring the schema to the newest migration: tables, append-only triggers (idempotent).
+
+    The triggers (DESIGN.md section 4) live in the migrations, in ``broker/store/migrations``.
+    """
+    from broker.store.migrate import upgrade  # migrate imports this module
+
+    await upgrade(engine)
 
 
 def runtime_grants(role: str) -> list[str]:

@@ -1,0 +1,91 @@
+"""Rotation keeps the replaced keys verifying for the overlap window only; revocation is immediate."""
+
+from __future__ import annotations
+
+import json
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from broker import wire
+from broker.crypto import jose
+from broker.crypto.keys import AgencyKeys, KeyRegistry, init_keys
+from broker.crypto.rotation import revoke, rotate
+from broker.errors import ConfigurationError, KeyRevoked, UnknownKey
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path) -> Path:
+    init_keys(tmp_path, NOW.date() - timedelta(days=30), ["police", "broker"])
+    return tmp_path
+
+
+def test_rotation_overlap_then_retirement(keys_dir: Path) -> None:
+    registry = KeyRegistry.from_public_dir(keys_dir)  # loaded before the rotation, like a running broker
+    old = AgencyKeys.load(keys_dir, "police")
+    token = jose.sign({"iss": "police"}, old.sig, "masp-ack+jwt")
+
+    done = rotate(keys_dir, "police", NOW, timedelta(hours=2))
+    new = AgencyKeys.load(keys_dir, "police")
+    assert done.new == {"sig": "police-sig-20261121", "enc": "police-enc-20261121"}
+    assert done.retiring == {"sig": str(old.sig.kid), "enc": str(old.enc.kid)}
+    assert new.sig.kid == "police-sig-20261121"
+    private = keys_dir / "police" / "previous" / f"{old.sig.kid}.private.jwk"
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600
+
+    # the registry sees the rotation without being reloaded: new key current, old one still verifies
+    assert registry.current("police", "sig").kid == new.sig.kid
+    assert registry.current("police", "enc").kid == new.enc.kid
+    lookup_at = lambda at: lambda kid: registry.get(kid, use="sig", agency="police", now=at)  # noqa: E731
+    assert jose.verify(token, lookup_at(NOW + timedelta(hours=1)), "masp-ack+jwt")[1]["iss"] == "police"
+    fresh = jose.sign({"iss": "police"}, new.sig, "masp-ack+jwt")
+    assert jose.verify(fresh, lookup_at(NOW + timedelta(hours=3)), "masp-ack+jwt")[1]["iss"] == "police"
+    with pytest.raises(KeyRevoked, match="retired at 2026-11-21T14:00:00Z"):
+        jose.verify(token, lookup_at(NOW + timedelta(hours=2)), "masp-ack+jwt")
+
+    statuses = {k["kid"]: k["status"] for k in registry.jwks(NOW)["keys"]}
+    assert statuses[str(old.sig.kid)] == "retiring" and statuses[str(new.sig.kid)] == "active"
+    assert {k["kid"]: k["status"] for k in registry.jwks(NOW + timedelta(days=1))["keys"]}[
+        str(old.sig.kid)] == "retired"
+    assert not any("d" in k for k in registry.jwks(NOW)["keys"])
+
+    # a message sealed to the old encryption key before the rotation still opens for the holder
+    sealed = jose.encrypt(b"in flight", old.enc, "masp-delivery+json")
+    assert jose.decrypt(sealed, new.decryption_keys(), "masp-delivery+json") == b"in flight"
+    # and the process that loaded the old keys finds the new one, too
+    to_new = jose.encrypt(b"after", new.enc, "masp-delivery+json")
+    assert jose.decrypt(to_new, old.decryption_keys(), "masp-delivery+json") == b"after"
+
+    # a second rotation the same day gets a distinct kid
+    again = rotate(keys_dir, "police", NOW + timedelta(minutes=5), timedelta(hours=1))
+    assert again.new["sig"] == "police-sig-20261121-1"
+
+
+def test_revocation_is_immediate(keys_dir: Path) -> None:
+    registry = KeyRegistry.from_public_dir(keys_dir)
+    police = AgencyKeys.load(keys_dir, "police")
+    kid = str(police.sig.kid)
+    assert registry.get(kid, use="sig", agency="police") is not None
+    revoke(keys_dir, kid, NOW, "compromised")
+    with pytest.raises(KeyRevoked, match=f"key {kid} was revoked at 2026-11-21T12:00:00Z \\(compromised\\)"):
+        registry.get(kid, use="sig", agency="police")
+    with pytest.raises(KeyRevoked):
+        wire.verify_agency_auth(wire.sign_agency_auth(police, datetime.now(UTC)), registry, datetime.now(UTC),
+                                timedelta(minutes=5))
+    assert {k["kid"]: k["status"] for k in registry.jwks()["keys"]}[kid] == "revoked"
+    with pytest.raises(UnknownKey, match="no sig key registered for police"):
+        registry.current("police", "sig")
+    assert json.loads((keys_dir / "lifecycle.json").read_text())["keys"][kid]["status"] == "revoked"
+
+
+def test_revoke_refuses_unknown_keys_and_reasons(keys_dir: Path) -> None:
+    with pytest.raises(UnknownKey):
+        revoke(keys_dir, "police-sig-19990101", NOW, "compromised")
+    with pytest.raises(UnknownKey):
+        revoke(keys_dir, "not a kid", NOW, "compromised")
+    with pytest.raises(ConfigurationError, match="reason must be one of"):
+        revoke(keys_dir, str(AgencyKeys.load(keys_dir, "police").sig.kid), NOW, "because")

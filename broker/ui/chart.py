@@ -62,7 +62,8 @@ def line_chart(key: str, title: str, series: Sequence[Series], unit: str) -> Mar
         colour = PALETTE[i % len(PALETTE)]
         if s.points:
             pts = " ".join(xy(t, v) for t, v in s.points)
-            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{pts}"/>')
+            dash = ' stroke-dasharray="6 4"' if i % 2 else ""  # overlapping series stay apart
+            parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2"{dash} points="{pts}"/>')
         y = TOP + 14 * i + 6
         parts.append(f'<rect x="{W - RIGHT + 12}" y="{y - 8}" width="10" height="10" fill="{colour}"/>')
         parts.append(f'<text x="{W - RIGHT + 28}" y="{y + 1}" font-size="11" fill="#333333">'

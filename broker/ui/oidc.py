@@ -35,6 +35,8 @@ class OidcClient:
     redirect_uri: str
     role_claim: str
     scopes: str
+    #: How to reach the provider; None is the network (tests pass an in-process transport).
+    transport: httpx.AsyncBaseTransport | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OidcClient | None:
@@ -56,7 +58,7 @@ class OidcClient:
 
     async def authorization_url(self) -> tuple[str, dict[str, str]]:
         """Where to send the browser, and the state to keep (in a short-lived cookie) meanwhile."""
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
+        async with httpx.AsyncClient(timeout=TIMEOUT_S, transport=self.transport) as http:
             meta = await self._discover(http)
         verifier = secrets.token_urlsafe(48)
         challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
@@ -70,7 +72,7 @@ class OidcClient:
 
     async def complete(self, code: str, pending: dict[str, str]) -> tuple[str, str]:
         """Exchange the code; return (subject, role) from the verified ID token."""
-        async with httpx.AsyncClient(timeout=TIMEOUT_S) as http:
+        async with httpx.AsyncClient(timeout=TIMEOUT_S, transport=self.transport) as http:
             meta = await self._discover(http)
             form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,
                     "client_id": self.client_id, "code_verifier": pending["verifier"]}

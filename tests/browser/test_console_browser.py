@@ -35,11 +35,17 @@ def test_sign_in_page_and_keyboard(page: Page, console: Console) -> None:
     skip = page.get_by_role("link", name="Skip to main content")
     expect(skip).to_be_focused()
     assert skip.bounding_box() is not None and skip.bounding_box()["x"] >= 0  # type: ignore[index]
+    assert skip.evaluate("e => getComputedStyle(e).outlineStyle") != "none"  # focus is visible
     page.keyboard.press("Enter")
     expect(page.locator("main")).to_be_focused()
-    page.get_by_label("Role token").fill("not-a-token")
-    page.get_by_role("button", name="Sign in").click()
+    page.keyboard.press("Tab")  # from the skip target straight into the form, by keyboard only
+    expect(page.get_by_label("Role token")).to_be_focused()
+    page.keyboard.type("not-a-token")
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("button", name="Sign in")).to_be_focused()
+    page.keyboard.press("Enter")
     expect(page.get_by_role("alert")).to_contain_text("Sign-in refused")
+    assert_accessible(page)
 
 
 def test_ig_officer_finds_the_case_and_checks_a_proof(page: Page, console: Console) -> None:

@@ -73,6 +73,12 @@ async def test_console_over_the_demo_case(tmp_path: Path, database_url: str) -> 
         viewed = await audit_kinds(broker, before)
         assert [e.kind.value for e in viewed] == ["audit_viewed"]
         assert PERPETRATOR_REF not in (viewed[0].reason or "")
+        evil = await ig.post("/ui/ig/search", data={"csrf": csrf_of(page.text), "subject": "x"},
+                             headers={"origin": "http://evil.test"})
+        assert evil.status_code == 403 and "cross-origin" in evil.text
+        missing = await ig.get("/ui/ig/entries/999999")
+        assert missing.status_code == 404 and missing.headers["content-type"].startswith("text/html")
+        assert "default-src 'self'" in missing.headers["content-security-policy"]
         nothing = await ig.post("/ui/ig/search", data={"csrf": csrf_of(page.text), "subject": "nobody-9"})
         assert "No entries match" in nothing.text
 

@@ -7,6 +7,7 @@ every read or action that the API audits is audited here too.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Annotated
 
@@ -35,11 +36,17 @@ OIDC_COOKIE = "masp_oidc"
 
 
 def _oidc(request: Request) -> OidcClient | None:
-    return OidcClient.from_settings(request.app.state.settings)
+    client = OidcClient.from_settings(request.app.state.settings)
+    transport = getattr(request.app.state, "oidc_transport", None)  # an in-process provider (tests)
+    return dataclasses.replace(client, transport=transport) if client and transport else client
 
 
-def _start_session(request: Request, token: str) -> Response:
-    response = go(request, "/ui")
+def _start_session(request: Request, token: str, *, via_provider: bool = False) -> Response:
+    """Set the session cookie. After the identity provider's cross-site redirect a browser
+    would not send a Strict cookie on a further redirect in the same chain, so that path
+    lands on a page of ours that moves on from here (a same-site navigation)."""
+    response = (render(request, "signed_in.html", title="Signed in") if via_provider
+                else go(request, "/ui"))
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/ui",
                         secure=secure_cookie(request), max_age=8 * 3600)
     return response
@@ -105,7 +112,7 @@ async def oidc_callback(request: Request, code: str, state: str) -> Response:
         token = issue_user_token(exchange.broker, sub, role, exchange.clock())
     except ValueError:
         raise Forbidden(f"the identity provider's role {role!r} is not a MASP role") from None
-    response = _start_session(request, token)
+    response = _start_session(request, token, via_provider=True)
     response.delete_cookie(OIDC_COOKIE, path="/ui/oidc")
     return response
 

@@ -23,8 +23,9 @@ async def test_oidc_sign_in_through_the_console(tmp_path: Path) -> None:
     provider = Provider({"masp_role": "ig_officer"})
     app = create_app(service)
     app.state.oidc_transport = httpx.MockTransport(provider.handle)
+    transport = httpx.ASGITransport(app=app)
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://masp.test") as ui:
+        async with httpx.AsyncClient(transport=transport, base_url="http://masp.test") as ui:
             page = await ui.get("/ui/sign-in")
             assert 'href="/ui/oidc/login"' in page.text and 'name="token"' not in page.text
             start = await ui.get("/ui/oidc/login")

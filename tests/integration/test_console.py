@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import httpx
+from fastapi import FastAPI
 from sqlalchemy import select
 from sqlmodel import col
 
@@ -27,8 +28,9 @@ def csrf_of(html: str) -> str:
     return found[1]
 
 
-async def signed_in(broker: DemoBroker, role: str, sub: str) -> httpx.AsyncClient:
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(broker.service)),
+async def signed_in(broker: DemoBroker, role: str, sub: str, app: FastAPI | None = None
+                    ) -> httpx.AsyncClient:
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app or create_app(broker.service)),
                                base_url="http://masp.test")
     page = await client.get("/ui/sign-in")
     resp = await client.post("/ui/sign-in", data={"csrf": csrf_of(page.text),
@@ -61,7 +63,8 @@ async def test_console_over_the_demo_case(tmp_path: Path, database_url: str) -> 
         assert bad.status_code == 403 and "CSRF" in bad.text  # no token, no sign-in
         await anon.aclose()
 
-        ig = await signed_in(broker, "ig_officer", "ig-1")
+        app = create_app(broker.service)
+        ig = await signed_in(broker, "ig_officer", "ig-1", app)
         page = await ig.get("/ui/ig/search")
         before = await head(broker)
         found = await ig.post("/ui/ig/search", data={"csrf": csrf_of(page.text), "subject": PERPETRATOR_REF,
@@ -86,6 +89,17 @@ async def test_console_over_the_demo_case(tmp_path: Path, database_url: str) -> 
         assert entry.status_code == 200
         assert 'data-testid="proof-state">verified<' in entry.text
         assert "Fields disclosed" in entry.text and "Rules that fired" in entry.text
+
+        # the proof is checked here, not taken on trust: another log key fails it, a quorum
+        # no checkpoint has reached leaves it pending
+        for update, state in (({"deployment": "elsewhere"}, "failed"), ({"witness_quorum": 5}, "pending")):
+            kept = app.state.settings
+            app.state.settings = kept.model_copy(update=update)
+            try:
+                other = await ig.get(f"/ui/ig/entries/{seqs[0]}")
+            finally:
+                app.state.settings = kept
+            assert f'data-testid="proof-state">{state}<' in other.text
 
         refusals = await ig.get("/ui/ig/refusals")
         assert refusals.status_code == 200 and "tag-deny" in refusals.text

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import ValidationError
@@ -153,12 +153,12 @@ async def entry_page(request: Request, seq: int, who: Viewer) -> Response:
 
 
 @router.get("/overrides")
-async def overrides(request: Request, who: Viewer, status: str = "pending", done: str | None = None
-                    ) -> Response:
+async def overrides(request: Request, who: Viewer,
+                    status: Literal["pending", "approved", "rejected", "all"] = "pending",
+                    done: str | None = None) -> Response:
     ig(who)
-    shown = status if status in ("pending", "approved", "rejected") else None
-    found = await ig_routes.list_overrides(request, who, status=shown)  # type: ignore[arg-type]
-    return render(request, "ig_overrides.html", title="Override review", tab=shown or "all",
+    found = await ig_routes.list_overrides(request, who, status=None if status == "all" else status)
+    return render(request, "ig_overrides.html", title="Override review", tab=status,
                   overrides=found["overrides"], reasons=REVIEW_REASONS, done=done)
 
 

@@ -5,7 +5,7 @@ functions these pages call: no page has a message body to show.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args
 
 from fastapi import APIRouter, Depends, Request, Response
 
@@ -18,7 +18,6 @@ from broker.ui.web import ConsoleRoute, checked_form, exchange_of, go, render, v
 
 router = APIRouter(prefix="/ui/ops", route_class=ConsoleRoute, include_in_schema=False)
 Viewer = Annotated[Principal, Depends(viewer)]
-DELIVERY_STATES = ("queued", "published", "acknowledged", "rejected", "dead_lettered", "expired")
 THROUGHPUT_MINUTES = 60
 
 
@@ -63,23 +62,23 @@ async def queues_page(request: Request, who: Viewer) -> Response:
 
 
 @router.get("/deliveries")
-async def deliveries_page(request: Request, who: Viewer, state: str | None = None) -> Response:
+async def deliveries_page(request: Request, who: Viewer,
+                          state: ops_routes.DeliveryState | Literal["all"] = "all") -> Response:
     ops(who)
-    shown = state if state in DELIVERY_STATES else None
-    found = await ops_routes.list_deliveries(request, who, state=shown,  # type: ignore[arg-type]
+    found = await ops_routes.list_deliveries(request, who, state=None if state == "all" else state,
                                              sender=None, recipient=None, message_id=None, limit=200)
-    return render(request, "ops_deliveries.html", title="Deliveries", state=shown,
-                  states=DELIVERY_STATES, deliveries=found["deliveries"])
+    return render(request, "ops_deliveries.html", title="Deliveries", state=state,
+                  states=get_args(ops_routes.DeliveryState), deliveries=found["deliveries"])
 
 
 @router.get("/dead-letters")
-async def dead_letters_page(request: Request, who: Viewer, state: str = "pending",
+async def dead_letters_page(request: Request, who: Viewer,
+                            state: ops_routes.DeadLetterState | Literal["all"] = "pending",
                             done: str | None = None) -> Response:
     ops(who)
-    shown = state if state in ("pending", "replayed", "purged") else None
-    found = await ops_routes.list_dead_letters(request, who, state=shown,  # type: ignore[arg-type]
+    found = await ops_routes.list_dead_letters(request, who, state=None if state == "all" else state,
                                                queue=None, limit=200)
-    return render(request, "ops_dead_letters.html", title="Dead letters", state=shown or "all",
+    return render(request, "ops_dead_letters.html", title="Dead letters", state=state,
                   dead_letters=found["dead_letters"], done=done,
                   namespace=request.app.state.service.names.namespace)
 

@@ -142,6 +142,9 @@ async def test_console_over_the_demo_case(tmp_path: Path, database_url: str) -> 
         queues = await ops.get("/ui/ops")
         assert queues.status_code == 200 and "<svg" in queues.text and "inbox.nhs" in queues.text
         assert (await ops.get("/ui/ops/deliveries?state=acknowledged")).text.count("<code>") >= 18
+        assert (await ops.get("/ui/ops/deliveries?state=all")).status_code == 200
+        bogus = await ops.get("/ui/ops/deliveries?state=bogus")
+        assert bogus.status_code == 422 and "invalid: query.state" in bogus.text
         letters = await ops.get("/ui/ops/dead-letters")
         assert POISON.decode() not in letters.text and "Hutton" not in letters.text
         ids = re.findall(r'action="/ui/ops/dead-letters/([^/"]+)/replay"', letters.text)

@@ -12,16 +12,18 @@ import base64
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
-import httpx
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from broker.errors import ConfigurationError, Unauthorized
 from broker.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
 
 ID_TOKEN_ALGS = ["RS256", "ES256", "EdDSA", "PS256"]
 TIMEOUT_S = 10.0
@@ -58,6 +60,8 @@ class OidcClient:
 
     async def authorization_url(self) -> tuple[str, dict[str, str]]:
         """Where to send the browser, and the state to keep (in a short-lived cookie) meanwhile."""
+        import httpx  # on first sign-in, not at start-up: only OIDC deployments need it
+
         async with httpx.AsyncClient(timeout=TIMEOUT_S, transport=self.transport) as http:
             meta = await self._discover(http)
         verifier = secrets.token_urlsafe(48)
@@ -72,6 +76,8 @@ class OidcClient:
 
     async def complete(self, code: str, pending: dict[str, str]) -> tuple[str, str]:
         """Exchange the code; return (subject, role) from the verified ID token."""
+        import httpx
+
         async with httpx.AsyncClient(timeout=TIMEOUT_S, transport=self.transport) as http:
             meta = await self._discover(http)
             form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri,

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from fpdf import FPDF
 
 from broker.api import audit_routes
 from broker.api.auth import Principal, require_role
@@ -47,6 +46,8 @@ def _latin1(text: object) -> str:
 
 def report_pdf(found: dict[str, Any], generated: str) -> bytes:
     """A4 landscape: a heading, then one row per disclosure (the main columns)."""
+    from fpdf import FPDF  # imported on first use: it is slow to import and rarely needed
+
     pdf = FPDF(orientation="L", format="A4")
     pdf.set_title("Subject access report")
     pdf.set_creator("MASP Exchange")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("masp.ops")
 
 CHECK_TIMEOUT_S = 3.0
+HISTORY_SAMPLES = 240  # an hour at the default 15 s sampling period
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class OpsMonitor:
         self.watchdog = ConsumerWatchdog(self._consumers, service.names.namespace)
         self._task: asyncio.Task[None] | None = None
         self._sampling = asyncio.Lock()
+        #: Queue depths over time (wall clock, queue → messages) for the console's chart.
+        self.history: deque[tuple[datetime, dict[str, int]]] = deque(maxlen=HISTORY_SAMPLES)
 
     def _consumers(self) -> list[Any]:
         workers = self.service.workers
@@ -122,6 +126,9 @@ class OpsMonitor:
             with suppress(Exception):
                 await asyncio.wait_for(self._sample_database(snap), CHECK_TIMEOUT_S)
             self.service.exchange.metrics.snapshot = snap
+            if snap.queues:
+                self.history.append((self.service.exchange.clock(),
+                                     {q: m for q, (m, _) in snap.queues.items()}))
             return snap
 
     async def _sample_database(self, snap: OpsSnapshot) -> None:

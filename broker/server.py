@@ -110,6 +110,7 @@ MASP Exchange is running{' with the demo case' if demo else ''}.
   health             {base}/healthz   {base}/readyz
   broker keys        {base}/.well-known/jwks.json
   audit (IG officer) curl -H "Authorization: Bearer $TOKEN" {base}/v1/audit/entries
+  web console        {base}/ui   (sign in by pasting $TOKEN; ops: `masp token --role ops`)
   TOKEN={ig}
 Stop with Ctrl-C.
 """, flush=True)

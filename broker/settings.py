@@ -53,6 +53,17 @@ class Settings(BaseSettings):
     pseudonym_secret: str | None = Field(
         default=None, description="deployment secret for subject pseudonyms; file under state dir if unset"
     )
+    # --- the web console (/ui): see docs/console.md ---
+    ui_token_signin: bool = Field(
+        default=True, description="sign in to /ui by pasting a role token (development); off in production")
+    oidc_issuer: str | None = Field(
+        default=None, description="OpenID Provider issuer URL; set to enable OIDC sign-in to /ui")
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = Field(default=None, description="confidential client secret")
+    oidc_redirect_uri: str | None = Field(
+        default=None, description="this console's callback as registered: https://host/ui/oidc/callback")
+    oidc_role_claim: str = Field(default="masp_role", description="ID-token claim naming the MASP role")
+    oidc_scopes: str = "openid profile"
 
     @property
     def keys_dir(self) -> Path:

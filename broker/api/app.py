@@ -18,13 +18,14 @@ from broker.api.auth import Principal, authenticate, require_agency, require_rol
 from broker.api.params import MAX_INT64
 from broker.api.problems import AUTHENTICATED, declare
 from broker.api.rate_limit import AgencyRateLimit, RateLimited
-from broker.audit.entry import Actor, AuditEntry, EntryKind, SubjectRef, pseudonym
+from broker.audit.entry import AuditEntry, pseudonym
 from broker.errors import NotFound, PayloadTooLarge
 from broker.exchange import acknowledge
 from broker.service import BrokerService
-from broker.store.audit_queries import EntryFilter, find_entries
+from broker.store.audit_queries import EntryFilter
 from broker.store.audit_witness import cosigned_note
 from broker.store.models import AuditRow, DeliveryRow
+from broker.ui import console
 
 Auth = Annotated[Principal, Depends(authenticate)]
 
@@ -119,16 +120,7 @@ def create_app(service: BrokerService) -> FastAPI:
         require_role(who, "ig_officer")
         pseud = pseudonym(exchange.pseudonym_secret, subject) if subject else None
         flt = EntryFilter(pseud, agency, clause, decision, kind, from_, to)
-        async with exchange.sessions() as session:
-            rows = await find_entries(session, flt, after=after, limit=limit)
-        if pseud is not None:  # a search about a person is itself on record, like a subject lookup
-            now = exchange.clock()
-            async with exchange.audit.transaction() as batch:
-                batch.add(lambda seq: AuditEntry(
-                    seq=seq, kind=EntryKind.AUDIT_VIEWED, at=now,
-                    actor=Actor(user_id=who.id, role=who.role, auth="role-token"),
-                    subjects=(SubjectRef(pseudonym=pseud, category="other"),),
-                    reason=f"entries search: {flt.described()}"))
+        rows = await audit_routes.search_entries(exchange, who, flt, after=after, limit=limit)
         return {"entries": [_entry_json(r) for r in rows]}
 
     @app.get("/v1/audit/checkpoint", tags=["audit"], response_class=PlainTextResponse,
@@ -158,6 +150,7 @@ def create_app(service: BrokerService) -> FastAPI:
     app.include_router(audit_routes.router)
     app.include_router(ops_routes.router)
     app.include_router(delivery_routes.router)
+    console.install(app)  # the web console under /ui
     return app
 
 

@@ -10,7 +10,7 @@ pseudonym, never the identifier.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -28,6 +28,7 @@ from broker.exchange import Exchange
 from broker.store.audit_proofs import consistency, entry_proof
 from broker.store.audit_queries import EntryFilter, csv_row, csv_text, find_entries, subject_disclosures
 from broker.store.audit_witness import add_cosignature
+from broker.store.models import AuditRow
 
 Auth = Annotated[Principal, Depends(authenticate)]
 TLOG_PROOF_MEDIA = "text/plain; charset=utf-8"
@@ -56,6 +57,22 @@ def _may_read(who: Principal, entry: AuditEntry) -> None:
     if who.kind == "agency":
         raise NotFound(f"no audit entry {entry.seq} concerning {who.id}")
     require_role(who, "ig_officer")
+
+
+async def search_entries(exchange: Exchange, who: Principal, flt: EntryFilter, *, after: int = -1,
+                         limit: int = 200) -> Sequence[AuditRow]:
+    """The IG entries search (API and console); a search about a person is itself on record."""
+    require_role(who, "ig_officer")
+    async with exchange.sessions() as session:
+        rows = await find_entries(session, flt, after=after, limit=limit)
+    if flt.pseudonym is not None:
+        pseud, now = flt.pseudonym, exchange.clock()
+        async with exchange.audit.transaction() as batch:
+            batch.add(lambda seq: AuditEntry(
+                seq=seq, kind=EntryKind.AUDIT_VIEWED, at=now, actor=_person(who),
+                subjects=(SubjectRef(pseudonym=pseud, category="other"),),
+                reason=f"entries search: {flt.described()}"))
+    return rows
 
 
 @router.get("/entries.csv", response_class=StreamingResponse)

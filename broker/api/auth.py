@@ -48,6 +48,21 @@ def _bearer(request: Request) -> str:
     return token.strip()
 
 
+def person_from_token(registry: KeyRegistry, token: str, now: datetime) -> Principal:
+    """A person from a broker-signed role token (the API's bearer, the console's cookie)."""
+    try:
+        _, p = jose.verify(token, lambda kid: registry.get(kid, use="sig", agency=BROKER), TYP_USER)
+    except Unauthorized:
+        raise
+    except MaspError as exc:
+        raise Unauthorized(f"credentials refused: {exc.detail}") from None
+    if not isinstance(p.get("exp"), int) or wire.from_epoch(p["exp"]) <= now:
+        raise Unauthorized("token expired")
+    if p.get("role") not in ROLES or not isinstance(p.get("sub"), str):
+        raise Unauthorized("token carries no valid role")
+    return Principal("person", p["sub"], p["role"])
+
+
 async def authenticate(request: Request) -> Principal:
     token = _bearer(request)
     state = request.app.state
@@ -56,12 +71,7 @@ async def authenticate(request: Request) -> Principal:
     try:
         typ = jose.peek_header(token, 3).get("typ")
         if typ == TYP_USER:
-            _, p = jose.verify(token, lambda kid: registry.get(kid, use="sig", agency=BROKER), TYP_USER)
-            if not isinstance(p.get("exp"), int) or wire.from_epoch(p["exp"]) <= now:
-                raise Unauthorized("token expired")
-            if p.get("role") not in ROLES or not isinstance(p.get("sub"), str):
-                raise Unauthorized("token carries no valid role")
-            return Principal("person", p["sub"], p["role"])
+            return person_from_token(registry, token, now)
         claims = wire.verify_agency_auth(token, registry, now,
                                          timedelta(seconds=state.settings.auth_token_max_age_s))
     except Unauthorized:

@@ -103,6 +103,9 @@ def _cell(value: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
+csv_cell = _cell  # for other CSV exports of audit data (the console's subject-access report)
+
+
 def csv_row(row: AuditRow) -> list[str]:
     e = AuditEntry.from_leaf(row.leaf)
     values: list[object] = [

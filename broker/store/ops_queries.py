@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -45,3 +45,35 @@ async def overdue(session: AsyncSession, created_before: datetime, *, recipient:
         q = q.where(col(DeliveryRow.recipient) == recipient)
     q = q.order_by(col(DeliveryRow.created_at)).limit(limit)
     return (await session.execute(q)).scalars().all()
+
+
+async def throughput(session: AsyncSession, since: datetime, until: datetime, buckets: int,
+                     ) -> list[tuple[datetime, int, int]]:
+    """Deliveries created and acknowledged per time bucket between ``since`` and ``until``.
+
+    Reads two timestamp columns only (never the ciphertext); a bucket with nothing is 0.
+    """
+    width = (until - since) / buckets
+    created = [0] * buckets
+    acked = [0] * buckets
+
+    def bucket(at: datetime | None) -> int | None:
+        if at is None:
+            return None
+        i = int((aware(at) - since) / width)
+        return i if 0 <= i < buckets else None
+
+    q = (select(col(DeliveryRow.created_at), col(DeliveryRow.acked_at))
+         .where((col(DeliveryRow.created_at) >= since) | (col(DeliveryRow.acked_at) >= since)))
+    for made, ack in (await session.execute(q.limit(100_000))).all():
+        if (i := bucket(made)) is not None:
+            created[i] += 1
+        if (i := bucket(ack)) is not None:
+            acked[i] += 1
+    return [(since + width * i, created[i], acked[i]) for i in range(buckets)]
+
+
+def recent_window(now: datetime, minutes: int) -> tuple[datetime, datetime]:
+    """The last ``minutes`` up to ``now``, aligned to whole minutes so buckets are stable."""
+    end = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    return end - timedelta(minutes=minutes), end

@@ -104,7 +104,9 @@ async def oidc_callback(request: Request, code: str, state: str) -> Response:
         pending = json.loads(request.cookies.get(OIDC_COOKIE, "{}"))
     except ValueError:
         pending = {}
-    if not isinstance(pending, dict) or pending.get("state") != state:
+    # the cookie is ours, but a same-site page could set one: all three values, strings, or nothing
+    if not isinstance(pending, dict) or pending.get("state") != state or \
+            not all(isinstance(pending.get(k), str) for k in ("state", "nonce", "verifier")):
         raise Unauthorized("the sign-in attempt expired or did not start here; try again")
     sub, role = await client.complete(code, pending)
     exchange = exchange_of(request)

@@ -1,6 +1,8 @@
 """Every endpoint by every kind of caller: who gets in, who gets 401, 403, or 404-for-not-yours.
 
-``ACCESS`` is the whole table. Routes are enumerated from the app itself, so a new route
+One table per surface: ``ACCESS`` for the HTTP API, ``CONSOLE_ACCESS`` for the web console
+under ``/ui`` (its callers and checks are in ``test_console_access.py``). ``ACCESS`` is the
+API's whole table. Routes are enumerated from the app itself, so a new route
 without a row fails ``test_every_route_has_a_row``; a row is one line (an ``Access`` and,
 if the call needs one, a body). Each denial must be an RFC 9457 problem document.
 
@@ -162,6 +164,86 @@ ACCESS: dict[str, Row] = {
     "GET /v1/ops/acknowledgements/overdue": Row(OPS),
 }
 
+# --- the web console (/ui) ------------------------------------------------------------------
+#: A console caller presents a credential in the ``masp_session`` cookie (never a bearer
+#: header): a person's broker-signed role token; an agency's own bearer assertion; a role
+#: token forged under the broker's kid with a key of the attacker's; one that has expired.
+FORGED = ("forged-role-token", "expired-role-token")
+CONSOLE_CALLERS = ("anonymous", *PERSONS, *AGENCIES, *FORGED)
+SIGN_IN = "sign-in"  # 303 to /ui/sign-in, and a session cookie that was sent is cleared
+SESSION = "session"  # 303 to /ui with the presented role token as the session cookie
+
+
+@dataclass(frozen=True)
+class ConsoleAccess:
+    """Who may open a console route. Only a broker-signed role token is a session: any other
+    cookie is no session at all, so that caller is sent to sign in like nobody. A person
+    without the role gets a 403 error page; ``admin`` holds every role. ``token_form``: the
+    route takes the caller's credential in the form (sign-in), and only a person's opens a
+    session (anyone else: the sign-in page again, 401)."""
+
+    public: bool = False
+    roles: frozenset[str] = frozenset()
+    outcome: int | str = OK
+    token_form: bool = False
+
+    def expect(self, caller: str) -> int | str:
+        if self.token_form:
+            return SESSION if caller in PERSONS else 401
+        if self.public:
+            return self.outcome
+        if caller not in PERSONS:
+            return SIGN_IN
+        return self.outcome if caller in self.roles or caller == "admin" else 403
+
+
+@dataclass(frozen=True)
+class ConsoleRow:
+    """``form``: the fields a POST sends (the valid CSRF token and same-origin ``Origin`` are
+    added: the CSRF refusals have their own test). ``sample``: the URL to call, when the
+    route's template is not one (a static mount, a query string)."""
+
+    access: ConsoleAccess
+    form: dict[str, str] | None = None
+    sample: str | None = None
+
+
+def _console(*roles: str, outcome: int | str = OK) -> ConsoleAccess:
+    return ConsoleAccess(roles=frozenset(roles), outcome=outcome)
+
+
+CONSOLE_IG = _console("ig_officer")
+CONSOLE_OPS = _console("ops")
+
+#: ``"METHOD path"`` under ``/ui`` → who may open it. Extend this table with every new page.
+CONSOLE_ACCESS: dict[str, ConsoleRow] = {
+    "GET /ui/sign-in": ConsoleRow(ConsoleAccess(public=True)),
+    "POST /ui/sign-in": ConsoleRow(ConsoleAccess(token_form=True), {}),
+    "POST /ui/sign-out": ConsoleRow(ConsoleAccess(public=True, outcome=SIGN_IN), {}),
+    # OIDC is configured in the fixture; a callback that did not start here opens nothing
+    "GET /ui/oidc/login": ConsoleRow(ConsoleAccess(public=True, outcome=303)),  # to the provider
+    "GET /ui/oidc/callback": ConsoleRow(ConsoleAccess(public=True, outcome=401),
+                                        sample="/ui/oidc/callback?code=the-code&state=not-started-here"),
+    "* /ui/static": ConsoleRow(ConsoleAccess(public=True), sample="/ui/static/console.css"),
+    "GET /ui": ConsoleRow(_console(*PERSONS)),
+    # IG officers
+    "GET /ui/ig/search": ConsoleRow(CONSOLE_IG),
+    "POST /ui/ig/search": ConsoleRow(CONSOLE_IG, {"subject": SUBJECTS[0]["ref"]}),
+    "GET /ui/ig/refusals": ConsoleRow(CONSOLE_IG),
+    "GET /ui/ig/entries/{seq}": ConsoleRow(CONSOLE_IG),
+    "GET /ui/ig/overrides": ConsoleRow(CONSOLE_IG),
+    "POST /ui/ig/overrides/{seq}": ConsoleRow(_console("ig_officer", outcome=PASSES),  # not an override
+                                              {"verdict": "approve", "reason": "risk_evidenced"}),
+    "GET /ui/ig/dsa": ConsoleRow(CONSOLE_IG),
+    "GET /ui/ig/subject": ConsoleRow(CONSOLE_IG),
+    "POST /ui/ig/subject": ConsoleRow(CONSOLE_IG, {"subject": SUBJECTS[0]["ref"], "format": "csv"}),
+    # ops
+    "GET /ui/ops": ConsoleRow(CONSOLE_OPS),
+    "GET /ui/ops/deliveries": ConsoleRow(CONSOLE_OPS),
+    "GET /ui/ops/dead-letters": ConsoleRow(CONSOLE_OPS),
+    "POST /ui/ops/dead-letters/{dead_letter_id}/replay": ConsoleRow(_console("ops", outcome=PASSES), {}),
+}
+
 
 def app_routes(app: FastAPI) -> set[str]:
     found: set[str] = set()
@@ -171,10 +253,19 @@ def app_routes(app: FastAPI) -> set[str]:
     return found
 
 
+def is_console(route: str) -> bool:
+    path = route.split(" ", 1)[1]
+    return path == "/ui" or path.startswith("/ui/")
+
+
 async def test_every_route_has_a_row(shared_api: Api) -> None:
     routes = app_routes(shared_api.app)
-    assert routes - ACCESS.keys() == set(), "routes without an access rule: add them to ACCESS"
-    assert ACCESS.keys() - routes == set(), "rules for routes that no longer exist"
+    console = {r for r in routes if is_console(r)}
+    assert routes - console - ACCESS.keys() == set(), "routes without an access rule: add them to ACCESS"
+    assert console - CONSOLE_ACCESS.keys() == set(), \
+        "console routes without an access rule: add them to CONSOLE_ACCESS"
+    assert ACCESS.keys() - (routes - console) == set(), "rules for API routes that no longer exist"
+    assert CONSOLE_ACCESS.keys() - console == set(), "rules for console routes that no longer exist"
 
 
 async def make_fixture(api: Api) -> Fixture:

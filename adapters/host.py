@@ -43,6 +43,7 @@ class Sent:
     masp_type: str
     message_id: str
     decisions: list[dict[str, Any]]
+    fields: tuple[str, ...] = ()  # the body fields sent (names only)
 
     def as_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -109,7 +110,8 @@ class AgencyAdapter:
         receipt = await self.submit(jwe)
         if "receipt" not in receipt:  # over AMQP a refusal comes back as a problem document
             raise SubmissionRefused(f"{receipt.get('code')}: {receipt.get('detail', '')}")
-        return Sent(out.record, out.masp_type, str(receipt["message_id"]), list(receipt["decisions"]))
+        return Sent(out.record, out.masp_type, str(receipt["message_id"]), list(receipt["decisions"]),
+                    tuple(sorted(out.body)))
 
     async def poll_inbox(self) -> list[Path]:
         """Ingest every file waiting in the inbox; move each to ``sent/`` or ``refused/``.

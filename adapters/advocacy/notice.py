@@ -42,7 +42,7 @@ def headline(masp_type: str, f: dict[str, Any]) -> tuple[str, list[str]]:
     if "breached" in statuses:
         return "URGENT: protective order breached", [
             "Contact the victim at a safe time today; review her safety plan.",
-            "Tell her what the police have done (the criminal-justice status above) and record her views on bail.",
+            "Tell her what the police have done (status above) and record her views on bail.",
         ]
     if masp_type == "victim_advocacy_referral":
         return "New referral: victim consents to advocacy support", [

@@ -200,3 +200,32 @@ def practitioner(f: Fields | None, agency: str) -> dict[str, Any] | None:
             "email": f.text("email"),
         }
     )
+
+
+DAYS = {d.upper(): d for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
+METHODS = {
+    "PHONE": "phone_call",
+    "TEXT": "text_message",
+    "EMAIL": "email",
+    "LETTER": "letter",
+    "IN_PERSON": "in_person",
+}
+
+
+def contact_window(w: Fields) -> dict[str, Any]:
+    """``{days "MON,WED", from, to, methods "PHONE,TEXT", note}``: when the victim may safely be reached."""
+    days = [DAYS.get(d.strip().upper()) for d in (w.text("days", required=True) or "").split(",")]
+    methods = [METHODS.get(m.strip().upper()) for m in (w.text("methods", required=True) or "").split(",")]
+    if None in days:
+        w.problem("days", "unknown_code")
+    if None in methods:
+        w.problem("methods", "unknown_code")
+    return drop_none(
+        {
+            "days": [d for d in days if d],
+            "start": w.text("from", required=True),
+            "end": w.text("to", required=True),
+            "methods": [m for m in methods if m],
+            "note": w.text("note"),
+        }
+    )

@@ -9,6 +9,8 @@ format's ``write`` into the outbox folder, keyed by delivery id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -25,6 +27,9 @@ from broker import wire
 from broker.errors import MaspError
 
 log = structlog.get_logger("masp.adapter")
+
+#: Lifetime of a message sealed from a native file: long enough to resubmit after an outage.
+SPOOL_TTL = timedelta(hours=24)
 
 #: Submits one sealed message (compact JWE) and returns the broker's receipt as JSON.
 Submit = Callable[[str], Awaitable[dict[str, Any]]]
@@ -89,29 +94,49 @@ class AgencyAdapter:
     # --- native records in ---------------------------------------------------------------
 
     async def ingest(self, source: str, data: bytes) -> list[Sent]:
-        """Send every message of one native file, in order; nothing if any record is invalid."""
+        """Send every message of one native file, in order; nothing if any record is invalid.
+
+        The file's messages are sealed once and spooled (keyed by the file's digest) before
+        the first is submitted: if the broker goes away mid-file, sending the same file again
+        resubmits the same messages, which the broker answers with their original receipts,
+        so no record is ever delivered twice.
+        """
         outgoing = prepare(self.native, source, data)
+        sealed = self._sealed(hashlib.sha256(data).hexdigest()[:32], outgoing)
         sent: list[Sent] = []
-        for out in outgoing:
-            sent.append(await self._send(out))
+        for out, jwe in zip(outgoing, sealed, strict=True):
+            receipt = await self.submit(jwe)
+            if "receipt" not in receipt:  # over AMQP a refusal comes back as a problem document
+                raise SubmissionRefused(f"{receipt.get('code')}: {receipt.get('detail', '')}")
+            sent.append(Sent(out.record, out.masp_type, str(receipt["message_id"]),
+                             list(receipt["decisions"]), tuple(sorted(out.body))))
         log.info("native_file_sent", agency=self.agency, messages=len(sent))
         return sent
 
-    async def _send(self, out: Outgoing) -> Sent:
-        _, jwe = self.runtime.compose(
-            out.masp_type,
-            out.body,
-            case_id=out.case_id,
-            purpose=out.purpose,
-            subjects=out.subjects,
-            consent_ref=out.consent_ref,
-            override=finalise_override(out.override, self.runtime),
-        )
-        receipt = await self.submit(jwe)
-        if "receipt" not in receipt:  # over AMQP a refusal comes back as a problem document
-            raise SubmissionRefused(f"{receipt.get('code')}: {receipt.get('detail', '')}")
-        return Sent(out.record, out.masp_type, str(receipt["message_id"]), list(receipt["decisions"]),
-                    tuple(sorted(out.body)))
+    def _sealed(self, digest: str, outgoing: list[Outgoing]) -> list[str]:
+        """The file's messages as sealed JWEs: the spooled ones if still fresh, else new ones."""
+        spool = self.runtime.home / "spool" / f"{digest}.json"
+        now = self.runtime.clock()
+        if spool.exists():
+            kept = json.loads(spool.read_text())
+            if len(kept["sealed"]) == len(outgoing) and now.timestamp() < kept["reuse_until"]:
+                return [str(j) for j in kept["sealed"]]
+        sealed = [self.runtime.compose(out.masp_type, out.body, case_id=out.case_id, purpose=out.purpose,
+                                       subjects=out.subjects, consent_ref=out.consent_ref, ttl=SPOOL_TTL,
+                                       override=finalise_override(out.override, self.runtime))[1]
+                  for out in outgoing]
+        reuse_until = (now + SPOOL_TTL - timedelta(hours=1)).timestamp()
+        atomic_write(spool, json.dumps({"sealed": sealed, "reuse_until": reuse_until}).encode())
+        return sealed
+
+    def prune_spool(self) -> None:
+        """Forget spooled files whose messages can no longer be resubmitted (expired)."""
+        folder = self.runtime.home / "spool"
+        now = self.runtime.clock().timestamp()
+        for path in folder.glob("*.json") if folder.exists() else []:
+            with contextlib.suppress(OSError, ValueError, KeyError):
+                if json.loads(path.read_text())["reuse_until"] < now:
+                    path.unlink()
 
     async def poll_inbox(self) -> list[Path]:
         """Ingest every file waiting in the inbox; move each to ``sent/`` or ``refused/``.
@@ -149,6 +174,7 @@ class AgencyAdapter:
     async def watch_inbox(self, every: float) -> None:
         while True:
             try:
+                self.prune_spool()
                 await self.poll_inbox()
             except (httpx.HTTPError, MaspError) as exc:  # the broker away: the file stays, retried
                 log.warning("inbox_poll_failed", agency=self.agency, code=type(exc).__name__)

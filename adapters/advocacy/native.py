@@ -18,7 +18,7 @@ from typing import Any
 
 from adapters.advocacy import AGENCY
 from adapters.advocacy.notice import render
-from adapters.fields import Fields, address, drop_none, practitioner, subject_ref
+from adapters.fields import Fields, address, contact_window, drop_none, practitioner, subject_ref
 from adapters.native import NativeRecordInvalid, Outgoing, Problem, Rendered
 
 MEASURES = {
@@ -33,14 +33,6 @@ MEASURES = {
     "OTHER": "other",
 }
 STATUS = {"PLANNED": "planned", "IN_PLACE": "in_place", "DECLINED": "declined", "REMOVED": "removed"}
-DAYS = {d.upper(): d for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")}
-METHODS = {
-    "PHONE": "phone_call",
-    "TEXT": "text_message",
-    "EMAIL": "email",
-    "LETTER": "letter",
-    "IN_PERSON": "in_person",
-}
 CONSENT = {"GIVEN": "given", "WITHDRAWN": "withdrawn"}
 WITHDRAWAL = {
     "CLIENT_REQUEST": "subject_request",
@@ -191,27 +183,9 @@ class _Update:
                 "victim_address": address(contact.nested("address")),
                 "victim_phone": contact.text("phone"),
                 "victim_email": contact.text("email"),
-                "victim_safe_contact_times": [_window(w) for w in contact.items("safe_times")] or None,
+                "victim_safe_contact_times": [contact_window(w) for w in contact.items("safe_times")] or None,
             }
         return drop_none(body)
-
-
-def _window(w: Fields) -> dict[str, Any]:
-    days = [DAYS.get(d.strip().upper()) for d in (w.text("days", required=True) or "").split(",")]
-    methods = [METHODS.get(m.strip().upper()) for m in (w.text("methods", required=True) or "").split(",")]
-    if None in days:
-        w.problem("days", "unknown_code")
-    if None in methods:
-        w.problem("methods", "unknown_code")
-    return drop_none(
-        {
-            "days": [d for d in days if d],
-            "start": w.text("from", required=True),
-            "end": w.text("to", required=True),
-            "methods": [m for m in methods if m],
-            "note": w.text("note"),
-        }
-    )
 
 
 SOURCES = {

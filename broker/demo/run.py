@@ -146,8 +146,7 @@ class Demo:
             decisions = {d["recipient"]: d["decision"] for d in sent.decisions}
             # wait for every recipient the broker granted, not only those the step checks
             granted = {r for r, d in decisions.items() if d in ("permit", "permit_with_redaction")}
-            await wait_for(lambda mid=mid, granted=granted: all(  # type: ignore[misc]
-                self._received(a, mid) for a in expect | granted))
+            await wait_for(self._all_received(mid, expect | granted))
             self.result.steps.append({
                 "step": step, "native": f"{agency}/{fixture}", "record": sent.record,
                 "masp_type": sent.masp_type, "message_id": mid, "decisions": sent.decisions,
@@ -156,6 +155,9 @@ class Demo:
                                bool(mid))
             out.append((sent, decisions))
         return out
+
+    def _all_received(self, mid: str, agencies: set[str]) -> Callable[[], bool]:
+        return lambda: all(self._received(a, mid) for a in agencies)
 
     def _outbox(self, agency: str, mid: str) -> list[str]:
         """The native files ``agency``'s system got for message ``mid``, as text."""

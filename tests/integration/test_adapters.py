@@ -210,3 +210,32 @@ async def test_conformance_check_passes_for_each_agency(env: Env, agency: str) -
     assert all(p.ok for p in points), "\n".join(p.line() for p in points)
     assert len(points) == 14
     assert {p.ref for p in points} == {"3.1", "3.2", "3.3", "3.4", "3.5"}
+
+
+async def test_a_file_resent_after_an_outage_delivers_each_record_once(
+        env: Env, agencies: dict[str, AgencyAdapter]) -> None:
+    police = agencies["police"]
+    submit, calls = police.submit, 0
+
+    async def broker_goes_away_after_the_first(jwe: str) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise httpx.ConnectError("broker away")
+        return await submit(jwe)
+
+    police.submit = broker_goes_away_after_the_first
+    path = DEMO / "police" / "2_advocacy_referral.json"  # two messages: consent, then the referral
+    with pytest.raises(httpx.ConnectError):
+        await _ingest(agencies, "police", path)
+    police.submit = submit
+    consent, referral = await _ingest(agencies, "police", path)  # the same file again
+    again = await _ingest(agencies, "police", path)  # and once more, for good measure
+    assert [s.message_id for s in again] == [consent.message_id, referral.message_id]
+    await _outputs(agencies, referral)
+    async with env.service.exchange.sessions() as s:
+        rows = (await s.execute(select(DeliveryRow))).scalars().all()
+    pairs = [(r.message_id, r.recipient) for r in rows]
+    assert sorted(pairs) == sorted({(consent.message_id, "advocacy"), (consent.message_id, "probation"),
+                                    (referral.message_id, "advocacy")})
+    assert len(agencies["advocacy"].outbox_files(".md")) == 2  # one notification per message

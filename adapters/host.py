@@ -105,9 +105,14 @@ class AgencyAdapter:
         sealed = self._sealed(hashlib.sha256(data).hexdigest()[:32], outgoing)
         sent: list[Sent] = []
         for out, jwe in zip(outgoing, sealed, strict=True):
-            receipt = await self.submit(jwe)
-            if "receipt" not in receipt:  # over AMQP a refusal comes back as a problem document
-                raise SubmissionRefused(f"{receipt.get('code')}: {receipt.get('detail', '')}")
+            try:
+                receipt = await self.submit(jwe)
+                if "receipt" not in receipt:  # over AMQP a refusal comes back as a problem document
+                    raise SubmissionRefused(f"{receipt.get('code')}: {receipt.get('detail', '')}")
+            except SubmissionRefused as exc:
+                raise SubmissionRefused(f"{out.record} ({out.masp_type}, message {len(sent) + 1} of "
+                                        f"{len(outgoing)}; those before it were accepted): {exc.detail}",
+                                        sent=[s.as_dict() for s in sent]) from None
             sent.append(Sent(out.record, out.masp_type, str(receipt["message_id"]),
                              list(receipt["decisions"]), tuple(sorted(out.body))))
         log.info("native_file_sent", agency=self.agency, messages=len(sent))
@@ -160,7 +165,7 @@ class AgencyAdapter:
                 target = _move(path, self.inbox / "refused")
                 atomic_write(
                     target.with_name(target.name + ".report.txt"),
-                    f"{path.name}: the broker refused a message: {exc.detail}\n".encode(),
+                    f"{path.name}: the broker refused {exc.detail}\n".encode(),
                 )
             else:
                 target = _move(path, self.inbox / "sent")

@@ -14,11 +14,7 @@ from pathlib import Path
 import aio_pika
 import httpx
 import structlog
-import uvicorn
 
-from adapters.endpoint import create_endpoint
-from adapters.formats import native_format
-from adapters.host import AgencyAdapter, http_submitter
 from adapters.runtime import AdapterRuntime
 from broker import telemetry
 from broker.crypto.keys import AgencyKeys, KeyRegistry
@@ -43,6 +39,13 @@ class AdapterOptions:
 
 
 async def run_adapter(settings: Settings, agency: str, options: AdapterOptions | None = None) -> None:
+    # imported here: ``masp serve`` imports this module for ``witness_forever`` alone
+    import uvicorn
+
+    from adapters.endpoint import create_endpoint
+    from adapters.formats import native_format
+    from adapters.host import AgencyAdapter, http_submitter
+
     opts = options or AdapterOptions()
     telemetry.setup(settings.otlp_endpoint, service=f"masp-adapter-{agency}",
                     sample_ratio=settings.trace_sample_ratio)

@@ -239,3 +239,25 @@ async def test_a_file_resent_after_an_outage_delivers_each_record_once(
     assert sorted(pairs) == sorted({(consent.message_id, "advocacy"), (consent.message_id, "probation"),
                                     (referral.message_id, "advocacy")})
     assert len(agencies["advocacy"].outbox_files(".md")) == 2  # one notification per message
+
+
+async def test_a_message_the_broker_refuses_is_reported_by_record(
+        agencies: dict[str, AgencyAdapter]) -> None:
+    police = agencies["police"]
+    submit, calls = police.submit, 0
+
+    async def refuse_the_second(jwe: str) -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # as a refusal comes back over AMQP: a problem document
+            return {"code": "expired", "detail": "message has expired", "status": 400}
+        return await submit(jwe)
+
+    police.submit = refuse_the_second
+    police.inbox.mkdir(parents=True)
+    (police.inbox / "var.json").write_bytes((DEMO / "police" / "2_advocacy_referral.json").read_bytes())
+    [moved] = await police.poll_inbox()
+    assert moved == police.inbox / "refused" / "var.json"
+    report = (police.inbox / "refused" / "var.json.report.txt").read_text()
+    assert report == ("var.json: the broker refused event EV-118734-02 (victim_advocacy_referral, "
+                      "message 2 of 2; those before it were accepted): expired: message has expired\n")

@@ -135,10 +135,14 @@ class AdapterRuntime:
         telemetry.annotate(delivery_id=delivery.delivery_id, message_id=delivery.message_id,
                            sender=delivery.token.get("sender"), masp_type=delivery.token.get("masp_type"))
         try:
-            fresh = self._hand_over(delivery, message.body)
-            telemetry.annotate(duplicate=not fresh)
+            # the application's own import runs before the hand-over is recorded, so a crash in
+            # between redelivers and imports again (imports are keyed by delivery id) rather
+            # than leaving a delivery recorded but never imported
+            fresh = not self._handed_over(delivery)
             if fresh and self.on_delivery is not None:
                 await self.on_delivery(delivery)
+            fresh = self._hand_over(delivery, message.body)
+            telemetry.annotate(duplicate=not fresh)
             await self._send_ack(delivery)
         except Exception:
             log.exception("delivery_handling_failed", agency=self.agency,
@@ -146,6 +150,9 @@ class AdapterRuntime:
             await message.nack(requeue=True)
             return
         await message.ack()
+
+    def _handed_over(self, delivery: wire.Delivery) -> bool:
+        return (self.home / "received" / f"{delivery.delivery_id}.json").exists()
 
     def _hand_over(self, delivery: wire.Delivery, raw: bytes) -> bool:
         """Write the delivery for the application unless it already has it. True if new."""
@@ -157,10 +164,7 @@ class AdapterRuntime:
         for sub in ("received", "deliveries"):
             (self.home / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.home / "deliveries" / f"{delivery.delivery_id}.jwe").write_bytes(raw)
-        view = {"delivery": delivery.token, "message": {
-            k: v for k, v in delivery.message.payload.items() if k not in ("_sd", "_sd_alg")},
-            "fields": delivery.message.claims}
-        _atomic_write(target, json.dumps(view, indent=2, sort_keys=True).encode())
+        _atomic_write(target, json.dumps(received_view(delivery), indent=2, sort_keys=True).encode())
         return True
 
     async def _send_ack(self, delivery: wire.Delivery) -> None:
@@ -179,6 +183,19 @@ class AdapterRuntime:
         if not folder.exists():
             return []
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def received_view(delivery: wire.Delivery) -> dict[str, Any]:
+    """What the application is handed: the broker's token, the clear envelope, the fields."""
+    return {"delivery": delivery.token, "message": {
+        k: v for k, v in delivery.message.payload.items() if k not in ("_sd", "_sd_alg")},
+        "fields": delivery.message.claims}
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` (0600) so that a reader never sees a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    _atomic_write(path, data)
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

@@ -1,8 +1,15 @@
-"""``masp adapter run AGENCY``: one agency's adapter as a long-running process."""
+"""``masp adapter run AGENCY``: one agency's adapter as a long-running process.
+
+It consumes the agency's inbox queue (verify, de-duplicate, write native files to the
+outbox folder, acknowledge), watches the inbox folder for native files to send, serves the
+local HTTP endpoint for the same, and witnesses the audit log's checkpoints.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import structlog
@@ -18,21 +25,49 @@ from broker.transport.topology import Names, declare
 log = structlog.get_logger("masp.adapter")
 
 
-async def run_adapter(settings: Settings, agency: str) -> None:
+#: Default local endpoint port per agency (``--port`` overrides).
+DEFAULT_PORTS = {"police": 8101, "probation": 8102, "nhs": 8103, "advocacy": 8104}
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    inbox: Path | None = None  # default <state>/adapters/<agency>/inbox
+    outbox: Path | None = None  # default <state>/adapters/<agency>/outbox
+    host: str = "127.0.0.1"
+    port: int | None = None
+    poll_s: float = 2.0
+
+
+async def run_adapter(settings: Settings, agency: str, options: AdapterOptions | None = None) -> None:
+    # imported here: ``masp serve`` imports this module for ``witness_forever`` alone
+    import uvicorn
+
+    from adapters.endpoint import create_endpoint
+    from adapters.formats import native_format
+    from adapters.host import AgencyAdapter, http_submitter
+
+    opts = options or AdapterOptions()
     telemetry.setup(settings.otlp_endpoint, service=f"masp-adapter-{agency}",
                     sample_ratio=settings.trace_sample_ratio)
     registry = KeyRegistry.from_public_dir(settings.keys_dir)
-    runtime = AdapterRuntime(AgencyKeys.load(settings.keys_dir, agency), registry,
-                             settings.state_dir / "adapters" / agency, names=Names(settings.namespace))
+    home = settings.state_dir / "adapters" / agency
+    runtime = AdapterRuntime(AgencyKeys.load(settings.keys_dir, agency), registry, home,
+                             names=Names(settings.namespace))
     connection = await amqp.connect_robust(settings)
+    base = f"http://{settings.http_host}:{settings.http_port}"
     try:
         async with connection.channel() as ch:  # the adapter may start before the broker
             await declare(ch, runtime.names, delivery_limit=settings.delivery_limit)
-        await runtime.start(connection)
-        log.info("adapter_running", agency=agency)
-        base = f"http://{settings.http_host}:{settings.http_port}"
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-            await witness_forever(runtime, client, settings.witness_every_s)
+            adapter = AgencyAdapter(runtime, native_format(agency), http_submitter(runtime, client),
+                                    inbox=opts.inbox or home / "inbox", outbox=opts.outbox or home / "outbox")
+            await runtime.start(connection)
+            endpoint = uvicorn.Server(uvicorn.Config(
+                create_endpoint(adapter), host=opts.host, port=opts.port or DEFAULT_PORTS[agency],
+                log_level="warning", access_log=False, log_config=None))
+            log.info("adapter_running", agency=agency, port=opts.port or DEFAULT_PORTS[agency])
+            await asyncio.gather(witness_forever(runtime, client, settings.witness_every_s),
+                                 adapter.watch_inbox(opts.poll_s), endpoint.serve())
     finally:
         await runtime.stop()
         await connection.close()

@@ -18,6 +18,7 @@ from typing import Annotated, Any, NoReturn, TypeVar
 import typer
 
 from broker import keys_cli
+from broker.adapter_cli import app as adapter_app
 from broker.consent_cli import app as consent_app
 from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyRegistry, init_keys
 from broker.db_cli import app as db_app
@@ -31,7 +32,6 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 keys_app = typer.Typer(no_args_is_help=True, help="Agency and broker keys (JWK files, 0600).")
 audit_app = typer.Typer(no_args_is_help=True, help="Verify and export the audit log.")
 policy_app = typer.Typer(no_args_is_help=True, help="Check DSA files and explain decisions.")
-adapter_app = typer.Typer(no_args_is_help=True, help="Agency adapters.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
@@ -290,16 +290,6 @@ def policy_explain(
     for cond in answer.conditions:
         typer.echo(f"  provided  {cond}")
     typer.echo(f"  reason    {answer.reason}")
-
-
-@adapter_app.command("run")
-def adapter_run(agency: Annotated[str, typer.Argument(help="police, probation, nhs or advocacy")]) -> None:
-    """Consume the agency's inbox: verify, de-duplicate, hand over to var/adapters/AGENCY/received/, ack."""
-    from adapters.service import run_adapter
-
-    if agency not in AGENCIES:
-        fail(f"unknown agency {agency!r}; one of {', '.join(AGENCIES)}")
-    _run(run_adapter(Settings(), agency))
 
 
 @app.command()

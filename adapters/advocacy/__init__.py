@@ -1,7 +1,3 @@
-"""The advocacy adapter: the shared runtime (`adapters.runtime`) bound to the `advocacy` agency.
-
-Translation to and from the agency's own record formats is added per agency; until then
-deliveries are handed over as verified canonical JSON under `var/adapters/advocacy/received/`.
-"""
+"""The advocacy adapter: client updates in, readable notifications for the advocate out."""
 
 AGENCY = "advocacy"

@@ -1,7 +1,3 @@
-"""The nhs adapter: the shared runtime (`adapters.runtime`) bound to the `nhs` agency.
-
-Translation to and from the agency's own record formats is added per agency; until then
-deliveries are handed over as verified canonical JSON under `var/adapters/nhs/received/`.
-"""
+"""The nhs adapter: FHIR R4 Bundles both ways (``native.NhsFhir``), NHS numbers checked."""
 
 AGENCY = "nhs"

@@ -1,7 +1,3 @@
-"""The police adapter: the shared runtime (`adapters.runtime`) bound to the `police` agency.
-
-Translation to and from the agency's own record formats is added per agency; until then
-deliveries are handed over as verified canonical JSON under `var/adapters/police/received/`.
-"""
+"""The police adapter: occurrence exports in, partner updates out (``native.PoliceExport``)."""
 
 AGENCY = "police"

@@ -2,8 +2,10 @@
 
 Everything runs in one process in an isolated namespace (its own exchanges and queues,
 its own SQLite database and keys under the output directory): the broker and its workers,
-and one adapter per agency. Each step states what must happen; the run exits 0 only if
-every expectation held and the audit log verifies.
+and one adapter per agency. Every message starts as a native record of the sending
+agency's own system (``native/<agency>/``) and every delivery ends as a file in the
+recipient's outbox (``adapters/<agency>/outbox/``). Each step states what must happen; the
+run exits 0 only if every expectation held and the audit log verifies.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,8 @@ from aio_pika.abc import AbstractRobustConnection
 from sqlalchemy import select
 from sqlmodel import col
 
+from adapters.formats import native_format
+from adapters.host import AgencyAdapter, Sent
 from adapters.runtime import AdapterRuntime, wait_for
 from broker.api.app import create_app
 from broker.audit.entry import AuditEntry, pseudonym
@@ -36,10 +40,12 @@ from broker.transport import topology
 from broker.wire import new_id
 from schemas import NEVER_TO_NHS, data_classes
 
+#: The case as each agency's own system exports it (broker/demo/native/<agency>/).
+NATIVE = resources.files("broker.demo").joinpath("native")
+
 CASE_ID = "HIOW-MASP-2026-0147"
 PERPETRATOR_REF = "19/4471023K"  # police PNC id: the identifier an IG officer searches by
 VICTIM_REF = "VIC-2026-0147-1"
-CONSENT_REF = "CONSENT-HIOW-0147-V1"
 
 
 @dataclass
@@ -71,10 +77,6 @@ def demo_body(name: str) -> dict[str, Any]:
     return data
 
 
-def _subjects() -> list[dict[str, str]]:
-    return [{"ref": PERPETRATOR_REF, "category": "suspect"}, {"ref": VICTIM_REF, "category": "victim"}]
-
-
 class Demo:
     """The scripted case, played against a running broker by the four agency adapters."""
 
@@ -85,6 +87,7 @@ class Demo:
         self.home = adapters_home
         self.result = DemoResult()
         self.adapters: dict[str, AdapterRuntime] = {}
+        self.agencies: dict[str, AgencyAdapter] = {}
 
     async def start_adapters(self) -> None:
         keys_dir = self.service.settings.keys_dir
@@ -92,8 +95,15 @@ class Demo:
         for agency in AGENCIES:
             rt = AdapterRuntime(AgencyKeys.load(keys_dir, agency), registry, self.home / agency,
                                 names=self.service.names)
+            self.agencies[agency] = AgencyAdapter(rt, native_format(agency), self._amqp_submitter(rt),
+                                                  inbox=rt.home / "inbox", outbox=rt.home / "outbox")
             await rt.start(self.connection)
             self.adapters[agency] = rt
+
+    def _amqp_submitter(self, rt: AdapterRuntime) -> Callable[[str], Awaitable[dict[str, Any]]]:
+        async def submit(jwe: str) -> dict[str, Any]:
+            return await rt.submit_amqp(self.connection, jwe)
+        return submit
 
     async def stop_adapters(self) -> None:
         for rt in self.adapters.values():
@@ -126,24 +136,36 @@ class Demo:
                                  f"(published at {quorum})",
                            results[-1].witnesses == len(AGENCIES) and results[-1].published)
 
-    async def _send(self, step: str, agency: str, masp_type: str, body: dict[str, Any], purpose: str,
-                    *, expect: set[str], consent_ref: str | None = None,
-                    override: dict[str, Any] | None = None) -> tuple[str, dict[str, str]]:
-        """Submit as ``agency`` over AMQP; wait until every recipient in ``expect`` has it."""
-        adapter = self.adapters[agency]
-        _, jwe = adapter.compose(masp_type, body, case_id=CASE_ID, purpose=purpose,
-                                 subjects=_subjects(), consent_ref=consent_ref, override=override)
-        reply = await adapter.submit_amqp(self.connection, jwe)
-        mid = str(reply.get("message_id", ""))
-        decisions = {d["recipient"]: d["decision"] for d in reply.get("decisions", [])}
-        # wait for every recipient the broker granted, not only those the step checks
-        granted = {r for r, d in decisions.items() if d in ("permit", "permit_with_redaction")}
-        await wait_for(lambda: all(self._received(a, mid) for a in expect | granted))
-        self.result.steps.append({
-            "step": step, "message_id": mid, "decisions": reply.get("decisions"),
-            "received": {a: sorted(r["fields"]) for a in AGENCIES for r in self._received(a, mid)}})
-        self.result.expect(step, f"broker accepted the {masp_type}", "receipt" in reply)
-        return mid, decisions
+    async def _ingest(self, step: str, agency: str, fixture: str, *,
+                      expect: set[str]) -> list[tuple[Sent, dict[str, str]]]:
+        """Hand ``agency``'s adapter one native file; wait until every recipient has each message."""
+        data = NATIVE.joinpath(agency, fixture).read_bytes()
+        out = []
+        for sent in await self.agencies[agency].ingest(fixture, data):
+            mid = sent.message_id
+            decisions = {d["recipient"]: d["decision"] for d in sent.decisions}
+            # wait for every recipient the broker granted, not only those the step checks
+            granted = {r for r, d in decisions.items() if d in ("permit", "permit_with_redaction")}
+            await wait_for(self._all_received(mid, expect | granted))
+            self.result.steps.append({
+                "step": step, "native": f"{agency}/{fixture}", "record": sent.record,
+                "masp_type": sent.masp_type, "message_id": mid, "decisions": sent.decisions,
+                "received": {a: sorted(r["fields"]) for a in AGENCIES for r in self._received(a, mid)}})
+            self.result.expect(step, f"broker accepted the {sent.masp_type} from {agency}'s {fixture}",
+                               bool(mid))
+            out.append((sent, decisions))
+        return out
+
+    def _all_received(self, mid: str, agencies: set[str]) -> Callable[[], bool]:
+        return lambda: all(self._received(a, mid) for a in agencies)
+
+    def _outbox(self, agency: str, mid: str) -> list[str]:
+        """The native files ``agency``'s system got for message ``mid``, as text."""
+        got = self._received(agency, mid)
+        if len(got) != 1:
+            return []
+        delivery_id = got[0]["delivery"]["jti"]
+        return [p.read_text() for p in self.agencies[agency].outbox_files() if delivery_id in p.name]
 
     def _received(self, agency: str, message_id: str) -> list[dict[str, Any]]:
         return [r for r in self.adapters[agency].received() if r["message"]["jti"] == message_id]
@@ -154,18 +176,21 @@ class Demo:
 
     async def _step1(self) -> None:
         step = "1. police case_referral"
-        body = demo_body("case_referral")
-        mid, decisions = await self._send(step, "police", "case_referral", body, "risk_management",
-                                          expect={"probation", "nhs"})
+        [(sent, decisions)] = await self._ingest(step, "police", "1_referral.json",
+                                                 expect={"probation", "nhs"})
+        mid = sent.message_id
         classes = data_classes("case_referral")
         nhs = self._fields("nhs", mid)
         self.result.expect(step, "probation receives the full referral",
-                           self._fields("probation", mid) == set(body))
+                           self._fields("probation", mid) == set(sent.fields))
         self.result.expect(step, "nhs receives perpetrator identity, offence, orders and risk",
                            {"perpetrator_name", "offence_codes", "orders", "sdash_yes_count",
                             "sash_concern_level"} <= nhs)
         self.result.expect(step, "nhs receives no victim location or safety plan field",
                            bool(nhs) and not any(classes[f] in NEVER_TO_NHS for f in nhs))
+        self.result.expect(step, "nhs's record system gets a FHIR Bundle without the victim's address",
+                           any('"resourceType": "Bundle"' in t and "Marlowe" not in t
+                               for t in self._outbox("nhs", mid)))
         self.result.expect(step, "advocacy is refused until consent exists (P6)",
                            decisions.get("advocacy") == "deny" and not self._received("advocacy", mid))
         refusal = await self._audit(lambda e: e.message_id == mid and e.recipient == "advocacy"
@@ -175,66 +200,60 @@ class Demo:
 
     async def _step2(self) -> None:
         step = "2. police record the victim's consent, then a victim_advocacy_referral"
-        await self._send(step, "police", "consent_change", demo_body("consent_change"),
-                         "case_management", consent_ref=CONSENT_REF, expect={"advocacy"})
+        [_, (referral, _)] = await self._ingest(step, "police", "2_advocacy_referral.json",
+                                                expect={"advocacy"})
         consent = await self._audit(lambda e: e.kind == "consent_changed")
         self.result.expect(step, "the consent is registered and audited",
                            any(e.consent and e.consent.get("status") == "given" for e in consent))
-        mid, _ = await self._send(step, "police", "victim_advocacy_referral",
-                                  demo_body("victim_advocacy_referral"), "victim_support",
-                                  consent_ref=CONSENT_REF, expect={"advocacy"})
+        mid = referral.message_id
         self.result.expect(step, "advocacy receives the victim's contact details and safe times",
                            {"victim_address", "victim_phone", "victim_safe_contact_times"}
                            <= self._fields("advocacy", mid))
+        self.result.expect(step, "the advocate gets a readable new-referral notification",
+                           any(t.startswith("# New referral") for t in self._outbox("advocacy", mid)))
 
     async def _step3(self) -> None:
         step = "3. intervention_referral refused under investigation, accepted after charge"
-        referral = {**demo_body("intervention_referral"), "cj_status": "under_investigation"}
-        referral.pop("bail_conditions", None)
-        mid, decisions = await self._send(step, "probation", "intervention_referral", referral,
-                                          "intervention", expect=set())
-        refusal = await self._audit(lambda e: e.message_id == mid and e.recipient == "nhs")
+        [(sent, decisions)] = await self._ingest(step, "probation", "3a_referral_under_investigation.csv",
+                                                 expect=set())
+        refusal = await self._audit(lambda e: e.message_id == sent.message_id and e.recipient == "nhs")
         self.result.expect(step, "refused while under active investigation (P8)",
                            decisions.get("nhs") == "deny"
                            and any("P8.eligibility" in e.rules for e in refusal)
-                           and not self._received("nhs", mid))
-        charge = demo_body("cj_status_update")
-        mid, _ = await self._send(step, "police", "cj_status_update", charge, "risk_management",
-                                  consent_ref=CONSENT_REF, expect={"probation", "nhs", "advocacy"})
+                           and not self._received("nhs", sent.message_id))
+        [(charge, _)] = await self._ingest(step, "police", "3_charge.json",
+                                           expect={"probation", "nhs", "advocacy"})
+        mid = charge.message_id
         self.result.expect(step, "advocacy gets the bail conditions that protect the victim",
-                           "bail_conditions" in self._fields("advocacy", mid))
+                           "bail_conditions" in self._fields("advocacy", mid)
+                           and any("Bail conditions" in t for t in self._outbox("advocacy", mid)))
         self.result.expect(step, "nhs gets the charge without the victim's exclusion zones",
                            "cj_status" in self._fields("nhs", mid)
                            and "exclusion_zones" not in self._fields("nhs", mid))
-        mid, decisions = await self._send(step, "probation", "intervention_referral",
-                                          demo_body("intervention_referral"), "intervention",
-                                          expect={"nhs"})
+        [(sent, decisions)] = await self._ingest(step, "probation", "3b_referral_after_charge.csv",
+                                                 expect={"nhs"})
         self.result.expect(step, "resubmitted after charge, it is accepted",
                            decisions.get("nhs") in ("permit", "permit_with_redaction")
-                           and bool(self._fields("nhs", mid)))
+                           and bool(self._fields("nhs", sent.message_id)))
+        self.result.expect(step, "nhs's record system gets the referral as a FHIR ServiceRequest",
+                           any('"ServiceRequest"' in t for t in self._outbox("nhs", sent.message_id)))
 
     async def _step4(self) -> None:
         step = "4. nhs status update, then a risk alert with a clinical note under override"
-        mid, _ = await self._send(step, "nhs", "intervention_status_update",
-                                  demo_body("intervention_status_update"), "intervention",
-                                  expect={"probation", "police"})
+        [(sent, _)] = await self._ingest(step, "nhs", "4a_attendance.json", expect={"probation", "police"})
+        mid = sent.message_id
         status = self._fields("probation", mid) | self._fields("police", mid)
         self.result.expect(step, "probation and police get attendance (3 of 4), no clinical detail",
                            "sessions_attended" in status
                            and not any(data_classes("intervention_status_update")[f] == "clinical_detail"
-                                       for f in status))
-        override = {
-            "justification": {"risk_to": "victim", "harm": "serious_harm",
-                              "consent_not_sought_reason": "would_increase_risk"},
-            "legal_basis": "UK GDPR Art 9(2)(g) + DPA 2018 Sch 1 para 10",
-            "authoriser": {"id": "cg-0042", "role": "caldicott_guardian"},
-            "subject_informed": False,
-            "expires_at": (datetime.now(UTC) + timedelta(hours=4)).isoformat(),
-            "data_classes": ["clinical_detail"], "recipients": ["police"]}
-        mid, _ = await self._send(step, "nhs", "risk_concern_alert", demo_body("risk_concern_alert"),
-                                  "risk_management", override=override, expect={"police", "probation"})
+                                       for f in status)
+                           and any("attended 3 of 4" in t for t in self._outbox("probation", mid)))
+        [(sent, _)] = await self._ingest(step, "nhs", "4b_risk_disclosure.json",
+                                         expect={"police", "probation"})
+        mid = sent.message_id
         self.result.expect(step, "police receive the alert with the clinical note",
-                           "clinical_note" in self._fields("police", mid))
+                           "clinical_note" in self._fields("police", mid)
+                           and any("P2_SAME_DAY" in t for t in self._outbox("police", mid)))
         self.result.expect(step, "probation receives the alert without the clinical note",
                            bool(self._fields("probation", mid))
                            and "clinical_note" not in self._fields("probation", mid))
@@ -246,32 +265,29 @@ class Demo:
 
     async def _step5(self) -> None:
         step = "5. SPO breach to all partners; advocacy's new address to police only"
-        mid, _ = await self._send(step, "police", "cj_status_update", demo_body("spo_breach"),
-                                  "risk_management", consent_ref=CONSENT_REF,
-                                  expect={"probation", "nhs", "advocacy"})
+        [(sent, _)] = await self._ingest(step, "police", "5_spo_breach.json",
+                                         expect={"probation", "nhs", "advocacy"})
+        mid = sent.message_id
         self.result.expect(step, "every partner hears of the breach",
                            all("orders" in self._fields(a, mid) for a in ("probation", "nhs", "advocacy")))
-        mid, _ = await self._send(step, "advocacy", "victim_safety_update",
-                                  demo_body("victim_safety_update"), "safeguarding",
-                                  consent_ref=CONSENT_REF, expect={"police"})
+        self.result.expect(step, "the advocate's notification leads with the breach",
+                           any(t.startswith("# URGENT: protective order breached")
+                               for t in self._outbox("advocacy", mid)))
+        [(sent, _)] = await self._ingest(step, "advocacy", "5_safety_review.json", expect={"police"})
+        mid = sent.message_id
         self.result.expect(step, "police receive the new address",
-                           "victim_address" in self._fields("police", mid))
+                           "victim_address" in self._fields("police", mid)
+                           and any('"location_marker_requested": true' in t
+                                   for t in self._outbox("police", mid)))
         self.result.expect(step, "no other partner receives the new address",
                            all("victim_address" not in self._fields(a, mid)
                                for a in ("probation", "nhs")))
 
     async def _step6(self) -> None:
         step = "6. crafted override sending victim_location to nhs"
-        override = {
-            "justification": {"risk_to": "victim", "harm": "serious_harm",
-                              "consent_not_sought_reason": "would_increase_risk"},
-            "legal_basis": "DPA 2018 s35(5) + Sch 8 para 4",
-            "authoriser": {"id": "insp-2291", "role": "caldicott_guardian"},
-            "subject_informed": False,
-            "expires_at": (datetime.now(UTC) + timedelta(hours=4)).isoformat(),
-            "data_classes": ["victim_location"], "recipients": ["nhs"]}
-        mid, decisions = await self._send(step, "police", "case_referral", demo_body("case_referral"),
-                                          "risk_management", override=override, expect={"probation"})
+        [(sent, decisions)] = await self._ingest(step, "police", "6_crafted_override.json",
+                                                 expect={"probation"})
+        mid = sent.message_id
         self.result.expect(step, "nhs is refused outright", decisions.get("nhs") == "deny")
         refusal = await self._audit(lambda e: e.message_id == mid and e.recipient == "nhs"
                                     and e.kind == "refused")

@@ -203,7 +203,14 @@ def configure(*, json: bool = False, level: str = "INFO", library_level: str = "
     root.addHandler(handler)
     root.setLevel(level.upper())
     for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(library_level.upper())
+        # Whatever configured these loggers before (uvicorn's default dictConfig gives
+        # "uvicorn" a handler of its own and stops propagation) would route their records
+        # around the allow-list: every library record goes to the root handler, and only there.
+        library = logging.getLogger(name)
+        library.setLevel(library_level.upper())
+        library.handlers.clear()
+        library.propagate = True
+        library.disabled = False
 
 
 __all__ = ["ALLOWED", "ALLOWED_KEYS", "LIBRARY_LOGGERS", "WITHHELD", "add_trace_ids", "allow_list",

@@ -64,7 +64,7 @@ class _ServedBroker:
         async with demo_broker(self.home, f"sqlite+aiosqlite:///{self.home / 'masp.db'}") as broker:
             self.broker = broker
             config = uvicorn.Config(create_app(broker.service), log_level="warning", lifespan="off",
-                                    access_log=False)
+                                    access_log=False, log_config=None)
             self.server = uvicorn.Server(config)
             await self.server.serve(sockets=[self.sock])
 

@@ -80,6 +80,28 @@ def test_library_records_keep_their_template_only(log_output: io.StringIO) -> No
     _clean(log_output)
 
 
+def test_a_library_logger_configured_elsewhere_still_goes_through_the_allow_list() -> None:
+    """uvicorn's default logging config gives "uvicorn" its own handler and no propagation;
+    ``configure`` takes that back so no library record can bypass the allow-list."""
+    uvicorn_logger = logging.getLogger("uvicorn")
+    bypass, buffer = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level, list(uvicorn_logger.handlers), uvicorn_logger.propagate)
+    uvicorn_logger.handlers[:] = [logging.StreamHandler(bypass)]
+    uvicorn_logger.propagate = False
+    try:
+        logs.configure(json=True, level="DEBUG", stream=buffer)
+        logging.getLogger("uvicorn.error").error("Exception in ASGI application: %s", "Claire Hutton")
+    finally:
+        structlog.reset_defaults()
+        root.handlers[:], uvicorn_logger.handlers[:] = saved[0], saved[2]
+        root.setLevel(saved[1])
+        uvicorn_logger.propagate = saved[3]
+    assert bypass.getvalue() == ""
+    assert [x["event"] for x in _lines(buffer)] == ["Exception in ASGI application: %s"]
+    _clean(buffer)
+
+
 def test_libraries_stay_at_warning_by_default() -> None:
     buffer = io.StringIO()
     root = logging.getLogger()

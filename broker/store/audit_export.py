@@ -21,8 +21,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import select
-from sqlmodel import col
 
 from broker.audit.note import Checkpoint, CosignatureVerifier, NoteVerifier
 from broker.audit.verify import ConsistencyProofs, VerifyReport, verify_log
@@ -31,27 +29,36 @@ from broker.crypto.keys import BROKER, KeyRegistry
 from broker.store.audit_log import read_checkpoints
 from broker.store.audit_tree import consistency_proofs
 from broker.store.audit_witness import all_cosignatures
-from broker.store.models import AuditRow
 
 if TYPE_CHECKING:
     from broker.service import BrokerService
 
 _PAGE = 5000
+_PAGE_SQL = "SELECT seq, leaf, leaf_hash FROM audit_entry WHERE seq > ? ORDER BY seq LIMIT ?"
 
 
-async def _pages(service: BrokerService) -> AsyncIterator[list[tuple[int, bytes, bytes]]]:
-    after = -1
-    while True:
-        async with service.exchange.sessions() as session:
-            # plain rows, not ORM objects: this streams the whole log
-            result = await session.execute(
-                select(col(AuditRow.seq), col(AuditRow.leaf), col(AuditRow.leaf_hash))
-                .where(col(AuditRow.seq) > after).order_by(col(AuditRow.seq)).limit(_PAGE))
-            rows = [(int(seq), bytes(leaf), bytes(lh)) for seq, leaf, lh in result.all()]
-        if not rows:
-            return
-        yield rows
-        after = rows[-1][0]
+async def _pages(service: BrokerService) -> AsyncIterator[Sequence[tuple[int, bytes, bytes]]]:
+    """``(seq, leaf, leaf_hash)`` in order, a page per query, over one connection.
+
+    Keyset pages straight from the driver (aiosqlite rows, asyncpg records): no ORM objects
+    nor SQLAlchemy result rows, since this streams the whole log.
+    """
+    async with service.exchange.sessions() as session:
+        conn = await session.connection()
+        raw = (await conn.get_raw_connection()).driver_connection
+        after = -1
+        while True:
+            if conn.dialect.name == "postgresql":
+                rows: Sequence[tuple[int, bytes, bytes]] = await raw.fetch(  # type: ignore[union-attr]
+                    _PAGE_SQL.replace("?", "$1", 1).replace("?", "$2", 1), after, _PAGE)
+            else:
+                cursor = await raw.execute(_PAGE_SQL, (after, _PAGE))  # type: ignore[union-attr]
+                rows = await cursor.fetchall()
+                await cursor.close()
+            if not rows:
+                return
+            yield rows
+            after = rows[-1][0]
 
 
 def witness_verifiers(registry: KeyRegistry) -> list[CosignatureVerifier]:
@@ -81,7 +88,7 @@ async def verify_database(service: BrokerService, verifier: NoteVerifier | None 
     checkpoints, proofs = await _checkpoints(service)
     # Pages flow through a small bounded queue to the verifier running in a thread, so
     # memory stays flat however long the log is, and the event loop stays free meanwhile.
-    pages: queue.Queue[list[tuple[int, bytes, bytes]] | None] = queue.Queue(maxsize=4)
+    pages: queue.Queue[Sequence[tuple[int, bytes, bytes]] | None] = queue.Queue(maxsize=4)
 
     def rows() -> Iterator[tuple[int, bytes, bytes]]:
         while (page := pages.get()) is not None:
@@ -92,7 +99,7 @@ async def verify_database(service: BrokerService, verifier: NoteVerifier | None 
         witnesses=witness_verifiers(service.exchange.registry),
         quorum=service.settings.witness_quorum, consistency=proofs, witnessed=witnessed))
 
-    async def put(item: list[tuple[int, bytes, bytes]] | None) -> bool:
+    async def put(item: Sequence[tuple[int, bytes, bytes]] | None) -> bool:
         while not verifying.done():  # the verifier may stop early at the first bad entry
             try:
                 pages.put_nowait(item)

@@ -13,8 +13,12 @@ back or rewritten.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
+from multiprocessing import get_context
 from typing import Any
 
 from pydantic_core import from_json, to_json
@@ -24,6 +28,8 @@ from broker.audit.note import Checkpoint, NoteError, Verifier
 from broker.audit.witness import open_checkpoint
 
 ConsistencyProofs = Mapping[tuple[int, int], Sequence[bytes]]
+Row = tuple[int, bytes, bytes]
+"""``(seq, leaf, stored leaf_hash)``."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +153,7 @@ def _keys_sorted(doc: dict[str, Any]) -> bool:
     return True
 
 
-def verify_log(entries: Iterable[tuple[int, bytes, bytes]], checkpoints: Iterable[tuple[int, str]],
+def verify_log(entries: Iterable[Row], checkpoints: Iterable[tuple[int, str]],
                verifier: Verifier, *, witnesses: Sequence[Verifier] = (), quorum: int = 0,
                consistency: ConsistencyProofs | None = None,
                witnessed: Iterable[Checkpoint] = ()) -> VerifyReport:
@@ -158,6 +164,81 @@ def verify_log(entries: Iterable[tuple[int, bytes, bytes]], checkpoints: Iterabl
     to the root of exactly the first ``size`` leaves. ``consistency`` maps consecutive
     checkpoint sizes to their proofs (all required when given). ``witnessed`` are
     checkpoints an agency already verified and cosigned: the log must reach and match them.
+    """
+    return verify_checked(map(check_leaves, _pages(entries)), checkpoints, verifier,
+                          witnesses=witnesses, quorum=quorum, consistency=consistency,
+                          witnessed=witnessed)
+
+
+def _pages(rows: Iterable[Row], size: int = 1000) -> Iterator[list[Row]]:
+    it = iter(rows)
+    while page := list(islice(it, size)):
+        yield page
+
+
+@dataclass(frozen=True)
+class CheckedLeaves:
+    """What ``check_leaves`` found in one page of rows.
+
+    ``hashes`` are the recomputed leaf hashes of the rows before the first bad one; when
+    ``problem`` is set, ``seqs`` has one more element than ``hashes``: the bad row's seq.
+    """
+
+    seqs: list[int]
+    hashes: list[bytes]
+    problem: str | None = None
+
+
+def check_leaves(rows: Sequence[Row]) -> CheckedLeaves:
+    """The per-entry work of verification: each leaf against its stored hash and its form.
+
+    Independent of every other page, so pages can be checked in worker processes while
+    one process keeps the tree and the checkpoints in order (``verify_checked``).
+    """
+    seqs: list[int] = []
+    hashes: list[bytes] = []
+    for seq, leaf, stored_hash in rows:
+        seqs.append(seq)
+        computed = leaf_hash(leaf)
+        if computed != stored_hash:
+            return CheckedLeaves(seqs, hashes, f"entry {seq}: leaf bytes do not match the stored leaf hash")
+        if (problem := _leaf_problem(seq, leaf)) is not None:
+            return CheckedLeaves(seqs, hashes, problem)
+        hashes.append(computed)
+    return CheckedLeaves(seqs, hashes)
+
+
+def check_in_workers(pages: Iterable[Sequence[Row]], workers: int) -> Iterator[CheckedLeaves]:
+    """``map(check_leaves, pages)`` across ``workers`` processes, in order, a few pages ahead.
+
+    Leaf checks are pure CPU under the GIL (JSON parse, re-serialisation, SHA-256 of ~2 kB),
+    so threads would not overlap them; processes do. At most ``2 * workers`` pages are in
+    flight, so memory stays flat however long the log is. Leaving the loop early (the
+    first bad entry) cancels the pages not yet started.
+    """
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    pending: deque[Future[CheckedLeaves]] = deque()
+    try:
+        for page in pages:
+            # plain tuples: driver rows (asyncpg records) do not pickle
+            rows = [(seq, bytes(leaf), bytes(lh)) for seq, leaf, lh in page]
+            pending.append(pool.submit(check_leaves, rows))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def verify_checked(pages: Iterable[CheckedLeaves], checkpoints: Iterable[tuple[int, str]],
+                   verifier: Verifier, *, witnesses: Sequence[Verifier] = (), quorum: int = 0,
+                   consistency: ConsistencyProofs | None = None,
+                   witnessed: Iterable[Checkpoint] = ()) -> VerifyReport:
+    """``verify_log`` over pages already through ``check_leaves``, in log order.
+
+    Problems are reported in the order ``verify_log`` meets them row by row: a missing or
+    out-of-order seq before a bad leaf at or after it, a checkpoint before later leaves.
     """
     state = _Checkpoints(sorted(checkpoints), verifier, witnesses, quorum, consistency,
                          sorted(witnessed, key=lambda c: c.size))
@@ -172,19 +253,18 @@ def verify_log(entries: Iterable[tuple[int, bytes, bytes]], checkpoints: Iterabl
     # every size where something is checked, fixed up front: the tree passes each size once
     due = {size for size, _ in state.pending} | {w.size for w in state.witnessed}
     append, root = tree.append, tree.root
-    for seq, leaf, stored_hash in entries:
-        if seq != tree.size:
-            return report(tree.size, f"entry {tree.size} is missing or out of order (found seq {seq})")
-        computed = leaf_hash(leaf)
-        if computed != stored_hash:
-            return report(seq, f"entry {seq}: leaf bytes do not match the stored leaf hash")
-        if (problem := _leaf_problem(seq, leaf)) is not None:
-            return report(seq, problem)
-        append(computed)
-        # the root costs O(log n) hashes: only compute it where a checkpoint is due
-        if seq + 1 in due and (problem := state.at(seq + 1, root())) is not None:
-            # the changed entry lies after the previous good checkpoint
-            return report(seq, problem)
+    for page in pages:
+        hashes = page.hashes
+        for i, seq in enumerate(page.seqs):
+            if seq != tree.size:
+                return report(tree.size, f"entry {tree.size} is missing or out of order (found seq {seq})")
+            if i == len(hashes):
+                return report(seq, page.problem)
+            append(hashes[i])
+            # the root costs O(log n) hashes: only compute it where a checkpoint is due
+            if seq + 1 in due and (problem := state.at(seq + 1, root())) is not None:
+                # the changed entry lies after the previous good checkpoint
+                return report(seq, problem)
     if state.pending:
         return report(tree.size, f"checkpoint for size {state.pending[0][0]} but the log ends at "
                                  f"{tree.size}: entries were removed")

@@ -14,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
 import queue
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from contextlib import suppress
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +25,15 @@ from typing import TYPE_CHECKING
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from broker.audit.note import Checkpoint, CosignatureVerifier, NoteVerifier
-from broker.audit.verify import ConsistencyProofs, VerifyReport, verify_log
+from broker.audit.verify import (
+    ConsistencyProofs,
+    Row,
+    VerifyReport,
+    check_in_workers,
+    check_leaves,
+    verify_checked,
+    verify_log,
+)
 from broker.audit.witness import append_cosignatures, witness_verifier
 from broker.crypto.keys import BROKER, KeyRegistry
 from broker.store.audit_log import read_checkpoints
@@ -34,6 +44,7 @@ if TYPE_CHECKING:
     from broker.service import BrokerService
 
 _PAGE = 5000
+_PARALLEL_FROM = 100_000
 _PAGE_SQL = "SELECT seq, leaf, leaf_hash FROM audit_entry WHERE seq > ? ORDER BY seq LIMIT ?"
 
 
@@ -83,23 +94,30 @@ async def _checkpoints(service: BrokerService) -> tuple[list[tuple[int, str]], C
 
 
 async def verify_database(service: BrokerService, verifier: NoteVerifier | None = None, *,
-                          witnessed: Sequence[Checkpoint] = ()) -> VerifyReport:
-    """Verify the log in place; ``witnessed`` are checkpoints agencies cosigned earlier."""
+                          witnessed: Sequence[Checkpoint] = (), workers: int | None = None
+                          ) -> VerifyReport:
+    """Verify the log in place; ``witnessed`` are checkpoints agencies cosigned earlier.
+
+    Leaves are checked in ``workers`` processes (default: one per core once the log holds
+    ``_PARALLEL_FROM`` entries, none below, where starting them costs more than it saves);
+    the tree and the checkpoints are followed in order in one thread either way.
+    """
     checkpoints, proofs = await _checkpoints(service)
+    if workers is None:
+        size = max((s for s, _ in checkpoints), default=0)
+        workers = min(os.cpu_count() or 1, 4) if size >= _PARALLEL_FROM else 0
     # Pages flow through a small bounded queue to the verifier running in a thread, so
     # memory stays flat however long the log is, and the event loop stays free meanwhile.
-    pages: queue.Queue[Sequence[tuple[int, bytes, bytes]] | None] = queue.Queue(maxsize=4)
-
-    def rows() -> Iterator[tuple[int, bytes, bytes]]:
-        while (page := pages.get()) is not None:
-            yield from page
+    pages: queue.Queue[Sequence[Row] | None] = queue.Queue(maxsize=4)
+    raw = iter(pages.get, None)
+    checked = check_in_workers(raw, workers) if workers else map(check_leaves, raw)
 
     verifying = asyncio.ensure_future(asyncio.to_thread(
-        verify_log, rows(), checkpoints, verifier or service.exchange.audit.signer.verifier(),
+        verify_checked, checked, checkpoints, verifier or service.exchange.audit.signer.verifier(),
         witnesses=witness_verifiers(service.exchange.registry),
         quorum=service.settings.witness_quorum, consistency=proofs, witnessed=witnessed))
 
-    async def put(item: Sequence[tuple[int, bytes, bytes]] | None) -> bool:
+    async def put(item: Sequence[Row] | None) -> bool:
         while not verifying.done():  # the verifier may stop early at the first bad entry
             try:
                 pages.put_nowait(item)
@@ -108,11 +126,19 @@ async def verify_database(service: BrokerService, verifier: NoteVerifier | None 
                 await asyncio.sleep(0.005)
         return False
 
-    async for page in _pages(service):
-        if not await put(page):
-            break
-    await put(None)
-    return await verifying
+    try:
+        async for page in _pages(service):
+            if not await put(page):
+                break
+        await put(None)
+        return await verifying
+    finally:
+        if not verifying.done():  # reading failed: let the verifier thread finish
+            await put(None)
+            with suppress(Exception):
+                await verifying
+        if isinstance(checked, Generator):
+            await asyncio.to_thread(checked.close)  # stop and reap the worker processes
 
 
 async def export_log(service: BrokerService, out: Path) -> int:

@@ -165,12 +165,13 @@ def verify_log(entries: Iterable[Row], checkpoints: Iterable[tuple[int, str]],
     checkpoint sizes to their proofs (all required when given). ``witnessed`` are
     checkpoints an agency already verified and cosigned: the log must reach and match them.
     """
-    return verify_checked(map(check_leaves, _pages(entries)), checkpoints, verifier,
+    return verify_checked(map(check_leaves, pages_of(entries)), checkpoints, verifier,
                           witnesses=witnesses, quorum=quorum, consistency=consistency,
                           witnessed=witnessed)
 
 
-def _pages(rows: Iterable[Row], size: int = 1000) -> Iterator[list[Row]]:
+def pages_of(rows: Iterable[Row], size: int = 1000) -> Iterator[list[Row]]:
+    """``rows`` in lists of ``size`` (``itertools.batched`` from Python 3.12)."""
     it = iter(rows)
     while page := list(islice(it, size)):
         yield page

@@ -31,8 +31,8 @@ from broker.audit.verify import (
     VerifyReport,
     check_in_workers,
     check_leaves,
+    pages_of,
     verify_checked,
-    verify_log,
 )
 from broker.audit.witness import append_cosignatures, witness_verifier
 from broker.crypto.keys import BROKER, KeyRegistry
@@ -72,6 +72,12 @@ async def _pages(service: BrokerService) -> AsyncIterator[Sequence[tuple[int, by
             after = rows[-1][0]
 
 
+def _workers(checkpoints: Sequence[tuple[int, str]]) -> int:
+    """Worker processes for checking leaves: one per core (at most four) for a large log."""
+    size = max((s for s, _ in checkpoints), default=0)
+    return min(os.cpu_count() or 1, 4) if size >= _PARALLEL_FROM else 0
+
+
 def witness_verifiers(registry: KeyRegistry) -> list[CosignatureVerifier]:
     """Every registered agency as a witness, with its current signing key."""
     found = []
@@ -103,9 +109,7 @@ async def verify_database(service: BrokerService, verifier: NoteVerifier | None 
     the tree and the checkpoints are followed in order in one thread either way.
     """
     checkpoints, proofs = await _checkpoints(service)
-    if workers is None:
-        size = max((s for s, _ in checkpoints), default=0)
-        workers = min(os.cpu_count() or 1, 4) if size >= _PARALLEL_FROM else 0
+    workers = _workers(checkpoints) if workers is None else workers
     # Pages flow through a small bounded queue to the verifier running in a thread, so
     # memory stays flat however long the log is, and the event loop stays free meanwhile.
     pages: queue.Queue[Sequence[Row] | None] = queue.Queue(maxsize=4)
@@ -181,8 +185,11 @@ def _read_consistency(path: Path) -> ConsistencyProofs | None:
 
 def verify_export(export_dir: Path, vkey: str | None = None, *,
                   witness_vkeys: Sequence[str] | None = None, quorum: int = 2,
-                  witnessed: Sequence[Checkpoint] = ()) -> VerifyReport:
-    """Verify an export with only its files and pinned keys (default: the export's own)."""
+                  witnessed: Sequence[Checkpoint] = (), workers: int | None = None) -> VerifyReport:
+    """Verify an export with only its files and pinned keys (default: the export's own).
+
+    Leaves are checked in ``workers`` processes as for ``verify_database``.
+    """
     key = vkey or (export_dir / "log.vkey").read_text().strip()
     verifier = NoteVerifier.from_vkey(key)
     if witness_vkeys is None:
@@ -191,7 +198,13 @@ def verify_export(export_dir: Path, vkey: str | None = None, *,
     witnesses = [CosignatureVerifier.from_vkey(v) for v in witness_vkeys]
     with (export_dir / "checkpoints.jsonl").open(encoding="utf-8") as fh:
         checkpoints = [(int(r["size"]), str(r["note"])) for r in map(json.loads, fh)]
-    return verify_log(_read_entries(export_dir / "entries.jsonl"), checkpoints, verifier,
-                      witnesses=witnesses, quorum=quorum,
-                      consistency=_read_consistency(export_dir / "consistency.jsonl"),
-                      witnessed=witnessed)
+    workers = _workers(checkpoints) if workers is None else workers
+    pages = pages_of(_read_entries(export_dir / "entries.jsonl"), _PAGE)
+    checked = check_in_workers(pages, workers) if workers else map(check_leaves, pages)
+    try:
+        return verify_checked(checked, checkpoints, verifier, witnesses=witnesses, quorum=quorum,
+                              consistency=_read_consistency(export_dir / "consistency.jsonl"),
+                              witnessed=witnessed)
+    finally:
+        if isinstance(checked, Generator):
+            checked.close()

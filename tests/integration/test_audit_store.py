@@ -210,6 +210,7 @@ async def test_export_carries_cosignatures_and_consistency_proofs(service: Broke
     await export_log(service, out)
     report = verify_export(out)
     assert report.ok and report.cosignatures == 2 and report.published_size == 4
+    assert verify_export(out, workers=2) == report
     assert verify_export(out, quorum=3).published_size is None
     pristine = {name: (out / name).read_text() for name in ("checkpoints.jsonl", "consistency.jsonl")}
 
@@ -222,6 +223,7 @@ async def test_export_carries_cosignatures_and_consistency_proofs(service: Broke
     with_last_cosignature_changed(40)  # inside the Ed25519 signature
     report = verify_export(out)
     assert not report.ok and report.first_bad_seq == 3 and "size 4 does not verify" in (report.problem or "")
+    assert verify_export(out, workers=2) == report
     with_last_cosignature_changed(0)  # the key id: a line by an unknown key is ignored, so it
     report = verify_export(out)  # no longer counts towards the quorum
     assert report.ok and report.cosignatures == 1 and report.published_size is None

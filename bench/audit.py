@@ -49,16 +49,19 @@ class AuditBench:
     verify_cpu_s: float
     verify_rss_growth_mb: float
     verify_rss_peak_mb: float
+    verify_rss_peak_by_entries_mb: dict[int, float]
     proof_p50_ms: float
     proof_p95_ms: float
     proof_p99_ms: float
     load_average: tuple[float, float, float]
 
     def summary(self) -> str:
+        by_size = ", ".join(f"{n:,}: {mb:.0f} MB" for n, mb in self.verify_rss_peak_by_entries_mb.items())
         return (f"{self.backend:<9} {self.entries} entries: append {self.append_entries_per_s:,.0f}/s "
                 f"(CPU {self.append_cpu_s:.0f} s), verify {self.verify_s:.1f} s "
                 f"(CPU {self.verify_cpu_s:.1f} s, "
-                f"peak RSS {self.verify_rss_peak_mb:.0f} MB, +{self.verify_rss_growth_mb:.0f} MB), "
+                f"peak RSS {self.verify_rss_peak_mb:.0f} MB, +{self.verify_rss_growth_mb:.0f} MB; "
+                f"peak by entries {by_size}), "
                 f"proof p50 {self.proof_p50_ms:.2f} ms p95 {self.proof_p95_ms:.2f} ms "
                 f"p99 {self.proof_p99_ms:.2f} ms; load {' '.join(f'{x:.1f}' for x in self.load_average)}")
 
@@ -83,12 +86,23 @@ def _rss_mb() -> float:
     return float(psutil.Process().memory_info().rss) / 2**20
 
 
+_RSS_EVERY = 200_000
+
+
 class _PeakRss:
     """Samples resident memory every 50 ms while a phase runs (``ru_maxrss`` only ever rises)."""
 
     def __init__(self) -> None:
         self.before = self.peak = _rss_mb()
         self._task: asyncio.Task[None] | None = None
+        #: peak so far when verification passed 200k, 400k, ... entries: flat memory means equal
+        self.at: dict[int, float] = {}
+
+    def progress(self, verified: int) -> None:
+        self.peak = max(self.peak, _rss_mb())
+        mark = verified // _RSS_EVERY * _RSS_EVERY
+        if mark and mark not in self.at:
+            self.at[mark] = self.peak
 
     async def _sample(self) -> None:
         while True:
@@ -146,7 +160,7 @@ async def run_audit_bench(backend: str, entries: int, workdir: Path, *, batch: i
         gc.collect()
         started, cpu = time.perf_counter(), time.process_time()
         with _PeakRss() as rss:
-            report = await verify_database(service)
+            report = await verify_database(service, progress=rss.progress)
         verify_s, verify_cpu = time.perf_counter() - started, time.process_time() - cpu
         if not report.ok:
             raise RuntimeError(f"benchmark log does not verify: {report.problem}")
@@ -165,7 +179,7 @@ async def run_audit_bench(backend: str, entries: int, workdir: Path, *, batch: i
             return latencies[max(0, int(len(latencies) * p) - 1)]
 
         return AuditBench(backend, entries, batch, entries / append_s, append_cpu, verify_s,
-                          verify_cpu, max(0.0, rss.peak - rss.before), rss.peak,
+                          verify_cpu, max(0.0, rss.peak - rss.before), rss.peak, rss.at,
                           statistics.median(latencies), pct(0.95), pct(0.99), os.getloadavg())
     finally:
         await service.close()

@@ -14,7 +14,7 @@ back or rewritten.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -235,11 +235,13 @@ def check_in_workers(pages: Iterable[Sequence[Row]], workers: int) -> Iterator[C
 def verify_checked(pages: Iterable[CheckedLeaves], checkpoints: Iterable[tuple[int, str]],
                    verifier: Verifier, *, witnesses: Sequence[Verifier] = (), quorum: int = 0,
                    consistency: ConsistencyProofs | None = None,
-                   witnessed: Iterable[Checkpoint] = ()) -> VerifyReport:
+                   witnessed: Iterable[Checkpoint] = (),
+                   progress: Callable[[int], None] | None = None) -> VerifyReport:
     """``verify_log`` over pages already through ``check_leaves``, in log order.
 
     Problems are reported in the order ``verify_log`` meets them row by row: a missing or
     out-of-order seq before a bad leaf at or after it, a checkpoint before later leaves.
+    ``progress`` is told the number of entries verified after each page.
     """
     state = _Checkpoints(sorted(checkpoints), verifier, witnesses, quorum, consistency,
                          sorted(witnessed, key=lambda c: c.size))
@@ -266,6 +268,8 @@ def verify_checked(pages: Iterable[CheckedLeaves], checkpoints: Iterable[tuple[i
             if seq + 1 in due and (problem := state.at(seq + 1, root())) is not None:
                 # the changed entry lies after the previous good checkpoint
                 return report(seq, problem)
+        if progress is not None:
+            progress(tree.size)
     if state.pending:
         return report(tree.size, f"checkpoint for size {state.pending[0][0]} but the log ends at "
                                  f"{tree.size}: entries were removed")

@@ -16,7 +16,7 @@ import base64
 import json
 import os
 import queue
-from collections.abc import AsyncIterator, Generator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import suppress
 from itertools import pairwise
 from pathlib import Path
@@ -100,8 +100,8 @@ async def _checkpoints(service: BrokerService) -> tuple[list[tuple[int, str]], C
 
 
 async def verify_database(service: BrokerService, verifier: NoteVerifier | None = None, *,
-                          witnessed: Sequence[Checkpoint] = (), workers: int | None = None
-                          ) -> VerifyReport:
+                          witnessed: Sequence[Checkpoint] = (), workers: int | None = None,
+                          progress: Callable[[int], None] | None = None) -> VerifyReport:
     """Verify the log in place; ``witnessed`` are checkpoints agencies cosigned earlier.
 
     Leaves are checked in ``workers`` processes (default: one per core once the log holds
@@ -119,7 +119,8 @@ async def verify_database(service: BrokerService, verifier: NoteVerifier | None 
     verifying = asyncio.ensure_future(asyncio.to_thread(
         verify_checked, checked, checkpoints, verifier or service.exchange.audit.signer.verifier(),
         witnesses=witness_verifiers(service.exchange.registry),
-        quorum=service.settings.witness_quorum, consistency=proofs, witnessed=witnessed))
+        quorum=service.settings.witness_quorum, consistency=proofs, witnessed=witnessed,
+        progress=progress))
 
     async def put(item: Sequence[Row] | None) -> bool:
         while not verifying.done():  # the verifier may stop early at the first bad entry

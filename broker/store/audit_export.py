@@ -73,9 +73,16 @@ async def _pages(service: BrokerService) -> AsyncIterator[Sequence[tuple[int, by
 
 
 def _workers(checkpoints: Sequence[tuple[int, str]]) -> int:
-    """Worker processes for checking leaves: one per core (at most four) for a large log."""
+    """Worker processes for checking leaves: none on two cores or for a small log.
+
+    Shipping pages to workers costs ~40% more CPU in all (pickling, pipes, start-up), and
+    with only two cores, shared with the database, the main process and the workers take
+    turns rather than overlap: on the 2-core machine one process verified 1M entries faster
+    (docs/performance.md). From four cores the workers have cores of their own.
+    """
     size = max((s for s, _ in checkpoints), default=0)
-    return min(os.cpu_count() or 1, 4) if size >= _PARALLEL_FROM else 0
+    cores = os.cpu_count() or 1
+    return min(cores - 1, 4) if cores >= 4 and size >= _PARALLEL_FROM else 0
 
 
 def witness_verifiers(registry: KeyRegistry) -> list[CosignatureVerifier]:
@@ -104,9 +111,10 @@ async def verify_database(service: BrokerService, verifier: NoteVerifier | None 
                           progress: Callable[[int], None] | None = None) -> VerifyReport:
     """Verify the log in place; ``witnessed`` are checkpoints agencies cosigned earlier.
 
-    Leaves are checked in ``workers`` processes (default: one per core once the log holds
-    ``_PARALLEL_FROM`` entries, none below, where starting them costs more than it saves);
-    the tree and the checkpoints are followed in order in one thread either way.
+    Leaves are checked in ``workers`` processes (default: see ``_workers``); the tree and
+    the checkpoints are followed in order in one thread either way. Worker processes are
+    spawned, so the calling program's main module must be import-safe (the usual
+    ``if __name__ == "__main__"`` idiom; the ``masp`` entry point is).
     """
     checkpoints, proofs = await _checkpoints(service)
     workers = _workers(checkpoints) if workers is None else workers

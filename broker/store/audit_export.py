@@ -75,7 +75,7 @@ async def _pages(service: BrokerService) -> AsyncIterator[Sequence[tuple[int, by
 def _workers(checkpoints: Sequence[tuple[int, str]]) -> int:
     """Worker processes for checking leaves: none on two cores or for a small log.
 
-    Shipping pages to workers costs ~40% more CPU in all (pickling, pipes, start-up), and
+    Shipping pages to workers costs 25-40% more CPU in all (pickling, pipes, start-up), and
     with only two cores, shared with the database, the main process and the workers take
     turns rather than overlap: on the 2-core machine one process verified 1M entries faster
     (docs/performance.md). From four cores the workers have cores of their own.

@@ -315,9 +315,7 @@ def bench(
             result = _run(run_audit_bench(name, entries, Path(tmp)))
         results.append(as_dict(result))
         if not as_json:
-            typer.echo(f"{name:<9} {entries} entries: append {result.append_entries_per_s:,.0f}/s, "
-                       f"verify {result.verify_s:.1f} s (+{result.verify_rss_growth_mb:.0f} MB RSS), "
-                       f"proof p50 {result.proof_p50_ms:.2f} ms p99 {result.proof_p99_ms:.2f} ms")
+            typer.echo(result.summary())
     if as_json:
         typer.echo(json.dumps({"suite": "audit", "results": results}, indent=2))
 

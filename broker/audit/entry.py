@@ -46,35 +46,40 @@ class EntryKind(StrEnum):
     ROUTE_RESUMED = "route_resumed"
 
 
+# Fields of every model in a leaf are declared in sorted (RFC 8785) order: pydantic-core
+# then writes a leaf's canonical JSON directly (``AuditEntry.leaf_bytes``), and a unit test
+# keeps the declarations sorted.
+
+
 class Actor(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     agency: str | None = None
-    user_id: str | None = None
-    role: str | None = None
     auth: str  # how the actor was authenticated: agency-jwt, amqp, role-token, system
+    role: str | None = None
+    user_id: str | None = None
 
 
 class SubjectRef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    pseudonym: str
     category: str
+    pseudonym: str
 
 
 class FieldDigest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
     digest: str
+    name: str
 
 
 class DsaRef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    clause: str | None = None
     id: str
     version: int
-    clause: str | None = None
 
 
 class AuditEntry(BaseModel):
@@ -82,35 +87,50 @@ class AuditEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    seq: int
-    kind: EntryKind
-    at: datetime
     actor: Actor
-    message_id: str | None = None
-    delivery_id: str | None = None
-    masp_type: str | None = None
+    at: datetime
     case_id: str | None = None
-    sender: str | None = None
-    recipient: str | None = None
-    subjects: tuple[SubjectRef, ...] = ()
-    dsa: DsaRef | None = None
-    purpose: str | None = None
-    lawful_basis: str | None = None
-    special_category_condition: str | None = None
+    classification: str | None = None
+    consent: Mapping[str, str] | None = None
     decision: str | None = None
-    rules: tuple[str, ...] = ()
-    reason: str | None = None
+    delivery_id: str | None = None
+    dsa: DsaRef | None = None
     fields_disclosed: tuple[FieldDigest, ...] = ()
     fields_withheld: tuple[str, ...] = ()
-    consent: Mapping[str, str] | None = None
+    kind: EntryKind
+    lawful_basis: str | None = None
+    masp_type: str | None = None
+    message_id: str | None = None
     override: Mapping[str, str] | None = None  # codes only: keeps leaves float-free (see leaf_bytes)
-    classification: str | None = None
-    retention_until: datetime | None = None
-    policy_hash: str | None = None
     payload_digest: str | None = None
+    policy_hash: str | None = None
+    purpose: str | None = None
+    reason: str | None = None
+    recipient: str | None = None
+    retention_until: datetime | None = None
+    rules: tuple[str, ...] = ()
+    sender: str | None = None
+    seq: int
+    special_category_condition: str | None = None
+    subjects: tuple[SubjectRef, ...] = ()
 
     def leaf_bytes(self) -> bytes:
-        """RFC 8785 canonical JSON; ``None`` and empty members are dropped to keep leaves small."""
+        """RFC 8785 canonical JSON; ``None`` and empty members are dropped to keep leaves small.
+
+        Written by pydantic-core in one call (~5x faster than dumping to a dict and sorting
+        it in ``json``): fields are declared in sorted order, and pydantic-core escapes
+        strings exactly as RFC 8785 does (quote, backslash, ``\\b\\f\\n\\r\\t``, other
+        controls as lower-case ``\\u00xx``, everything else verbatim UTF-8). The free-form
+        mappings (``consent``, ``override``) keep their insertion order there, so an entry
+        whose mapping keys are not sorted ASCII takes the dict path instead. Both paths
+        are pinned to the ``rfc8785`` reference by tests.
+        """
+        if not _sorted_ascii_keys(self.consent) or not _sorted_ascii_keys(self.override):
+            return self._leaf_bytes_via_dict()
+        empty = {name for name in _CONTAINERS if not getattr(self, name)}
+        return self.__pydantic_serializer__.to_json(self, exclude_none=True, exclude=empty or None)
+
+    def _leaf_bytes_via_dict(self) -> bytes:
         doc = self.model_dump(mode="json", exclude_none=True)
         doc = {k: v for k, v in doc.items() if v not in ((), [], {})}
         return leaf_json(doc)
@@ -118,6 +138,16 @@ class AuditEntry(BaseModel):
     @classmethod
     def from_leaf(cls, leaf: bytes) -> AuditEntry:
         return cls.model_validate_json(leaf)
+
+
+_CONTAINERS = ("consent", "fields_disclosed", "fields_withheld", "override", "rules", "subjects")
+
+
+def _sorted_ascii_keys(mapping: Mapping[str, str] | None) -> bool:
+    if not mapping:
+        return True
+    keys = list(mapping)
+    return all(k.isascii() for k in keys) and keys == sorted(keys)
 
 
 def leaf_json(doc: Mapping[str, Any]) -> bytes:

@@ -154,22 +154,32 @@ async def _as_attacker(service: BrokerService, *statements: str) -> None:
             await s.execute(text(stmt))
 
 
-async def test_reordered_entries_in_the_database_name_the_first_bad_seq(service: BrokerService) -> None:
+@pytest.fixture(params=[None, 2], ids=["in-process", "workers"])
+def workers(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int | None:
+    """Verification in process, and in worker processes over pages of two entries."""
+    if request.param:
+        monkeypatch.setattr("broker.store.audit_export._PAGE", 2)
+    return request.param  # type: ignore[no-any-return]
+
+
+async def test_reordered_entries_in_the_database_name_the_first_bad_seq(service: BrokerService,
+                                                                        workers: int | None) -> None:
     for _ in range(3):
         await _append(service, 2, "t")
-    assert (await verify_database(service)).ok
+    assert (await verify_database(service, workers=workers)).ok
     await _as_attacker(service, "UPDATE audit_entry SET seq = -1 WHERE seq = 1",
                        "UPDATE audit_entry SET seq = 1 WHERE seq = 2",
                        "UPDATE audit_entry SET seq = 2 WHERE seq = -1")
-    report = await verify_database(service)
+    report = await verify_database(service, workers=workers)
     assert not report.ok and report.first_bad_seq == 1 and "leaf says seq 2" in (report.problem or "")
 
 
-async def test_deleted_last_entry_and_changed_byte_in_the_database(service: BrokerService) -> None:
+async def test_deleted_last_entry_and_changed_byte_in_the_database(service: BrokerService,
+                                                                   workers: int | None) -> None:
     for _ in range(3):
         await _append(service, 2, "d")
     await _as_attacker(service, "DELETE FROM audit_entry WHERE seq = 5")
-    report = await verify_database(service)
+    report = await verify_database(service, workers=workers)
     assert not report.ok and report.first_bad_seq == 5 and "removed" in (report.problem or "")
     postgres = service.engine.dialect.name == "postgresql"
     flip = ("UPDATE audit_entry SET leaf = overlay(leaf placing '9'::bytea from 12 for 1) WHERE seq = 3"
@@ -177,7 +187,7 @@ async def test_deleted_last_entry_and_changed_byte_in_the_database(service: Brok
             "UPDATE audit_entry SET leaf = CAST(substr(leaf, 1, 11) || '9' || substr(leaf, 13) AS BLOB) "
             "WHERE seq = 3")
     await _as_attacker(service, flip)
-    report = await verify_database(service)
+    report = await verify_database(service, workers=workers)
     assert not report.ok and report.first_bad_seq == 3
 
 
@@ -200,6 +210,7 @@ async def test_export_carries_cosignatures_and_consistency_proofs(service: Broke
     await export_log(service, out)
     report = verify_export(out)
     assert report.ok and report.cosignatures == 2 and report.published_size == 4
+    assert verify_export(out, workers=2) == report
     assert verify_export(out, quorum=3).published_size is None
     pristine = {name: (out / name).read_text() for name in ("checkpoints.jsonl", "consistency.jsonl")}
 
@@ -212,6 +223,7 @@ async def test_export_carries_cosignatures_and_consistency_proofs(service: Broke
     with_last_cosignature_changed(40)  # inside the Ed25519 signature
     report = verify_export(out)
     assert not report.ok and report.first_bad_seq == 3 and "size 4 does not verify" in (report.problem or "")
+    assert verify_export(out, workers=2) == report
     with_last_cosignature_changed(0)  # the key id: a line by an unknown key is ignored, so it
     report = verify_export(out)  # no longer counts towards the quorum
     assert report.ok and report.cosignatures == 1 and report.published_size is None

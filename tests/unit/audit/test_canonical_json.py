@@ -46,3 +46,80 @@ def test_audit_leaves_are_rfc8785() -> None:
         consent={"ref": "C-1", "status": "given"})
     assert entry.leaf_bytes() == rfc8785.dumps(
         {k: v for k, v in entry.model_dump(mode="json", exclude_none=True).items() if v not in ([], {})})
+
+
+def test_leaf_models_declare_their_fields_in_sorted_order() -> None:
+    """``AuditEntry.leaf_bytes`` lets pydantic-core write fields in declaration order."""
+    from broker.audit.entry import Actor, AuditEntry, DsaRef, FieldDigest, SubjectRef
+
+    for model in (Actor, AuditEntry, DsaRef, FieldDigest, SubjectRef):
+        names = list(model.model_fields)
+        assert names == sorted(names), model.__name__
+
+
+def _entries() -> st.SearchStrategy[object]:
+    from datetime import UTC, timedelta, timezone
+
+    from broker.audit.entry import Actor, AuditEntry, DsaRef, EntryKind, FieldDigest, SubjectRef
+
+    text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)  # no lone surrogates
+    maybe = st.none() | text
+    zones = st.sampled_from([UTC, timezone(timedelta(hours=1)), timezone(timedelta(minutes=-330)), None])
+    moments = st.builds(lambda d, z: d.replace(tzinfo=z), st.datetimes(), zones)
+    mappings = st.none() | st.dictionaries(text, text, max_size=3)
+    return st.builds(
+        AuditEntry, seq=st.integers(0, 2**53 - 1), kind=st.sampled_from(list(EntryKind)), at=moments,
+        actor=st.builds(Actor, agency=maybe, auth=text, role=maybe, user_id=maybe),
+        message_id=maybe, reason=maybe, case_id=maybe, retention_until=st.none() | moments,
+        subjects=st.lists(st.builds(SubjectRef, pseudonym=text, category=text), max_size=2).map(tuple),
+        dsa=st.none() | st.builds(DsaRef, id=text, version=st.integers(0, 99), clause=maybe),
+        rules=st.lists(text, max_size=3).map(tuple), fields_withheld=st.lists(text, max_size=3).map(tuple),
+        fields_disclosed=st.lists(st.builds(FieldDigest, name=text, digest=text), max_size=3).map(tuple),
+        consent=mappings, override=mappings)
+
+
+@settings(max_examples=300)
+@given(_entries())
+def test_any_entry_leaf_is_rfc8785_of_its_dump(entry: object) -> None:
+    from broker.audit.entry import AuditEntry
+
+    assert isinstance(entry, AuditEntry)
+    doc = {k: v for k, v in entry.model_dump(mode="json", exclude_none=True).items()
+           if v not in ([], {})}
+    assert entry.leaf_bytes() == rfc8785.dumps(doc)
+    assert entry.leaf_bytes() == entry._leaf_bytes_via_dict()
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(max_size=8), documents, max_size=6), st.booleans())
+def test_verifier_accepts_exactly_the_canonical_form(doc: dict[str, object], shuffle: bool) -> None:
+    """The verifier's fast canonical check agrees with re-serialising through ``leaf_json``."""
+    import json
+
+    from broker.audit.entry import leaf_json
+    from broker.audit.verify import _leaf_problem
+
+    doc = {**doc, "kind": "disclosed", "seq": 3}
+    canonical = leaf_json(doc)
+    assert _leaf_problem(3, canonical) is None
+    items = list(doc.items())
+    if shuffle:
+        items.reverse()
+    other = json.dumps(dict(items), ensure_ascii=False, separators=(",", ":")).encode()
+    assert (_leaf_problem(3, other) is None) == (other == canonical)
+    spaced = json.dumps(doc, ensure_ascii=False, sort_keys=True).encode()
+    assert (_leaf_problem(3, spaced) is None) == (spaced == canonical)
+    escaped = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()  # \uXXXX for non-ASCII
+    assert (_leaf_problem(3, escaped) is None) == (escaped == canonical)
+
+
+def test_verifier_refuses_non_canonical_leaves() -> None:
+    from broker.audit.verify import _leaf_problem
+
+    assert _leaf_problem(1, b'{"kind":"x","seq":1}') is None
+    for bad in (b'{"seq":1,"kind":"x"}', b'{"kind":"x","seq":1,"a":{"c":1,"b":2}}',
+                b'{"kind":"x","seq":1,"n":NaN}', b'{"kind":"\\u0078","seq":1}',
+                b'{"kind":"x", "seq":1}', b'{"kind":"x","kind":"x","seq":1}'):
+        assert _leaf_problem(1, bad) is not None, bad
+    assert "not JSON" in (_leaf_problem(1, b'{"kind":"x","seq":1') or "")
+    assert "says seq" in (_leaf_problem(2, b'{"kind":"x","seq":1}') or "")

@@ -58,6 +58,7 @@ class Options:
     warmup: int = 30
     window: int = 64
     windows: int = 5  # cost measured over this many equal slices of the saturation run
+    profile: Path | None = None  # write a pyinstrument profile of each broker process here
 
 
 @dataclass
@@ -73,6 +74,7 @@ class Tracker:
     """When each message was submitted and when each recipient handed it over."""
 
     submitted: dict[str, float] = field(default_factory=dict)
+    receipted: dict[str, float] = field(default_factory=dict)  # the broker's signed receipt came back
     handed: dict[str, dict[str, float]] = field(default_factory=dict)
     waiters: dict[str, asyncio.Future[float]] = field(default_factory=dict)
     on_done: Callable[[], None] | None = None
@@ -145,7 +147,8 @@ async def run_e2e_bench(opts: Options, workdir: Path) -> dict[str, Any]:
             return mid, jwe
 
         raw = await run_raw_bench(opts.amqp_url, message_bytes=len(compose()[1]), count=opts.count)
-        with broker_processes(settings.model_dump_json(), opts.workers) as brokers:
+        profile = str(opts.profile) if opts.profile else None
+        with broker_processes(settings.model_dump_json(), opts.workers, profile=profile) as brokers:
             result = await _pipeline(opts, settings, service, police, registry, compose, brokers,
                                      workdir)
         report = await verify_database(service)
@@ -190,6 +193,7 @@ async def _pipeline(opts: Options, settings: Settings, service: BrokerService,
         tracker.waiters[mid] = fut
         tracker.submitted[mid] = time.perf_counter()
         reply = await submitter.submit(jwe)
+        tracker.receipted[mid] = time.perf_counter()
         if "audit_seq" not in reply:
             raise RuntimeError(f"the broker refused a benchmark message: {reply.get('title')}")
         await asyncio.wait_for(fut, 120)
@@ -201,7 +205,9 @@ async def _pipeline(opts: Options, settings: Settings, service: BrokerService,
         low_ids_start = len(tracker.submitted)
         for _ in range(opts.low_load):
             await one()
-        low = Latencies.of(tracker.latency(m) for m in list(tracker.submitted)[low_ids_start:])
+        low_ids = list(tracker.submitted)[low_ids_start:]
+        low = Latencies.of(tracker.latency(m) for m in low_ids)
+        receipt_low = Latencies.of(tracker.receipted[m] - tracker.submitted[m] for m in low_ids)
         before = len(tracker.submitted)
 
         slices: list[Slice] = []
@@ -241,7 +247,7 @@ async def _pipeline(opts: Options, settings: Settings, service: BrokerService,
         for rt in receivers:
             await rt.stop()
         await connection.close()
-    return {"low": low, "saturation": sat, "elapsed_s": elapsed, "delivered_s": delivered_s,
+    return {"low": low, "saturation": sat, "receipt_low": receipt_low, "elapsed_s": elapsed, "delivered_s": delivered_s,
             "broker_cpu_s": cpu1[0] - cpu0[0], "adapters_cpu_s": cpu1[1] - cpu0[1],
             "peak_rss_mb": peak["broker"], "adapters_peak_rss_mb": peak["adapters"],
             "slices": slices, "messages": total}
@@ -273,7 +279,8 @@ def _report(opts: Options, raw: Any, r: dict[str, Any], url: str) -> dict[str, A
         "e2e_disclosures_per_s": round(disclosures, 1),
         "ratio": round(disclosures / raw.msgs_per_s, 3),
         "p50_ms_low_load": round(r["low"].p50, 2),
-        "latency_ms": {"low_load": asdict(r["low"]), "saturation": asdict(r["saturation"])},
+        "latency_ms": {"low_load": asdict(r["low"]), "saturation": asdict(r["saturation"]),
+                       "receipt_low_load": asdict(r["receipt_low"])},
         "broker_cpu_s_per_msg": round(r["broker_cpu_s"] / opts.count, 5),
         "adapters_cpu_s_per_msg": round(r["adapters_cpu_s"] / opts.count, 5),
         "peak_rss_mb": round(r["peak_rss_mb"], 1),
@@ -297,7 +304,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"{r['e2e_msgs_per_s']:,.0f} msgs/s, {r['e2e_disclosures_per_s']:,.0f} disclosures/s "
         f"(ratio {r['ratio']:.2f} of raw)",
         f"  latency p50/p95/p99 low load {low['p50']:.1f}/{low['p95']:.1f}/{low['p99']:.1f} ms, "
-        f"saturation {sat['p50']:.0f}/{sat['p95']:.0f}/{sat['p99']:.0f} ms",
+        f"saturation {sat['p50']:.0f}/{sat['p95']:.0f}/{sat['p99']:.0f} ms; signed receipt p50 at low load "
+        f"{r['latency_ms']['receipt_low_load']['p50']:.1f} ms",
         f"  CPU per message: broker {r['broker_cpu_s_per_msg'] * 1000:.2f} ms, adapters "
         f"{r['adapters_cpu_s_per_msg'] * 1000:.2f} ms; peak RSS broker {r['peak_rss_mb']:.0f} MB, "
         f"adapters {r['adapters_peak_rss_mb']:.0f} MB",

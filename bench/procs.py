@@ -17,7 +17,9 @@ from multiprocessing.synchronize import Event
 import psutil
 
 
-def _broker_main(settings_json: str, ready: Event, stop: Event) -> None:
+def _broker_main(settings_json: str, ready: Event, stop: Event, profile: str | None) -> None:
+    import os
+
     from broker.logs import configure
     from broker.settings import Settings
 
@@ -35,11 +37,22 @@ def _broker_main(settings_json: str, ready: Event, stop: Event) -> None:
         finally:
             await service.close()
 
-    asyncio.run(run())
+    if profile is None:
+        asyncio.run(run())
+        return
+    from pyinstrument import Profiler  # dev dependency: only with --profile
+
+    with Profiler(async_mode="disabled", interval=0.002) as profiler:
+        asyncio.run(run())
+    with open(os.path.join(profile, f"broker-{os.getpid()}.txt"), "w") as fh:
+        fh.write(profiler.output_text(unicode=True, show_all=False))
+    with open(os.path.join(profile, f"broker-{os.getpid()}.flat.txt"), "w") as fh:
+        fh.write(profiler.output_text(unicode=True, flat=True))
 
 
 @contextmanager
-def broker_processes(settings_json: str, workers: int, *, timeout: float = 60.0
+def broker_processes(settings_json: str, workers: int, *, profile: str | None = None,
+                     timeout: float = 60.0
                      ) -> Iterator[list[psutil.Process]]:
     """Start ``workers`` broker processes (consumers + relay each), yield them, stop them."""
     ctx = multiprocessing.get_context("spawn")
@@ -49,7 +62,7 @@ def broker_processes(settings_json: str, workers: int, *, timeout: float = 60.0
         for _ in range(workers):
             ready = ctx.Event()
             proc: BaseProcess = ctx.Process(target=_broker_main, daemon=True,
-                                            args=(settings_json, ready, stop))
+                                            args=(settings_json, ready, stop, profile))
             proc.start()
             started.append((proc, ready))
         for proc, ready in started:

@@ -307,6 +307,8 @@ def bench(
     database_url: Annotated[str | None, typer.Option(
         help="e2e suite: a PostgreSQL server URL; a fresh database is created there and dropped "
              "(default: a temporary SQLite file)")] = None,
+    profile: Annotated[Path | None, typer.Option(
+        help="e2e suite: write a pyinstrument profile of each broker process to this directory")] = None,
     entries: Annotated[int, typer.Option(help="audit suite: log size to build")] = 1_000_000,
     backend: Annotated[list[str] | None, typer.Option(help="audit suite: sqlite and/or postgres")] = None,
 ) -> None:
@@ -314,7 +316,7 @@ def bench(
     import tempfile
 
     if suite == "e2e":
-        _bench_e2e(as_json, count, workers, database_url)
+        _bench_e2e(as_json, count, workers, database_url, profile)
         return
     if suite != "audit":
         fail(f"unknown suite {suite!r} (e2e or audit)")
@@ -335,7 +337,8 @@ def bench(
         typer.echo(json.dumps({"suite": "audit", "results": results}, indent=2))
 
 
-def _bench_e2e(as_json: bool, count: int, workers: int, database_url: str | None) -> None:
+def _bench_e2e(as_json: bool, count: int, workers: int, database_url: str | None,
+               profile: Path | None) -> None:
     import tempfile
 
     from bench.e2e import Options, format_report, run_e2e_bench
@@ -345,7 +348,8 @@ def _bench_e2e(as_json: bool, count: int, workers: int, database_url: str | None
     if workers > 1 and (database_url is None or database_url.startswith("sqlite")):
         fail("several broker workers need PostgreSQL: pass --database-url postgresql://...")
     opts = Options(amqp_url=Settings().amqp_url, database_url=database_url, count=count,
-                   workers=workers, low_load=min(100, count), warmup=min(30, max(5, count // 4)))
+                   workers=workers, low_load=min(100, count), warmup=min(30, max(5, count // 4)),
+                   profile=profile)
     with tempfile.TemporaryDirectory(prefix="masp-bench-") as tmp:
         result = _run(run_e2e_bench(opts, Path(tmp)))
     typer.echo(json.dumps(result, indent=2) if as_json else format_report(result))

@@ -506,12 +506,13 @@ async def acknowledge_many(exchange: Exchange, tokens: Sequence[str], *,
     done: list[tuple[dict[str, Any], dict[str, Any], DeliveryRow | None]] = []
     try:
         async with telemetry.astep("masp.audit.append"), exchange.audit.transaction() as batch:
-            # one query loads the batch's deliveries; each get below is then a map lookup
-            await batch.session.execute(select(DeliveryRow).where(col(DeliveryRow.delivery_id).in_(
-                [p["delivery_id"] for _, p in verified])))
+            # one query for the batch's deliveries, not one round trip per acknowledgement
+            rows = {r.delivery_id: r for r in (await batch.session.execute(
+                select(DeliveryRow).where(col(DeliveryRow.delivery_id).in_(
+                    [p["delivery_id"] for _, p in verified])))).scalars()}
             for i, payload in verified:
                 try:
-                    result, row = await _record_ack(exchange, batch, payload, via)
+                    result, row = await _record_ack(exchange, batch, payload, via, rows)
                 except MaspError as exc:  # no such delivery: nothing was written for it
                     results[i] = exc
                     continue
@@ -531,12 +532,17 @@ async def acknowledge_many(exchange: Exchange, tokens: Sequence[str], *,
 
 
 async def _record_ack(exchange: Exchange, batch: Batch, payload: dict[str, Any], via: str,
+                      known: Mapping[str, DeliveryRow] | None = None,
                       ) -> tuple[dict[str, Any], DeliveryRow | None]:
-    """Inside the sequencer: the delivery's new state and its audit entry (once per delivery)."""
+    """Inside the sequencer: the delivery's new state and its audit entry (once per delivery).
+
+    ``known``: the batch's deliveries, read together beforehand; without it, one read.
+    """
     from broker.errors import NotFound
 
     now = exchange.clock()
-    row = await batch.session.get(DeliveryRow, payload["delivery_id"])
+    row = (known.get(payload["delivery_id"]) if known is not None
+           else await batch.session.get(DeliveryRow, payload["delivery_id"]))
     if row is None or row.recipient != payload["iss"] or row.message_id != payload["message_id"]:
         raise NotFound("no such delivery for this agency")
     if row.state in ("acknowledged", "rejected"):

@@ -31,7 +31,6 @@ from sqlmodel import col
 
 from adapters.runtime import AdapterRuntime
 from adapters.submitter import AmqpSubmitter
-from bench.procs import broker_processes
 from bench.raw import run_raw_bench
 from bench.stats import Latencies, cpu_seconds
 from broker import wire
@@ -42,6 +41,7 @@ from broker.settings import Settings
 from broker.store.audit_export import verify_database
 from broker.store.models import DeliveryRow
 from broker.transport import topology
+from broker.worker_pool import worker_processes
 
 RECIPIENTS = ("probation", "nhs")
 SUBJECTS = [{"ref": "19/4471023K", "category": "suspect"}, {"ref": "VIC-1", "category": "victim"}]
@@ -148,7 +148,7 @@ async def run_e2e_bench(opts: Options, workdir: Path) -> dict[str, Any]:
 
         raw = await run_raw_bench(opts.amqp_url, message_bytes=len(compose()[1]), count=opts.count)
         profile = str(opts.profile) if opts.profile else None
-        with broker_processes(settings.model_dump_json(), opts.workers, profile=profile) as brokers:
+        with worker_processes(settings.model_dump_json(), opts.workers, profile=profile) as brokers:
             result = await _pipeline(opts, settings, service, police, registry, compose, brokers,
                                      workdir)
         report = await verify_database(service)
@@ -247,7 +247,8 @@ async def _pipeline(opts: Options, settings: Settings, service: BrokerService,
         for rt in receivers:
             await rt.stop()
         await connection.close()
-    return {"low": low, "saturation": sat, "receipt_low": receipt_low, "elapsed_s": elapsed, "delivered_s": delivered_s,
+    return {"low": low, "saturation": sat, "receipt_low": receipt_low, "elapsed_s": elapsed,
+            "delivered_s": delivered_s,
             "broker_cpu_s": cpu1[0] - cpu0[0], "adapters_cpu_s": cpu1[1] - cpu0[1],
             "peak_rss_mb": peak["broker"], "adapters_peak_rss_mb": peak["adapters"],
             "slices": slices, "messages": total}

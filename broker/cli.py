@@ -92,11 +92,14 @@ WitnessedNote = Annotated[list[Path] | None, typer.Option(help="a checkpoint not
 
 
 @app.command()
-def serve(demo: DemoFlag = False) -> None:
+def serve(demo: DemoFlag = False,
+          workers: Annotated[int, typer.Option(min=1, help="broker processes consuming the queues "
+                                                          "(more than one needs PostgreSQL)")] = 1,
+          ) -> None:
     """Run the API, broker workers and outbox relay on MASP_HTTP_HOST:MASP_HTTP_PORT."""
     from broker.server import serve as run_server
 
-    _run(run_server(Settings(), demo=demo))
+    _run(run_server(Settings(), demo=demo, workers=workers))
 
 
 @app.command()
@@ -301,7 +304,7 @@ def adapter_run(agency: Annotated[str, typer.Argument(help="police, probation, n
 def bench(
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
     suite: Annotated[str, typer.Option(help="e2e (the pipeline beside raw aio-pika) or audit")] = "e2e",
-    count: Annotated[int, typer.Option(min=10, help="e2e suite: messages at saturation")] = 2000,
+    count: Annotated[int, typer.Option(min=10, help="e2e suite: messages at saturation")] = 1000,
     workers: Annotated[int, typer.Option(min=1, help="e2e suite: broker worker processes "
                                                    "(more than one needs PostgreSQL)")] = 1,
     database_url: Annotated[str | None, typer.Option(

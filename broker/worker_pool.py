@@ -1,8 +1,11 @@
-"""Broker worker processes for the benchmark: the broker runs apart from the adapters.
+"""Extra broker worker processes: consumers and outbox relay, no HTTP (``masp serve --workers N``).
 
-The adapters and the broker sharing one interpreter would share one GIL and one RSS, and
-neither figure would mean anything; each broker worker is its own process, as in
-production, and its CPU time and RSS are read from outside with psutil.
+One Python process uses one core; the crypto and policy work per message is CPU-bound, so
+a broker scales on one machine by running several processes that consume the same quorum
+queues. They share the audit sequencer through PostgreSQL's advisory lock and the outbox
+through ``FOR UPDATE SKIP LOCKED``, so more than one process needs PostgreSQL. The
+benchmark starts its broker the same way, apart from the adapters, so that its CPU time and
+RSS can be read from outside with psutil.
 """
 
 from __future__ import annotations
@@ -17,14 +20,14 @@ from multiprocessing.synchronize import Event
 import psutil
 
 
-def _broker_main(settings_json: str, ready: Event, stop: Event, profile: str | None) -> None:
+def _worker_main(settings_json: str, ready: Event, stop: Event, profile: str | None) -> None:
     import os
 
     from broker.logs import configure
     from broker.settings import Settings
 
     settings = Settings.model_validate_json(settings_json)
-    configure(json=False, level=settings.log_level, library_level=settings.log_library_level)
+    configure(json=settings.log_json, level=settings.log_level, library_level=settings.log_library_level)
 
     async def run() -> None:
         from broker.service import BrokerService
@@ -33,7 +36,7 @@ def _broker_main(settings_json: str, ready: Event, stop: Event, profile: str | N
         try:
             await service.start_workers()
             ready.set()
-            await asyncio.get_running_loop().run_in_executor(None, stop.wait)
+            await asyncio.get_running_loop().run_in_executor(None, _until_stopped, stop)
         finally:
             await service.close()
 
@@ -50,18 +53,34 @@ def _broker_main(settings_json: str, ready: Event, stop: Event, profile: str | N
         fh.write(profiler.output_text(unicode=True, flat=True))
 
 
+def _until_stopped(stop: Event) -> None:
+    """Return when told to stop, or when the parent is gone (killed, or ended by a signal
+    before it could say so): a worker never outlives its ``masp serve``."""
+    import os
+
+    parent = os.getppid()
+    while not stop.wait(1.0):
+        if os.getppid() != parent:
+            return
+
+
 @contextmanager
-def broker_processes(settings_json: str, workers: int, *, profile: str | None = None,
+def worker_processes(settings_json: str, workers: int, *, profile: str | None = None,
                      timeout: float = 60.0
                      ) -> Iterator[list[psutil.Process]]:
-    """Start ``workers`` broker processes (consumers + relay each), yield them, stop them."""
+    """Start ``workers`` broker processes (consumers + relay each), yield them, stop them.
+
+    The database schema must exist already (the caller opened a ``BrokerService``), or the
+    processes would race to create it. ``profile``: a directory for a pyinstrument profile
+    of each process (a development dependency).
+    """
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
     started: list[tuple[BaseProcess, Event]] = []
     try:
         for _ in range(workers):
             ready = ctx.Event()
-            proc: BaseProcess = ctx.Process(target=_broker_main, daemon=True,
+            proc: BaseProcess = ctx.Process(target=_worker_main, daemon=True,
                                             args=(settings_json, ready, stop, profile))
             proc.start()
             started.append((proc, ready))

@@ -50,6 +50,7 @@ class AdapterRuntime:
     on_delivery: DeliveryHandler | None = None
     _channel: AbstractChannel | None = None
     _drain: Drain = field(default_factory=Drain)
+    _handing: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
 
     @property
     def agency(self) -> str:
@@ -135,7 +136,20 @@ class AdapterRuntime:
         telemetry.annotate(delivery_id=delivery.delivery_id, message_id=delivery.message_id,
                            sender=delivery.token.get("sender"), masp_type=delivery.token.get("masp_type"))
         try:
-            fresh = self._hand_over(delivery, message.body)
+            # the hand-over fsyncs: in a thread, so other deliveries are verified meanwhile;
+            # one hand-over per delivery id at a time keeps "exists, else write" atomic
+            key = delivery.delivery_id
+            lock, users = self._handing.get(key, (asyncio.Lock(), 0))
+            self._handing[key] = (lock, users + 1)
+            try:
+                async with lock:
+                    fresh = await asyncio.to_thread(self._hand_over, delivery, message.body)
+            finally:
+                lock, users = self._handing[key]
+                if users == 1:
+                    del self._handing[key]
+                else:
+                    self._handing[key] = (lock, users - 1)
             telemetry.annotate(duplicate=not fresh)
             if fresh and self.on_delivery is not None:
                 await self.on_delivery(delivery)

@@ -54,12 +54,12 @@ def test_bench_json_on_sqlite() -> None:
 
 async def test_bench_two_workers_on_postgres_leaves_no_database() -> None:
     before = await _bench_databases()
-    out = masp("bench", "--json", "--count", "20", "--workers", "2", "--database-url",
+    out = masp("bench", "--json", "--count", "10", "--workers", "2", "--database-url",
                f"postgresql://postgres@127.0.0.1:5432/{uuid.uuid4().hex}", timeout=240)
     assert out.returncode == 0, out.stdout + out.stderr
     result = json.loads(out.stdout)
     assert result["backend"] == "postgres" and result["workers"] == 2
-    _check(result, 20)
+    _check(result, 10)
     assert await _bench_databases() == before
 
 

@@ -29,9 +29,7 @@ def _free_port() -> int:
 
 
 def test_several_workers_need_postgres(tmp_path: Path) -> None:
-    env = {"MASP_STATE_DIR": str(tmp_path)}
-    assert masp("init", env=env).returncode == 0
-    result = masp("serve", "--workers", "2", env=env, timeout=30)
+    result = masp("serve", "--workers", "2", env={"MASP_STATE_DIR": str(tmp_path)}, timeout=60)
     assert result.returncode == 2
     assert "PostgreSQL" in result.stderr and result.stderr.count("\n") == 1
 

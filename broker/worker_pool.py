@@ -70,9 +70,11 @@ def worker_processes(settings_json: str, workers: int, *, profile: str | None = 
                      ) -> Iterator[list[psutil.Process]]:
     """Start ``workers`` broker processes (consumers + relay each), yield them, stop them.
 
-    The database schema must exist already (the caller opened a ``BrokerService``), or the
-    processes would race to create it. ``profile``: a directory for a pyinstrument profile
-    of each process (a development dependency).
+    The database schema must exist already (the caller opened a ``BrokerService``). Each
+    process still runs the idempotent schema statements as it opens, and PostgreSQL refuses
+    two concurrent ``CREATE OR REPLACE FUNCTION`` of the same trigger function ("tuple
+    concurrently updated"), so the processes start one after another. ``profile``: a
+    directory for a pyinstrument profile of each process (a development dependency).
     """
     ctx = multiprocessing.get_context("spawn")
     stop = ctx.Event()
@@ -84,7 +86,6 @@ def worker_processes(settings_json: str, workers: int, *, profile: str | None = 
                                             args=(settings_json, ready, stop, profile))
             proc.start()
             started.append((proc, ready))
-        for proc, ready in started:
             for _ in range(int(timeout * 10)):
                 if ready.wait(0.1) or not proc.is_alive():
                     break

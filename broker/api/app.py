@@ -13,11 +13,11 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from broker import policy
+from broker.acks import acknowledge
 from broker.api import audit_routes, delivery_routes, ig_routes, ops_health, ops_routes, problems
 from broker.api.auth import Principal, authenticate, require_agency, require_role
 from broker.audit.entry import Actor, AuditEntry, EntryKind, SubjectRef, pseudonym
 from broker.errors import NotFound, PayloadTooLarge
-from broker.exchange import acknowledge
 from broker.service import BrokerService
 from broker.store.audit_queries import EntryFilter, find_entries
 from broker.store.audit_witness import cosigned_note

@@ -17,8 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broker import telemetry
+from broker.acks import acknowledge_many
 from broker.errors import MaspError
-from broker.exchange import Exchange, acknowledge_many
+from broker.exchange import Exchange
 from broker.store import trace_context
 from broker.store.deliveries import claim_queued
 from broker.store.models import DeliveryRow

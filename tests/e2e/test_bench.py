@@ -28,8 +28,10 @@ def _check(result: dict[str, object], count: int) -> None:
     r: dict[str, float] = {k: float(v) for k, v in result.items()  # type: ignore[arg-type]
                            if isinstance(v, int | float) and not isinstance(v, bool)}
     assert r["raw_msgs_per_s"] > 0 and r["e2e_msgs_per_s"] > 0
-    assert r["e2e_disclosures_per_s"] == pytest.approx(2 * r["e2e_msgs_per_s"], rel=0.01)
-    assert r["ratio"] == pytest.approx(r["e2e_disclosures_per_s"] / r["raw_msgs_per_s"], rel=0.02)
+    # the report rounds: msgs/s to 0.1, the ratio to 0.001
+    assert r["e2e_disclosures_per_s"] == pytest.approx(2 * r["e2e_msgs_per_s"], rel=0.01, abs=0.2)
+    assert r["ratio"] == pytest.approx(r["e2e_disclosures_per_s"] / r["raw_msgs_per_s"], rel=0.02,
+                                       abs=0.0011)
     assert 0 < r["raw_p50_ms_low_load"] < 10_000 and 0 < r["p50_ms_low_load"] < 60_000
     assert 20 < r["peak_rss_mb"] < 4096  # a real broker process was measured
     assert r["broker_cpu_s_per_msg"] > 0 and r["adapters_cpu_s_per_msg"] > 0
@@ -41,7 +43,9 @@ def _check(result: dict[str, object], count: int) -> None:
         assert p["n"] > 0 and 0 < p["p50"] <= p["p95"] <= p["p99"]
     slices = result["cost_by_size"]
     assert isinstance(slices, list) and slices and slices[-1]["messages"] == count
-    assert all(s["broker_cpu_ms_per_msg"] > 0 for s in slices)
+    # CPU time is counted in clock ticks: a slice of a few messages may read zero
+    assert all(s["broker_cpu_ms_per_msg"] >= 0 and s["msgs_per_s"] > 0 for s in slices)
+    assert sum(s["broker_cpu_ms_per_msg"] for s in slices) > 0
 
 
 def test_bench_json_on_sqlite() -> None:

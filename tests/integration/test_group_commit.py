@@ -13,9 +13,10 @@ from sqlalchemy import select
 
 from adapters.runtime import wait_for
 from broker import wire
+from broker.acks import acknowledge_many
 from broker.demo.run import demo_body
 from broker.errors import MaspError, NotFound, ReplayDetected
-from broker.exchange import Receipt, acknowledge_many
+from broker.exchange import Receipt
 from broker.store.audit_export import verify_database
 from broker.store.models import AuditRow, DeliveryRow
 from tests.integration.conftest import Env

@@ -50,6 +50,7 @@ class AdapterRuntime:
     on_delivery: DeliveryHandler | None = None
     _channel: AbstractChannel | None = None
     _drain: Drain = field(default_factory=Drain)
+    _handing: dict[str, tuple[asyncio.Lock, int]] = field(default_factory=dict)
 
     @property
     def agency(self) -> str:
@@ -137,11 +138,24 @@ class AdapterRuntime:
         try:
             # the application's own import runs before the hand-over is recorded, so a crash in
             # between redelivers and imports again (imports are keyed by delivery id) rather
-            # than leaving a delivery recorded but never imported
-            fresh = not self._handed_over(delivery)
-            if fresh and self.on_delivery is not None:
-                await self.on_delivery(delivery)
-            fresh = self._hand_over(delivery, message.body)
+            # than leaving a delivery recorded but never imported. The hand-over fsyncs: in a
+            # thread, so other deliveries are verified meanwhile; one delivery id at a time
+            # keeps "not yet handed over, import, record" atomic.
+            key = delivery.delivery_id
+            lock, users = self._handing.get(key, (asyncio.Lock(), 0))
+            self._handing[key] = (lock, users + 1)
+            try:
+                async with lock:
+                    fresh = not self._handed_over(delivery)
+                    if fresh and self.on_delivery is not None:
+                        await self.on_delivery(delivery)
+                    fresh = await asyncio.to_thread(self._hand_over, delivery, message.body)
+            finally:
+                lock, users = self._handing[key]
+                if users == 1:
+                    del self._handing[key]
+                else:
+                    self._handing[key] = (lock, users - 1)
             telemetry.annotate(duplicate=not fresh)
             await self._send_ack(delivery)
         except Exception:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-import psutil  # type: ignore[import-untyped]
+import psutil
 
 from broker.audit.entry import Actor, AuditEntry, DsaRef, EntryKind, FieldDigest, SubjectRef
 from broker.service import BrokerService, init_state

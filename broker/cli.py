@@ -97,11 +97,14 @@ WitnessedNote = Annotated[list[Path] | None, typer.Option(help="a checkpoint not
 
 
 @app.command()
-def serve(demo: DemoFlag = False) -> None:
+def serve(demo: DemoFlag = False,
+          workers: Annotated[int, typer.Option(min=1, help="broker processes consuming the queues "
+                                                          "(more than one needs PostgreSQL)")] = 1,
+          ) -> None:
     """Run the API, broker workers and outbox relay on MASP_HTTP_HOST:MASP_HTTP_PORT."""
     from broker.server import serve as run_server
 
-    _run(run_server(Settings(), demo=demo))
+    _run(run_server(Settings(), demo=demo, workers=workers))
 
 
 @app.command()
@@ -296,15 +299,25 @@ def policy_explain(
 def bench(
     as_json: Annotated[bool, typer.Option("--json", help="print the figures as JSON")] = False,
     suite: Annotated[str, typer.Option(help="e2e (the pipeline beside raw aio-pika) or audit")] = "e2e",
+    count: Annotated[int, typer.Option(min=10, help="e2e suite: messages at saturation")] = 1000,
+    workers: Annotated[int, typer.Option(min=1, help="e2e suite: broker worker processes "
+                                                   "(more than one needs PostgreSQL)")] = 1,
+    database_url: Annotated[str | None, typer.Option(
+        help="e2e suite: a PostgreSQL server URL; a fresh database is created there and dropped "
+             "(default: a temporary SQLite file)")] = None,
+    profile: Annotated[Path | None, typer.Option(
+        help="e2e suite: write a pyinstrument profile of each broker process to this directory")] = None,
     entries: Annotated[int, typer.Option(help="audit suite: log size to build")] = 1_000_000,
     backend: Annotated[list[str] | None, typer.Option(help="audit suite: sqlite and/or postgres")] = None,
 ) -> None:
     """Measure; figures go to docs/performance.md. Runs against fresh, throw-away databases."""
     import tempfile
 
+    if suite == "e2e":
+        _bench_e2e(as_json, count, workers, database_url, profile)
+        return
     if suite != "audit":
-        fail("the end-to-end suite (pipeline beside a raw aio-pika baseline) is not built yet; "
-             "run `masp bench --suite audit`")
+        fail(f"unknown suite {suite!r} (e2e or audit)")
     from bench.audit import as_dict, run_audit_bench
 
     results = []
@@ -318,6 +331,26 @@ def bench(
             typer.echo(result.summary())
     if as_json:
         typer.echo(json.dumps({"suite": "audit", "results": results}, indent=2))
+
+
+def _bench_e2e(as_json: bool, count: int, workers: int, database_url: str | None,
+               profile: Path | None) -> None:
+    import tempfile
+
+    from bench.e2e import Options, format_report, run_e2e_bench
+
+    if database_url is not None and not database_url.startswith(("postgresql", "sqlite")):
+        fail("--database-url must be a postgresql:// (or sqlite) URL")
+    if workers > 1 and (database_url is None or database_url.startswith("sqlite")):
+        fail("several broker workers need PostgreSQL: pass --database-url postgresql://...")
+    opts = Options(amqp_url=Settings().amqp_url, database_url=database_url, count=count,
+                   workers=workers, low_load=min(100, count), warmup=min(30, max(5, count // 4)),
+                   profile=profile)
+    with tempfile.TemporaryDirectory(prefix="masp-bench-") as tmp:
+        result = _run(run_e2e_bench(opts, Path(tmp)))
+    typer.echo(json.dumps(result, indent=2) if as_json else format_report(result))
+    if not result["audit_verified"]:
+        fail("the audit log written by the benchmark does not verify", 1)
 
 
 def main() -> None:

@@ -11,13 +11,15 @@ knows neither HTTP nor AMQP: both edges call ``Exchange.submit``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
 import structlog
+from opentelemetry.trace import SpanKind
 from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -67,6 +69,21 @@ class Receipt:
                 "audit_seq": self.audit_seq, "decisions": self.decisions}
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """A verified, valid submission with what was worked out before taking the sequencer."""
+
+    sub: wire.Submission
+    body: schemas.CanonicalBody
+    actor: Actor
+    digest: str
+    classes: dict[str, DataClass]
+    subjects: tuple[SubjectRef, ...]
+    override: policy.Override | None
+    targets: dict[str, set[str]] | None
+    trace: Mapping[str, Any] | None = None
+
+
 @dataclass
 class Exchange:
     broker: AgencyKeys
@@ -91,8 +108,68 @@ class Exchange:
         ``agency`` is the authenticated submitter on channels that authenticate (HTTP); the
         message's own ``iss`` must then match it.
         """
+        sub, body, actor, digest = await self._admit(token, via, agency)
+        with telemetry.observed(message_id=sub.message_id, agency=sub.sender,
+                                masp_type=sub.claims["masp_type"]):
+            receipt = await self._accept(await self._prepare(sub, body, actor, digest))
+        telemetry.annotate(outcome="duplicate" if receipt.duplicate else "accepted",
+                           audit_seq=receipt.audit_seq,
+                           decisions=[f"{d['recipient']}:{d['decision']}" for d in receipt.decisions])
+        return receipt
+
+    async def submit_many(self, items: Sequence[tuple[str | bytes, Mapping[str, Any] | None]], *,
+                          via: str) -> list[Receipt | Exception]:
+        """Several submissions in one audit transaction (group commit); a result per token.
+
+        Checks that need no sequencer (decrypt, signatures, schema) run first, one message at
+        a time; the accepted ones then share one hold of the sequencer, one checkpoint and
+        one commit. If that shared unit of work fails, each message is retried alone, so
+        one bad message cannot take the others down with it. Each item carries the trace
+        headers of the consumer that took it, so its spans stay in its own trace.
+        """
+        results: list[Receipt | Exception | None] = [None] * len(items)
+        ready: list[tuple[int, _Prepared]] = []
+        for i, (token, trace) in enumerate(items):
+            try:
+                with _in_trace(trace):
+                    ready.append((i, await self._prepare(*await self._admit(token, via, None),
+                                                         trace=trace)))
+            except Exception as exc:  # MaspError: refused and audited; else infrastructure
+                results[i] = exc
+        if ready:
+            replays: list[tuple[int, _Prepared]] = []
+            try:
+                async with telemetry.astep("masp.audit.append"), self.audit.transaction() as batch:
+                    # one query for the batch's replay guard, not one (and a flush) per message
+                    seen = {r.jti: r for r in (await batch.session.execute(
+                        select(SeenMessageRow).where(col(SeenMessageRow.jti).in_(
+                            [p.sub.message_id for _, p in ready])))).scalars()}
+                    for i, prep in ready:
+                        with _in_trace(prep.trace):
+                            results[i] = await self._decide(batch, prep, seen)
+                        if results[i] is None:
+                            replays.append((i, prep))
+            except Exception:
+                log.warning("group_commit_failed", size=len(ready))
+                for i, prep in ready:
+                    try:
+                        with _in_trace(prep.trace):
+                            results[i] = await self._accept(prep)
+                    except Exception as exc:
+                        results[i] = exc
+            else:
+                for i, prep in replays:
+                    with _in_trace(prep.trace):
+                        results[i] = await self._refuse_replay(prep)
+                self._accepted([(p, r) for i, p in ready if isinstance(r := results[i], Receipt)])
+        return [r if r is not None else RuntimeError("no result") for r in results]
+
+    async def _admit(self, token: str | bytes, via: str, agency: str | None,
+                     ) -> tuple[wire.Submission, schemas.CanonicalBody, Actor, str]:
+        """Decrypt, verify sender and times, validate: (submission, body, actor, digest)."""
         actor = Actor(agency=agency, auth="agency-jwt" if via == "http" else via)
         digest = payload_digest(token)
+        sub: wire.Submission | None = None
         try:
             with telemetry.step("masp.decrypt"):
                 raw = wire.decrypt_submission(token, self.broker.decryption_keys(),
@@ -108,13 +185,7 @@ class Exchange:
             telemetry.annotate(outcome="refused", code=exc.code)
             await self._refuse_ingress(exc, actor, digest)
             raise
-        with telemetry.observed(message_id=sub.message_id, agency=sub.sender,
-                                masp_type=sub.claims["masp_type"]):
-            receipt = await self._accept(sub, body, Actor(agency=sub.sender, auth=actor.auth), digest)
-        telemetry.annotate(outcome="duplicate" if receipt.duplicate else "accepted",
-                           audit_seq=receipt.audit_seq,
-                           decisions=[f"{d['recipient']}:{d['decision']}" for d in receipt.decisions])
-        return receipt
+        return sub, body, Actor(agency=sub.sender, auth=actor.auth), digest
 
     async def refuse_unread(self, exc: MaspError, *, via: str, agency: str | None,
                             received: bytes) -> None:
@@ -145,57 +216,84 @@ class Exchange:
             ))
         log.info("submission_refused", code=exc.code, via=actor.auth, agency=actor.agency)
 
-    async def _accept(self, sub: wire.Submission, body: schemas.CanonicalBody, actor: Actor,
-                      digest: str) -> Receipt:
+    async def _prepare(self, sub: wire.Submission, body: schemas.CanonicalBody, actor: Actor,
+                       digest: str, *, trace: Mapping[str, Any] | None = None) -> _Prepared:
+        """Everything about a submission that does not need the sequencer."""
         claims = sub.claims
-        now = self.clock()
         present = sub.message.digests
         classes = {n: c for n, c in schemas.data_classes(claims["masp_type"]).items() if n in present}
         subjects = tuple(SubjectRef(pseudonym=pseudonym(self.pseudonym_secret, s["ref"]),
                                     category=s["category"]) for s in claims["subjects"])
-        override = self._override(claims)
-        targets: dict[str, set[str]] | None = None
-        if isinstance(body, CorrectionNotice):
-            try:
-                targets = await self._correction_targets(sub, body)
-            except MaspError as exc:
-                await self._refuse_ingress(exc, actor, digest, sub)
-                raise
+        try:
+            override = self._override(claims)
+            targets = (await self._correction_targets(sub, body)
+                       if isinstance(body, CorrectionNotice) else None)
+        except MaspError as exc:
+            await self._refuse_ingress(exc, actor, digest, sub)
+            raise
+        return _Prepared(sub, body, actor, digest, classes, subjects, override, targets, trace)
+
+    async def _accept(self, prep: _Prepared) -> Receipt:
         async with telemetry.astep("masp.audit.append"), self.audit.transaction() as batch:
-            session = batch.session
-            seen = await session.get(SeenMessageRow, sub.message_id)
-            if seen is not None:
-                if seen.payload_digest == digest and seen.sender == sub.sender:
-                    return self._duplicate(seen)
-            else:
-                recipients = (policy.candidate_recipients(self.bundle, sub.sender, claims["masp_type"])
-                              if targets is None else tuple(sorted(targets)))
-                with telemetry.step("masp.policy"):
-                    decisions = [policy.evaluate(self.bundle, policy.PolicyRequest(
-                        sender=sub.sender, recipient=r, masp_type=claims["masp_type"],
-                        purpose=claims["purpose"], fields=classes, at=now,
-                        consent=await self._consent(session, claims, r, now), override=override,
-                        facts=_facts(body))) for r in recipients]
-                    telemetry.annotate(decisions=[f"{d.recipient}:{d.outcome.value}" for d in decisions])
-                if targets is not None:
-                    reference = {n for n, c in classes.items() if c == DataClass.MESSAGE_REFERENCE}
-                    decisions = [scope_correction(d, targets[d.recipient], reference)
-                                 for d in decisions]
-                receipt = self._record(batch, session, sub, actor, digest, subjects, decisions, now)
-                if isinstance(body, ConsentChange):
-                    self._register_consent(batch, sub, body, subjects, actor, now)
-                session.add(SeenMessageRow(jti=sub.message_id, sender=sub.sender,
-                                           payload_digest=digest, receipt=receipt.token,
-                                           received_at=now))
-                trace_context.remember(session, sub.message_id)  # the relay publishes in this trace
+            receipt = await self._decide(batch, prep)
+        if receipt is None:
+            raise await self._refuse_replay(prep)
+        self._accepted([(prep, receipt)])
+        return receipt
+
+    async def _refuse_replay(self, prep: _Prepared) -> ReplayDetected:
+        replay = ReplayDetected(f"message id {prep.sub.message_id} was already used for other content")
+        await self._refuse_ingress(replay, prep.actor, prep.digest, prep.sub)
+        return replay
+
+    def _accepted(self, accepted: Sequence[tuple[_Prepared, Receipt]]) -> None:
+        if any(not r.duplicate for _, r in accepted):
+            self.outbox_ready.set()
+        for prep, r in accepted:
+            if not r.duplicate:
+                log.info("submission_accepted", message_id=r.message_id, agency=prep.sub.sender,
+                         masp_type=prep.sub.claims["masp_type"], deliveries=sum(
+                             1 for d in r.decisions if d["decision"].startswith("permit")))
+
+    async def _decide(self, batch: Batch, prep: _Prepared,
+                      known: dict[str, SeenMessageRow] | None = None) -> Receipt | None:
+        """Inside the sequencer: replay guard, policy, audit entries, deliveries, receipt.
+
+        None if the message id was already used for other content (a replay to refuse once
+        this unit of work has committed). ``known``: the batch's replay guard rows, read
+        together beforehand (and kept up to date here); without it, one read per message.
+        """
+        sub, claims, now = prep.sub, prep.sub.claims, self.clock()
+        session = batch.session
+        seen = (known.get(sub.message_id) if known is not None
+                else await session.get(SeenMessageRow, sub.message_id))
         if seen is not None:
-            replay = ReplayDetected(f"message id {sub.message_id} was already used for other content")
-            await self._refuse_ingress(replay, actor, digest, sub)
-            raise replay
-        self.outbox_ready.set()
-        log.info("submission_accepted", message_id=sub.message_id, agency=sub.sender,
-                 masp_type=claims["masp_type"], deliveries=sum(
-                     1 for d in receipt.decisions if d["decision"].startswith("permit")))
+            if seen.payload_digest == prep.digest and seen.sender == sub.sender:
+                return self._duplicate(seen)
+            return None
+        targets = prep.targets
+        recipients = (policy.candidate_recipients(self.bundle, sub.sender, claims["masp_type"])
+                      if targets is None else tuple(sorted(targets)))
+        with telemetry.step("masp.policy"):
+            decisions = [policy.evaluate(self.bundle, policy.PolicyRequest(
+                sender=sub.sender, recipient=r, masp_type=claims["masp_type"],
+                purpose=claims["purpose"], fields=prep.classes, at=now,
+                consent=await self._consent(session, claims, r, now), override=prep.override,
+                facts=_facts(prep.body))) for r in recipients]
+            telemetry.annotate(decisions=[f"{d.recipient}:{d.outcome.value}" for d in decisions])
+        if targets is not None:
+            reference = {n for n, c in prep.classes.items() if c == DataClass.MESSAGE_REFERENCE}
+            decisions = [scope_correction(d, targets[d.recipient], reference) for d in decisions]
+        receipt = self._record(batch, session, sub, prep.actor, prep.digest, prep.subjects,
+                               decisions, now)
+        if isinstance(prep.body, ConsentChange):
+            self._register_consent(batch, sub, prep.body, prep.subjects, prep.actor, now)
+        session.add(guard := SeenMessageRow(jti=sub.message_id, sender=sub.sender,
+                                            payload_digest=prep.digest, receipt=receipt.token,
+                                            received_at=now))
+        if known is not None:
+            known[sub.message_id] = guard
+        trace_context.remember(session, sub.message_id)  # the relay publishes in this trace
         return receipt
 
     def _record(self, batch: Batch, session: AsyncSession, sub: wire.Submission, actor: Actor,
@@ -324,6 +422,13 @@ class Exchange:
         return rec.state_for(recipient, claims["masp_type"], claims["purpose"], now.date())
 
 
+def _in_trace(trace: Mapping[str, Any] | None) -> AbstractContextManager[object]:
+    """A span for one message of a batch, in that message's own trace (if it has one)."""
+    if not trace:
+        return nullcontext()
+    return telemetry.continue_trace(trace, "masp.submit", SpanKind.INTERNAL)
+
+
 def _dsa_ref(d: policy.Decision) -> DsaRef:
     assert d.clause is not None
     return DsaRef(id=d.clause.dsa_id, version=d.clause.dsa_version, clause=d.clause.clause_id)
@@ -373,45 +478,3 @@ def _facts(body: schemas.CanonicalBody) -> dict[str, object]:
     if referrer is not None:
         facts["case_holder"] = bool(getattr(referrer, "case_holder", None))
     return facts
-
-
-async def acknowledge(exchange: Exchange, token: str, *, via: str,
-                      agency: str | None = None) -> dict[str, Any]:
-    """Record a recipient's signed acknowledgement (DESIGN.md §3.4); idempotent per delivery."""
-    from broker.errors import Forbidden, NotFound
-
-    payload = wire.verify_ack(token, exchange.registry)
-    telemetry.annotate(delivery_id=payload["delivery_id"], message_id=payload["message_id"],
-                       agency=payload["iss"], status=payload["status"])
-    if agency is not None and payload["iss"] != agency:
-        raise Forbidden("acknowledgement signed by another agency")
-    now = exchange.clock()
-    async with telemetry.astep("masp.audit.append"), exchange.audit.transaction() as batch:
-        row = await batch.session.get(DeliveryRow, payload["delivery_id"])
-        if row is None or row.recipient != payload["iss"] or row.message_id != payload["message_id"]:
-            raise NotFound("no such delivery for this agency")
-        if row.state in ("acknowledged", "rejected"):
-            return {"delivery_id": row.delivery_id, "state": row.state, "duplicate": True}
-        accepted = payload["status"] == "accepted"
-        row.state = "acknowledged" if accepted else "rejected"
-        row.acked_at = now
-        row.jwe = None  # P9: ciphertext is kept only until acknowledgement
-        batch.add(lambda seq: AuditEntry(
-            seq=seq, kind=EntryKind.ACKNOWLEDGED if accepted else EntryKind.REJECTED_BY_RECIPIENT,
-            at=now, actor=Actor(agency=payload["iss"], auth=via), message_id=row.message_id,
-            delivery_id=row.delivery_id, masp_type=row.masp_type, sender=row.sender,
-            recipient=row.recipient, decision=payload["status"],
-            reason=_reason_code(payload.get("reason")), policy_hash=exchange.bundle.policy_hash))
-        state = row.state
-    exchange.metrics.record_latency(row.recipient, row.created_at, now)
-    log.info("delivery_acknowledged", delivery_id=payload["delivery_id"], agency=payload["iss"],
-             status=payload["status"])
-    return {"delivery_id": payload["delivery_id"], "state": state, "duplicate": False}
-
-
-def _reason_code(reason: object) -> str | None:
-    """Recipients' reasons are free text from another system: keep a bounded code only."""
-    if not isinstance(reason, str):
-        return None
-    code = "".join(ch for ch in reason[:64] if ch.isalnum() or ch in "-_.: ")
-    return code or None

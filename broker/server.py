@@ -20,6 +20,7 @@ from broker.errors import ConfigurationError
 from broker.service import BrokerService
 from broker.settings import Settings
 from broker.store.audit_log import read_entries
+from broker.worker_pool import worker_processes
 
 log = structlog.get_logger("masp.server")
 
@@ -50,12 +51,20 @@ class _Server(uvicorn.Server):
         self._captured_signals.clear()
 
 
-async def serve(settings: Settings, *, demo: bool = False) -> None:
+async def serve(settings: Settings, *, demo: bool = False, workers: int = 1) -> None:
+    """``workers`` > 1 adds that many minus one worker processes (consumers and relay, no
+    HTTP) beside this one; they share the sequencer and outbox through PostgreSQL."""
     check_amqp_reachable(settings.amqp_url)
+    if workers > 1 and not settings.db_url.startswith("postgresql"):
+        raise ConfigurationError("several broker workers need PostgreSQL (MASP_DATABASE_URL)")
     tracing = telemetry.setup(settings.otlp_endpoint, service="masp-broker",
                               sample_ratio=settings.trace_sample_ratio)
     service = await BrokerService.open(settings)
     await service.start_workers()
+    pool = contextlib.ExitStack()
+    if workers > 1:  # after open(): the schema exists before the other processes start
+        await asyncio.to_thread(pool.enter_context,
+                                worker_processes(settings.model_dump_json(), workers - 1))
     app = create_app(service)
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                             log_level="warning", access_log=False,
@@ -78,6 +87,7 @@ async def serve(settings: Settings, *, demo: bool = False) -> None:
                 await demo_task
         if player is not None:
             await player.stop_adapters()
+        await asyncio.to_thread(pool.close)
         await service.close()
         if tracing is not None:
             tracing.shutdown()  # flush the last spans to the collector

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlmodel import col
 
 from broker import policy
+from broker.acks import acknowledge
 from broker.api import audit_routes, delivery_routes, ig_routes, ops_health, ops_routes, problems
 from broker.api.auth import Principal, authenticate, require_agency, require_role
 from broker.api.params import MAX_INT64
@@ -20,7 +21,6 @@ from broker.api.problems import AUTHENTICATED, declare
 from broker.api.rate_limit import AgencyRateLimit, RateLimited
 from broker.audit.entry import AuditEntry, pseudonym
 from broker.errors import NotFound, PayloadTooLarge
-from broker.exchange import acknowledge
 from broker.service import BrokerService
 from broker.store.audit_queries import EntryFilter
 from broker.store.audit_witness import cosigned_note

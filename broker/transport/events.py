@@ -107,12 +107,14 @@ class CaseEvents:
         if not rows:
             return 0
         target = await self.channel.get_exchange(self.names.events, ensure=False)
-        for row in rows:
-            for key, body in events_for(AuditEntry.from_leaf(row.leaf)):
-                await target.publish(aio_pika.Message(
-                    json.dumps(body, separators=(",", ":")).encode(), content_type="application/json",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=f"{body['seq']}.{key}",
-                    type=body["event"]), routing_key=key)
+        # confirms awaited together (one round trip per batch, not per event); any failure
+        # raises before the cursor moves, so the whole batch is sent again
+        await asyncio.gather(*(
+            target.publish(aio_pika.Message(
+                json.dumps(body, separators=(",", ":")).encode(), content_type="application/json",
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=f"{body['seq']}.{key}",
+                type=body["event"]), routing_key=key)
+            for row in rows for key, body in events_for(AuditEntry.from_leaf(row.leaf))))
         last = rows[-1].seq
         if not await event_cursor.advance(sessions, self._cursor, last):
             async with sessions() as session:  # another process moved on: follow it

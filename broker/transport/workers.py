@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
+from functools import partial
 from typing import Any
 
 import aio_pika
@@ -16,11 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broker import telemetry
+from broker.acks import acknowledge_many
 from broker.errors import MaspError
-from broker.exchange import Exchange, acknowledge
+from broker.exchange import Exchange
 from broker.store import trace_context
 from broker.store.deliveries import claim_queued
 from broker.store.models import DeliveryRow
+from broker.transport.batching import Batcher
 from broker.transport.drain import Drain
 from broker.transport.retry import with_backoff
 from broker.transport.topology import Names, Topology, declare
@@ -44,6 +47,9 @@ class BrokerWorkers:
         self._publish_channel: AbstractChannel | None = None
         self.topology: Topology | None = None
         self._drain = Drain()
+        # group commit: messages that wait on the audit sequencer together commit together
+        self._ingress = Batcher(partial(exchange.submit_many, via="amqp"), max_size=prefetch)
+        self._acks = Batcher(partial(acknowledge_many, exchange, via="amqp"), max_size=prefetch)
 
     async def start(self) -> None:
         self._channel = await self.connection.channel()
@@ -78,7 +84,8 @@ class BrokerWorkers:
     async def _on_ingress(self, message: AbstractIncomingMessage) -> None:
         try:
             # the database away for a while: retry with backoff before giving the message back
-            receipt = await with_backoff(lambda: self.exchange.submit(message.body, via="amqp"),
+            trace = telemetry.inject()
+            receipt = await with_backoff(lambda: self._ingress.submit((message.body, trace)),
                                          what="ingress")
             reply: dict[str, object] = receipt.as_json()
         except MaspError as exc:  # refused and audited: the message is dealt with
@@ -103,8 +110,8 @@ class BrokerWorkers:
 
     async def _on_ack(self, message: AbstractIncomingMessage) -> None:
         try:
-            await with_backoff(lambda: acknowledge(
-                self.exchange, message.body.decode("ascii", "replace"), via="amqp"), what="ack")
+            await with_backoff(lambda: self._acks.submit(message.body.decode("ascii", "replace")),
+                               what="ack")
         except MaspError as exc:
             log.warning("ack_refused", code=exc.code)
             await message.reject(requeue=False)  # to dead letters, with the reason in x-death
@@ -170,10 +177,16 @@ class BrokerWorkers:
             .values(state="published", published_at=self.exchange.clock()))
 
     async def _publish(self, rows: Sequence[DeliveryRow], parents: Mapping[str, Any]) -> list[str]:
+        """Publish every row with its confirm in flight at once; the ids RabbitMQ confirmed.
+
+        Confirms are awaited together, not one by one: a round trip per delivery would
+        bound the relay at one delivery per RabbitMQ fsync. If only some fail, the rest are
+        marked and the failed ones stay queued for the next round.
+        """
         assert self._publish_channel is not None
         exchange = await self._publish_channel.get_exchange(self.names.deliver, ensure=False)
-        published: list[str] = []
-        for row in rows:
+
+        async def publish(row: DeliveryRow) -> str:
             assert row.jwe is not None
             with telemetry.publishing(parents.get(row.message_id), "masp.publish",
                                       delivery_id=row.delivery_id, message_id=row.message_id,
@@ -184,5 +197,13 @@ class BrokerWorkers:
                     headers={"masp-sender": row.sender, "masp-type": row.masp_type, **trace_headers},
                 ), routing_key=row.recipient, mandatory=True)
             self.exchange.metrics.record_delivered(row.recipient, row.masp_type)
-            published.append(row.delivery_id)
+            return row.delivery_id
+
+        outcomes = await asyncio.gather(*(publish(r) for r in rows), return_exceptions=True)
+        published = [o for o in outcomes if isinstance(o, str)]
+        failed = [o for o in outcomes if isinstance(o, BaseException)]
+        if failed and not published:
+            raise failed[0]
+        if failed:
+            log.warning("outbox_publish_partly_failed", failed=len(failed), error=type(failed[0]).__name__)
         return published

@@ -88,7 +88,11 @@ class BrokerWorkers:
             receipt = await with_backoff(lambda: self._ingress.submit((message.body, trace)),
                                          what="ingress")
             reply: dict[str, object] = receipt.as_json()
+            # the batch ran in the group-commit task: name the message on this message's span
+            telemetry.annotate(message_id=receipt.message_id, audit_seq=receipt.audit_seq,
+                               outcome="duplicate" if receipt.duplicate else "accepted")
         except MaspError as exc:  # refused and audited: the message is dealt with
+            telemetry.annotate(outcome="refused", code=exc.code)
             reply = exc.problem()
         except Exception:
             # infrastructure failure (e.g. database down): let RabbitMQ redeliver; after
@@ -110,8 +114,10 @@ class BrokerWorkers:
 
     async def _on_ack(self, message: AbstractIncomingMessage) -> None:
         try:
-            await with_backoff(lambda: self._acks.submit(message.body.decode("ascii", "replace")),
-                               what="ack")
+            result = await with_backoff(
+                lambda: self._acks.submit(message.body.decode("ascii", "replace")), what="ack")
+            # the batch ran in the group-commit task: name the delivery on this message's span
+            telemetry.annotate(delivery_id=result["delivery_id"], duplicate=result["duplicate"])
         except MaspError as exc:
             log.warning("ack_refused", code=exc.code)
             await message.reject(requeue=False)  # to dead letters, with the reason in x-death

@@ -21,8 +21,9 @@ from typing import Any
 import httpx
 import structlog
 
+from adapters.files import atomic_write
 from adapters.native import NativeFormat, NativeRecordInvalid, Outgoing, prepare
-from adapters.runtime import AdapterRuntime, atomic_write, received_view
+from adapters.runtime import AdapterRuntime, received_view
 from broker import wire
 from broker.errors import MaspError
 

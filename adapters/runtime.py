@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobus
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from opentelemetry.trace import SpanKind
 
+from adapters.files import atomic_write
 from adapters.witness import LogWitness, Witnessed
 from broker import telemetry, wire
 from broker.clock import Clock, system_clock
@@ -178,7 +178,7 @@ class AdapterRuntime:
         for sub in ("received", "deliveries"):
             (self.home / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
         (self.home / "deliveries" / f"{delivery.delivery_id}.jwe").write_bytes(raw)
-        _atomic_write(target, json.dumps(received_view(delivery), indent=2, sort_keys=True).encode())
+        atomic_write(target, json.dumps(received_view(delivery), indent=2, sort_keys=True).encode())
         return True
 
     async def _send_ack(self, delivery: wire.Delivery) -> None:
@@ -204,22 +204,6 @@ def received_view(delivery: wire.Delivery) -> dict[str, Any]:
     return {"delivery": delivery.token, "message": {
         k: v for k, v in delivery.message.payload.items() if k not in ("_sd", "_sd_alg")},
         "fields": delivery.message.claims}
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` (0600) so that a reader never sees a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _atomic_write(path, data)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, step: float = 0.05) -> bool:

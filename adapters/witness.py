@@ -10,7 +10,6 @@ that presents a smaller tree (a restored database) or another history raises
 from __future__ import annotations
 
 import base64
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import httpx
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from adapters.files import atomic_write
 from broker import wire
 from broker.audit.note import Checkpoint, CosignatureSigner, NoteError, NoteVerifier
 from broker.audit.witness import append_cosignatures, check_advance, open_checkpoint, witness_name
@@ -88,7 +88,7 @@ class LogWitness:
             proof = [base64.b64decode(h, validate=True) for h in found["proof"]]
         check_advance(old, new, proof)
         note = _log_signed(latest["checkpoint"], log_key.name)
-        _atomic_write(self.state, note.encode("utf-8"))
+        atomic_write(self.state, note.encode("utf-8"))
         private = self.keys.sig.private_key
         if not isinstance(private, Ed25519PrivateKey):
             raise ConfigurationError("the agency signing key is not an Ed25519 key")
@@ -108,14 +108,3 @@ def _log_signed(note: str, log_name: str) -> str:
     split = note.rfind("\n\n")
     lines = [ln for ln in note[split + 2:].split("\n") if ln.startswith(f"\u2014 {log_name} ")]
     return note[: split + 2] + "".join(ln + "\n" for ln in lines)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)

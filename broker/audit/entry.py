@@ -151,13 +151,13 @@ def _sorted_ascii_keys(mapping: Mapping[str, str] | None) -> bool:
 
 
 def leaf_json(doc: Mapping[str, Any]) -> bytes:
-    """RFC 8785 bytes of an entry document.
+    """RFC 8785 bytes of an entry document (``canonical_json``).
 
-    Every member of an entry is typed str/int/bool/None or a list/mapping of them and every
-    key is one of ours (ASCII), so the RFC 8785 form is exactly the compact sorted dump
-    (see ``canonical_json``; a test pins leaves to the ``rfc8785`` reference).
+    The entry's own keys are ASCII, but the free-form mappings (``consent``, ``override``)
+    may hold any key, and RFC 8785 orders keys by UTF-16 code unit, not by code point as
+    ``sort_keys`` does: a key beyond U+FFFF sorts before one from U+E000 up.
     """
-    return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+    return canonical_json(doc)
 
 
 def canonical_json(doc: Any) -> bytes:

@@ -123,3 +123,69 @@ def test_verifier_refuses_non_canonical_leaves() -> None:
         assert _leaf_problem(1, bad) is not None, bad
     assert "not JSON" in (_leaf_problem(1, b'{"kind":"x","seq":1') or "")
     assert "says seq" in (_leaf_problem(2, b'{"kind":"x","seq":1}') or "")
+
+
+def test_verifier_agrees_with_rfc8785_on_every_ascii_character() -> None:
+    """Each ASCII character as a key and in a value: accepted exactly in its RFC 8785 form."""
+    from broker.audit.verify import _leaf_problem
+
+    for code in range(0x80):
+        char = chr(code)
+        doc = {"kind": "x", "seq": 1, "k" + char: char + "v"}
+        canonical = rfc8785.dumps(doc)
+        assert _leaf_problem(1, canonical) is None, (code, canonical)
+        escaped = canonical.replace(b"\\u00", b"\\u00".upper()) if code < 0x20 else canonical
+        longhand = b'{"k' + b"\\u%04x" % code  # every character written as \uXXXX in the key
+        if escaped != canonical:
+            assert _leaf_problem(1, escaped) is not None, code
+        if char not in '"\\' and code >= 0x20:
+            assert _leaf_problem(1, longhand + canonical[len(b'{"k') + 1:]) is not None, code
+
+
+def test_verifier_orders_keys_by_utf16_code_units() -> None:
+    """U+E000 sorts after U+1F600 in UTF-16 (a surrogate pair starts at 0xD83D), before it by code point."""
+    from broker.audit.verify import _leaf_problem
+
+    doc = {"kind": "x", "seq": 1, "\ue000": 1, "😀": 2}
+    canonical = rfc8785.dumps(doc)
+    assert canonical.index("😀".encode()) < canonical.index("\ue000".encode())
+    assert _leaf_problem(1, canonical) is None
+    by_code_point = canonical.replace(b'"\xf0\x9f\x98\x80":2,"\xee\x80\x80":1',
+                                      b'"\xee\x80\x80":1,"\xf0\x9f\x98\x80":2')
+    assert by_code_point != canonical
+    assert _leaf_problem(1, by_code_point) is not None
+    bmp = {"kind": "x", "seq": 1, "é": "ü", "\u2028": "\ufeff"}
+    assert _leaf_problem(1, rfc8785.dumps(bmp)) is None
+
+
+def test_verifier_refuses_integers_without_an_rfc8785_form() -> None:
+    from broker.audit.verify import _leaf_problem
+
+    assert _leaf_problem(1, b'{"kind":"x","n":9007199254740991,"seq":1}') is None
+    assert _leaf_problem(1, b'{"kind":"x","n":9007199254740993,"seq":1}') is not None
+    assert _leaf_problem(1, b'{"kind":"x","n":1e400,"seq":1}') is not None
+    assert _leaf_problem(1, b'{"kind":"x","seq":1,"s":"\\ud800"}') is not None  # lone surrogate
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(st.text(max_size=8), documents, max_size=6))
+def test_verifier_accepts_what_rfc8785_writes(doc: dict[str, object]) -> None:
+    """Whatever the keys and strings (astral characters included), the reference form passes."""
+    from broker.audit.verify import _leaf_problem
+
+    doc = {**doc, "kind": "disclosed", "seq": 3}
+    assert _leaf_problem(3, rfc8785.dumps(doc)) is None
+
+
+def test_free_form_mapping_keys_sort_by_utf16_in_leaves() -> None:
+    """An override key beyond U+FFFF sorts before one from U+E000 up, as RFC 8785 orders them."""
+    from datetime import UTC, datetime
+
+    from broker.audit.entry import Actor, AuditEntry, EntryKind
+    from broker.audit.verify import _leaf_problem
+
+    entry = AuditEntry(seq=4, kind=EntryKind.OVERRIDE_USED, at=datetime(2026, 1, 2, tzinfo=UTC),
+                       actor=Actor(agency="nhs", auth="amqp"), override={"\ue000": "a", "😀": "b"})
+    doc = {k: v for k, v in entry.model_dump(mode="json", exclude_none=True).items() if v not in ([], {})}
+    assert entry.leaf_bytes() == rfc8785.dumps(doc)
+    assert _leaf_problem(4, entry.leaf_bytes()) is None

@@ -116,10 +116,10 @@ async def entry_with_proof(request: Request, seq: Seq, who: Auth, size: TreeSize
     exchange = _exchange(request)
     async with exchange.sessions() as session:
         found = await entry_proof(session, seq, quorum=_quorum(request), size=size)
-    entry = AuditEntry.from_leaf(found.row.leaf)
+    entry = AuditEntry.from_leaf(found.leaf)
     _may_read(who, entry)
-    return {**entry.model_dump(mode="json", exclude_none=True), "leaf_hash": found.row.leaf_hash.hex(),
-            "leaf": found.row.leaf.decode("utf-8"), "proof": found.as_json()}
+    return {**entry.model_dump(mode="json", exclude_none=True), "leaf_hash": found.leaf_hash.hex(),
+            "leaf": found.leaf.decode("utf-8"), "proof": found.as_json()}
 
 
 @router.get("/entries/{seq}/proof", response_class=PlainTextResponse, responses=declare(400, 404))
@@ -128,7 +128,7 @@ async def entry_tlog_proof(request: Request, seq: Seq, who: Auth, size: TreeSize
     exchange = _exchange(request)
     async with exchange.sessions() as session:
         found = await entry_proof(session, seq, quorum=_quorum(request), size=size)
-    _may_read(who, AuditEntry.from_leaf(found.row.leaf))
+    _may_read(who, AuditEntry.from_leaf(found.leaf))
     return PlainTextResponse(found.proof.text(), media_type=TLOG_PROOF_MEDIA)
 
 

@@ -36,6 +36,7 @@ from broker.audit.verify import (
 )
 from broker.audit.witness import append_cosignatures, witness_verifier
 from broker.crypto.keys import BROKER, KeyRegistry
+from broker.store import raw
 from broker.store.audit_log import read_checkpoints
 from broker.store.audit_tree import consistency_proofs
 from broker.store.audit_witness import all_cosignatures
@@ -55,20 +56,9 @@ async def _pages(service: BrokerService) -> AsyncIterator[Sequence[tuple[int, by
     nor SQLAlchemy result rows, since this streams the whole log.
     """
     async with service.exchange.sessions() as session:
-        conn = await session.connection()
-        raw = (await conn.get_raw_connection()).driver_connection
         after = -1
-        while True:
-            if conn.dialect.name == "postgresql":
-                rows: Sequence[tuple[int, bytes, bytes]] = await raw.fetch(  # type: ignore[union-attr]
-                    _PAGE_SQL.replace("?", "$1", 1).replace("?", "$2", 1), after, _PAGE)
-            else:
-                cursor = await raw.execute(_PAGE_SQL, (after, _PAGE))  # type: ignore[union-attr]
-                rows = await cursor.fetchall()
-                await cursor.close()
-            if not rows:
-                return
-            yield rows
+        while rows := await raw.fetch(session, _PAGE_SQL, after, _PAGE):
+            yield rows  # type: ignore[misc]  # driver rows of (seq, leaf, leaf_hash)
             after = rows[-1][0]
 
 

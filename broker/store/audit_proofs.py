@@ -7,15 +7,14 @@ import base64
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from broker.audit.proof import TlogProof
 from broker.audit.witness import append_cosignatures
 from broker.errors import InvalidRange, NotFound
+from broker.store import raw
 from broker.store.audit_tree import consistency_proof, inclusion_proof
 from broker.store.audit_witness import checkpoint_at, cosigned_note, latest_checkpoint
-from broker.store.models import AuditRow
 
 
 def b64(value: bytes) -> str:
@@ -24,7 +23,8 @@ def b64(value: bytes) -> str:
 
 @dataclass(frozen=True)
 class EntryProof:
-    row: AuditRow
+    leaf: bytes
+    leaf_hash: bytes
     proof: TlogProof
     size: int
     witnesses: list[str]
@@ -41,8 +41,8 @@ _CHECKPOINT_SQL = (
     "LEFT JOIN audit_cosignature s ON s.size = c.size WHERE c.size = {size} ORDER BY s.witness")
 _NEWEST = "(SELECT max(size) FROM audit_checkpoint)"
 # the newest checkpoint with a quorum of cosignatures that includes the entry, else the newest
-_PUBLISHED = ("COALESCE((SELECT size FROM audit_cosignature WHERE size > :seq GROUP BY size "
-              "HAVING count(*) >= :quorum ORDER BY size DESC LIMIT 1), "
+_PUBLISHED = ("COALESCE((SELECT size FROM audit_cosignature WHERE size > ? GROUP BY size "
+              "HAVING count(*) >= ? ORDER BY size DESC LIMIT 1), "
               "(SELECT max(size) FROM audit_checkpoint))")
 
 
@@ -54,12 +54,11 @@ async def _checkpoint(session: AsyncSession, seq: int, quorum: int, size: int | 
     ``cosigned_note`` took three): proofs are served per entry, often.
     """
     if size is not None:
-        sql, params = _CHECKPOINT_SQL.format(size=":size"), {"size": size}
+        rows = await raw.fetch(session, _CHECKPOINT_SQL.format(size="?"), size)
     elif quorum > 0:
-        sql, params = _CHECKPOINT_SQL.format(size=_PUBLISHED), {"seq": seq, "quorum": quorum}
+        rows = await raw.fetch(session, _CHECKPOINT_SQL.format(size=_PUBLISHED), seq, quorum)
     else:
-        sql, params = _CHECKPOINT_SQL.format(size=_NEWEST), {}
-    rows = (await session.execute(text(sql), params)).all()
+        rows = await raw.fetch(session, _CHECKPOINT_SQL.format(size=_NEWEST))
     if not rows:
         return None
     cosigned = [(witness, line) for _, _, witness, line in rows if witness is not None]
@@ -69,9 +68,10 @@ async def _checkpoint(session: AsyncSession, seq: int, quorum: int, size: int | 
 async def entry_proof(session: AsyncSession, seq: int, *, quorum: int,
                       size: int | None = None) -> EntryProof:
     """Inclusion of entry ``seq`` in checkpoint ``size`` (default: newest published one)."""
-    row = await session.get(AuditRow, seq)
-    if row is None:
+    entry = await raw.fetch(session, "SELECT leaf, leaf_hash FROM audit_entry WHERE seq = ?", seq)
+    if not entry:
         raise NotFound(f"no audit entry {seq}")
+    leaf, leaf_hash = bytes(entry[0][0]), bytes(entry[0][1])
     found = await _checkpoint(session, seq, quorum, size)
     if found is not None and found[0] <= seq:
         if size is not None:
@@ -82,8 +82,8 @@ async def entry_proof(session: AsyncSession, seq: int, *, quorum: int,
                        else f"the log issued no checkpoint of size {size}")
     cp_size, note, witnesses, lines = found
     hashes = await inclusion_proof(session, seq, cp_size)
-    proof = TlogProof(seq, tuple(hashes), append_cosignatures(note, lines), extra=row.leaf)
-    return EntryProof(row, proof, cp_size, witnesses, len(witnesses) >= quorum)
+    proof = TlogProof(seq, tuple(hashes), append_cosignatures(note, lines), extra=leaf)
+    return EntryProof(leaf, leaf_hash, proof, cp_size, witnesses, len(witnesses) >= quorum)
 
 
 async def consistency(session: AsyncSession, size1: int | None, size2: int | None) -> dict[str, Any]:

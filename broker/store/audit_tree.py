@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -19,14 +19,15 @@ from broker.audit import merkle
 from broker.audit.merkle import SubtreeHash, root_from_leaf_hashes
 from broker.audit.tree import NodeKey, node_range, plan, subtree_hash_from
 from broker.errors import InvalidRange
+from broker.store import raw
 from broker.store.models import AuditRow
 
 T = TypeVar("T")
 _CHUNK = 200  # bound the size of one OR-list; proofs need ~2 log2(n) nodes
 _PG_NODES = (
-    "SELECT 0 AS level, seq AS idx, leaf_hash AS hash FROM audit_entry WHERE seq = ANY(:seqs) "
+    "SELECT 0 AS level, seq AS idx, leaf_hash AS hash FROM audit_entry WHERE seq = ANY(?) "
     "UNION ALL SELECT n.level, n.idx, n.hash FROM audit_node n "
-    "JOIN unnest(CAST(:levels AS integer[]), CAST(:idxs AS integer[])) AS k(level, idx) "
+    "JOIN unnest(CAST(? AS integer[]), CAST(? AS integer[])) AS k(level, idx) "
     "ON n.level = k.level AND n.idx = k.idx")
 
 
@@ -39,11 +40,11 @@ async def _leaf_hashes(session: AsyncSession, start: int, end: int) -> dict[int,
 async def fetch_nodes(session: AsyncSession, keys: Iterable[NodeKey]) -> dict[NodeKey, bytes]:
     """The nodes ``keys``, leaf hashes and inner nodes together, in one query.
 
-    Plain SQL text rather than a composed expression: compiling an OR-list of ~40 terms per
-    proof cost more than running it.
+    Plain SQL on the driver connection (``broker/store/raw.py``): a proof is a handful of
+    indexed reads, and composing or even parsing a statement cost more than running it.
     """
     wanted = set(keys)
-    if (await session.connection()).dialect.name == "postgresql":
+    if await raw.dialect(session) == "postgresql":
         found = await _fetch_postgres(session, wanted)
     else:
         found = await _fetch_sqlite(session, wanted)
@@ -60,33 +61,27 @@ def _rows(rows: Iterable[Sequence[object]]) -> dict[NodeKey, bytes]:
 async def _fetch_postgres(session: AsyncSession, wanted: set[NodeKey]) -> dict[NodeKey, bytes]:
     # arrays keep the statement text fixed, so asyncpg prepares it once per connection
     inner = [key for key in wanted if key[0] > 0]
-    rows = await session.execute(text(_PG_NODES), {
-        "seqs": [idx for level, idx in wanted if level == 0],
-        "levels": [level for level, _ in inner], "idxs": [idx for _, idx in inner]})
-    return _rows(rows.all())
+    return _rows(await raw.fetch(session, _PG_NODES, [idx for level, idx in wanted if level == 0],
+                                 [level for level, _ in inner], [idx for _, idx in inner]))
 
 
 async def _fetch_sqlite(session: AsyncSession, wanted: set[NodeKey]) -> dict[NodeKey, bytes]:
     found: dict[NodeKey, bytes] = {}
     ordered = sorted(wanted)
     for i in range(0, len(ordered), _CHUNK):
-        params: dict[str, int] = {}
-        leaves, inner = [], []
-        for n, (level, idx) in enumerate(ordered[i:i + _CHUNK]):
-            if level == 0:
-                leaves.append(f":i{n}")
-            else:
-                inner.append(f"(level = :l{n} AND idx = :i{n})")
-                params[f"l{n}"] = level
-            params[f"i{n}"] = idx
-        parts = []  # only bind-parameter names are interpolated below
+        chunk = ordered[i:i + _CHUNK]
+        leaves = [idx for level, idx in chunk if level == 0]
+        inner = [key for key in chunk if key[0] > 0]
+        parts, params = [], []  # only placeholders are interpolated below
         if leaves:
             parts.append("SELECT 0 AS level, seq AS idx, leaf_hash AS hash FROM audit_entry "  # noqa: S608
-                         f"WHERE seq IN ({', '.join(leaves)})")
+                         f"WHERE seq IN ({', '.join('?' * len(leaves))})")
+            params.extend(leaves)
         if inner:
-            where = " OR ".join(inner)
+            where = " OR ".join(["(level = ? AND idx = ?)"] * len(inner))
             parts.append(f"SELECT level, idx, hash FROM audit_node WHERE {where}")  # noqa: S608
-        found.update(_rows((await session.execute(text(" UNION ALL ".join(parts)), params)).all()))
+            params.extend(v for key in inner for v in key)
+        found.update(_rows(await raw.fetch(session, " UNION ALL ".join(parts), *params)))
     return found
 
 

@@ -129,7 +129,7 @@ async def _check_proof(request: Request, seq: int) -> ProofCheck:
     try:  # an unwitnessed checkpoint is still checked: the log's signature and the inclusion
         checkpoint, cosigners = found.proof.verify(
             audit_verifier(settings, registry=exchange.registry), witness_verifiers(exchange.registry),
-            quorum if found.published else 0, leaf=found.row.leaf)
+            quorum if found.published else 0, leaf=found.leaf)
     except TlogProofError as exc:
         return ProofCheck("failed", str(exc), found.size)
     if not found.published:

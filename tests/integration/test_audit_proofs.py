@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, func, select, text
+from sqlalchemy import func, select, text
 
 from broker.audit.entry import Actor, AuditEntry, EntryKind
 from broker.audit.merkle import root_from_leaf_hashes, verify_consistency, verify_inclusion
 from broker.service import BrokerService, init_state
+from broker.store import raw
 from broker.store.audit_log import read_checkpoints, read_entries
 from broker.store.audit_models import AuditNodeRow
+from broker.store.audit_proofs import entry_proof
 from broker.store.audit_tree import consistency_proof, inclusion_proof, subtree_hash
 from tests.integration.conftest import make_settings
 
@@ -54,24 +56,29 @@ async def test_every_proof_verifies_against_every_checkpoint(service: BrokerServ
             assert await subtree_hash(s, start, end) == root_from_leaf_hashes(leaves[start:end])
 
 
-async def test_a_proof_is_two_indexed_reads_of_log_n_rows(service: BrokerService) -> None:
-    statements: list[tuple[str, Any]] = []
+async def test_a_proof_is_two_indexed_reads_of_log_n_rows(service: BrokerService,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Proofs read on the driver connection (``broker/store/raw.py``): count what reaches it."""
+    statements: list[str] = []
+    fetch = raw.fetch
 
-    def record(_conn: Any, _cursor: Any, statement: str, params: Any, *_: Any) -> None:
-        statements.append((statement, params))
+    async def record(session: Any, sql: str, *params: Any) -> Any:
+        statements.append(sql)
+        return await fetch(session, sql, *params)
 
-    event.listen(service.engine.sync_engine, "before_cursor_execute", record)
-    try:
-        async with service.exchange.sessions() as s:
-            proof = await inclusion_proof(s, 0, 33)
-            assert len(proof) == 6
-            assert len(statements) <= 2
-            statements.clear()
-            await consistency_proof(s, 17, 33)
-            assert len(statements) <= 2
-            assert not any("leaf," in st or "leaf " in st for st, _ in statements), "leaves never read"
-    finally:
-        event.remove(service.engine.sync_engine, "before_cursor_execute", record)
+    monkeypatch.setattr(raw, "fetch", record)
+    async with service.exchange.sessions() as s:
+        proof = await inclusion_proof(s, 0, 33)
+        assert len(proof) == 6
+        assert 1 <= len(statements) <= 2
+        statements.clear()
+        await consistency_proof(s, 17, 33)
+        assert 1 <= len(statements) <= 2
+        assert not any("leaf," in st or "leaf " in st for st in statements), "leaves never read"
+        statements.clear()
+        found = await entry_proof(s, 5, quorum=0)
+        assert found.proof.index == 5
+        assert len(statements) == 3, statements  # entry, checkpoint with cosignatures, nodes
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -8,7 +8,7 @@ is shared, and the two together show how much of a figure was waiting for a core
 is the main process's; each worker holds at most a few pages.
 
 The broker's start-up heap (modules, schemas, the service) is frozen out of the garbage
-collector once the service is open (``gc.freeze``), as a long-running broker process should:
+collector once the service is open (``settle_heap``), as ``masp serve`` and its workers do:
 otherwise every full collection during a batch rescans ~110,000 start-up objects, which cost
 more than the appends themselves.
 """
@@ -30,7 +30,7 @@ import asyncpg
 import psutil
 
 from broker.audit.entry import Actor, AuditEntry, DsaRef, EntryKind, FieldDigest, SubjectRef
-from broker.service import BrokerService, init_state
+from broker.service import BrokerService, init_state, settle_heap
 from broker.settings import Settings
 from broker.store.audit_export import verify_database
 from broker.store.audit_proofs import entry_proof
@@ -153,8 +153,7 @@ async def run_audit_bench(backend: str, entries: int, workdir: Path, *, batch: i
     settings = Settings(state_dir=workdir / "state", database_url=url, deployment="bench")
     init_state(settings, AT.date())
     service = await BrokerService.open(settings)
-    gc.collect()
-    gc.freeze()
+    settle_heap()  # as masp serve does
     try:
         audit = service.exchange.audit
         started, cpu = time.perf_counter(), time.process_time()

@@ -17,7 +17,7 @@ from broker.api.app import create_app
 from broker.api.auth import issue_user_token
 from broker.demo.run import Demo
 from broker.errors import ConfigurationError
-from broker.service import BrokerService
+from broker.service import BrokerService, settle_heap
 from broker.settings import Settings
 from broker.store.audit_log import read_entries
 from broker.worker_pool import worker_processes
@@ -60,6 +60,7 @@ async def serve(settings: Settings, *, demo: bool = False, workers: int = 1) -> 
     tracing = telemetry.setup(settings.otlp_endpoint, service="masp-broker",
                               sample_ratio=settings.trace_sample_ratio)
     service = await BrokerService.open(settings)
+    settle_heap()
     await service.start_workers()
     pool = contextlib.ExitStack()
     if workers > 1:  # after open(): the schema exists before the other processes start

@@ -30,9 +30,10 @@ def _worker_main(settings_json: str, ready: Event, stop: Event, profile: str | N
     configure(json=settings.log_json, level=settings.log_level, library_level=settings.log_library_level)
 
     async def run() -> None:
-        from broker.service import BrokerService
+        from broker.service import BrokerService, settle_heap
 
         service = await BrokerService.open(settings)
+        settle_heap()
         try:
             await service.start_workers()
             ready.set()

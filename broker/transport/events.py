@@ -108,12 +108,14 @@ class CaseEvents:
             return 0
         target = await self.channel.get_exchange(self.names.events, ensure=False)
         # confirms awaited together (one round trip per batch, not per event); any failure
-        # raises before the cursor moves, so the whole batch is sent again
+        # raises before the cursor moves, so the whole batch is sent again. Not mandatory:
+        # an event nobody has bound a queue for is normal (a feed, not a delivery), and
+        # aio-pika's default mandatory publish had RabbitMQ send every such event back whole.
         await asyncio.gather(*(
             target.publish(aio_pika.Message(
                 json.dumps(body, separators=(",", ":")).encode(), content_type="application/json",
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT, message_id=f"{body['seq']}.{key}",
-                type=body["event"]), routing_key=key)
+                type=body["event"]), routing_key=key, mandatory=False)
             for row in rows for key, body in events_for(AuditEntry.from_leaf(row.leaf))))
         last = rows[-1].seq
         if not await event_cursor.advance(sessions, self._cursor, last):

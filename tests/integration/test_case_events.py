@@ -80,3 +80,30 @@ async def test_each_partner_hears_of_its_own_messages_without_personal_data(env:
 
 async def _acked(env: Env, message_id: str) -> bool:
     return await states(env, message_id) == {"probation": "acknowledged", "nhs": "acknowledged"}
+
+
+@SQLITE_ONLY
+async def test_events_nobody_listens_for_are_not_sent_back(env: Env) -> None:
+    """A feed, not a delivery: RabbitMQ must not return each unheard event whole to the broker."""
+    assert env.service.watch is not None
+    returned: list[object] = []
+    env.service.watch.events.channel.return_callbacks.add(lambda *args: returned.append(args))
+    heard: list[dict[str, Any]] = []
+    async with env.connection.channel() as ch:
+        q = await ch.declare_queue(exclusive=True, auto_delete=True)
+        await q.bind(env.service.names.events, routing_key="police.#")  # nhs, probation: nobody
+
+        async def on(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            heard.append(json.loads(message.body))
+            await message.ack()
+
+        await q.consume(on)
+        mid = await refer(env)
+        assert await eventually(lambda: _acked(env, mid))
+        assert await eventually(lambda: _async(len(heard) >= 6))
+        await asyncio.sleep(0.3)
+    assert returned == []
+
+
+async def _async(value: bool) -> bool:
+    return value

@@ -50,7 +50,7 @@ async def _checkpoint(session: AsyncSession, seq: int, quorum: int, size: int | 
                       ) -> tuple[int, str, list[str], list[str]] | None:
     """``(size, note, witnesses, cosignature lines)`` of the checkpoint to prove ``seq`` against.
 
-    One query for the checkpoint and its cosignatures (``proof_checkpoint`` then
+    One query for the checkpoint and its cosignatures (a checkpoint lookup and then
     ``cosigned_note`` took three): proofs are served per entry, often.
     """
     if size is not None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
@@ -49,20 +49,6 @@ async def cosigned_note(session: AsyncSession, checkpoint: CheckpointRow) -> tup
     """The checkpoint's signed note with every stored cosignature; and the witness names."""
     rows = await cosignatures(session, checkpoint.size)
     return append_cosignatures(checkpoint.note, [r.line for r in rows]), [r.witness for r in rows]
-
-
-async def proof_checkpoint(session: AsyncSession, covering: int, quorum: int) -> CheckpointRow | None:
-    """The checkpoint to prove entry ``covering`` against: the newest published one (at least
-    ``quorum`` cosignatures) that includes it, else the newest checkpoint."""
-    if quorum > 0:
-        sizes = (select(col(CosignatureRow.size)).where(col(CosignatureRow.size) > covering)
-                 .group_by(col(CosignatureRow.size))
-                 .having(func.count() >= quorum).order_by(col(CosignatureRow.size).desc()).limit(1))
-        size = (await session.execute(sizes)).scalar_one_or_none()
-        if size is not None:
-            return await checkpoint_at(session, size)
-    latest = await latest_checkpoint(session)
-    return latest if latest is not None and latest.size > covering else None
 
 
 async def all_cosignatures(session: AsyncSession) -> dict[int, list[str]]:

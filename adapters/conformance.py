@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 
 from adapters.formats import native_format
-from adapters.host import finalise_override
+from adapters.host import compose_outgoing
 from adapters.native import Outgoing, prepare
 from adapters.runtime import AdapterRuntime
 from broker import wire
@@ -109,15 +109,7 @@ class ConformanceRun:
         if not await self.point("3.1", "native sample reads as a canonical message", native):
             return self.points
         out: Outgoing = state["out"]
-        message, jwe = self.runtime.compose(
-            out.masp_type,
-            out.body,
-            case_id=out.case_id,
-            purpose=out.purpose,
-            subjects=out.subjects,
-            consent_ref=out.consent_ref,
-            override=finalise_override(out.override, self.runtime),
-        )
+        message, jwe = compose_outgoing(self.runtime, out)
         header, payload = _peek(message.jwt)
         await self.point(
             "3.1",
@@ -157,11 +149,8 @@ class ConformanceRun:
                 "an identical resubmission gets the original receipt (delivered once)",
                 lambda: self._resubmit(jwe, state["receipt"]),
             )
-            _, reused = self.runtime.compose(
-                out.masp_type, out.body, case_id=out.case_id, purpose=out.purpose, subjects=out.subjects,
-                consent_ref=out.consent_ref, override=finalise_override(out.override, self.runtime),
-                jti=str(payload["jti"]),
-            )  # fresh salts: the same message id over other bytes
+            # fresh salts: the same message id over other bytes
+            _, reused = compose_outgoing(self.runtime, out, jti=str(payload["jti"]))
             await self.point(
                 "3.2",
                 "the message id reused for other content is refused as a replay (409 problem)",
@@ -191,14 +180,7 @@ class ConformanceRun:
                 raise _Failed(f"no {peer} keys in {self.keys_dir} to send a delivery here ({exc})") from None
             peer_rt = AdapterRuntime(peer_keys, self.registry, self.keys_dir.parent / "check" / peer)
             out = self.sample(peer, sample, index)
-            _, jwe = peer_rt.compose(
-                out.masp_type,
-                out.body,
-                case_id=out.case_id,
-                purpose=out.purpose,
-                subjects=out.subjects,
-                consent_ref=out.consent_ref,
-            )
+            _, jwe = compose_outgoing(peer_rt, out)
             resp = await peer_rt.submit_http(self.client, jwe)
             _require(resp.status_code == 202, f"{peer} could not send: HTTP {resp.status_code}")
             mid = resp.json()["message_id"]

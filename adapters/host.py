@@ -25,6 +25,7 @@ from adapters.files import atomic_write
 from adapters.native import NativeFormat, NativeRecordInvalid, Outgoing, prepare
 from adapters.runtime import AdapterRuntime, received_view
 from broker import wire
+from broker.crypto.sdjwt import SdJwt
 from broker.errors import MaspError
 
 log = structlog.get_logger("masp.adapter")
@@ -77,6 +78,17 @@ def finalise_override(override: dict[str, Any] | None, runtime: AdapterRuntime) 
     return {**rest, "expires_at": (runtime.clock() + timedelta(hours=hours)).isoformat()}
 
 
+def compose_outgoing(runtime: AdapterRuntime, out: Outgoing, *, ttl: timedelta = timedelta(hours=1),
+                     jti: str | None = None) -> tuple[SdJwt, str]:
+    """Sign and seal one native record's canonical message as ``runtime``'s agency: (SD-JWT, JWE).
+
+    An override's expiry is set at the time of sending (``finalise_override``).
+    """
+    return runtime.compose(out.masp_type, out.body, case_id=out.case_id, purpose=out.purpose,
+                           subjects=out.subjects, consent_ref=out.consent_ref, ttl=ttl, jti=jti,
+                           override=finalise_override(out.override, runtime))
+
+
 @dataclass
 class AgencyAdapter:
     runtime: AdapterRuntime
@@ -127,10 +139,7 @@ class AgencyAdapter:
             kept = json.loads(spool.read_text())
             if len(kept["sealed"]) == len(outgoing) and now.timestamp() < kept["reuse_until"]:
                 return [str(j) for j in kept["sealed"]]
-        sealed = [self.runtime.compose(out.masp_type, out.body, case_id=out.case_id, purpose=out.purpose,
-                                       subjects=out.subjects, consent_ref=out.consent_ref, ttl=SPOOL_TTL,
-                                       override=finalise_override(out.override, self.runtime))[1]
-                  for out in outgoing]
+        sealed = [compose_outgoing(self.runtime, out, ttl=SPOOL_TTL)[1] for out in outgoing]
         reuse_until = (now + SPOOL_TTL - timedelta(hours=1)).timestamp()
         atomic_write(spool, json.dumps({"sealed": sealed, "reuse_until": reuse_until}).encode())
         return sealed

@@ -96,8 +96,9 @@ async def open_api(settings: Settings) -> tuple[BrokerService, FastAPI, httpx.As
     return service, app, http
 
 
-async def _serve(tmp_path: Path) -> AsyncIterator[Api]:
-    settings = api_settings(tmp_path)
+async def serve_api(tmp_path: Path, **overrides: Any) -> AsyncIterator[Api]:
+    """The API in process over ``api_settings(tmp_path, **overrides)``, with every agency's keys."""
+    settings = api_settings(tmp_path, **overrides)
     service, app, http = await open_api(settings)
     keys = {a: AgencyKeys.load(settings.keys_dir, a) for a in (*AGENCIES, BROKER)}
     try:
@@ -109,7 +110,7 @@ async def _serve(tmp_path: Path) -> AsyncIterator[Api]:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async for served in _serve(tmp_path):
+    async for served in serve_api(tmp_path):
         yield served
 
 
@@ -117,5 +118,5 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
 async def shared_api(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Api]:
     """One store for a whole module (its tests run on the module's event loop): for tests that
     only compare before and after, so they need not pay for fresh keys and schema each."""
-    async for served in _serve(tmp_path_factory.mktemp("api")):
+    async for served in serve_api(tmp_path_factory.mktemp("api")):
         yield served

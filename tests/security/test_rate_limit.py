@@ -9,22 +9,15 @@ from pathlib import Path
 import pytest
 
 from broker.api.rate_limit import AgencyRateLimit
-from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys
 from broker.errors import PROBLEM_BASE
 from broker.store.models import SeenMessageRow
-from tests.security.conftest import Api, api_settings, open_api
+from tests.security.conftest import Api, serve_api
 
 
 @pytest.fixture
 async def limited(tmp_path: Path) -> AsyncIterator[Api]:
-    settings = api_settings(tmp_path, rate_limit="3/minute")
-    service, app, http = await open_api(settings)
-    keys = {a: AgencyKeys.load(settings.keys_dir, a) for a in (*AGENCIES, BROKER)}
-    try:
-        yield Api(settings, service, http, keys, app)
-    finally:
-        await http.aclose()
-        await service.close()
+    async for api in serve_api(tmp_path, rate_limit="3/minute"):
+        yield api
 
 
 async def test_fourth_submission_in_a_minute_is_429_audited_once(limited: Api) -> None:

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import psutil
@@ -32,7 +33,7 @@ from sqlmodel import col
 from adapters.runtime import AdapterRuntime
 from adapters.submitter import AmqpSubmitter
 from bench.raw import run_raw_bench
-from bench.stats import Latencies, cpu_seconds
+from bench.stats import Latencies, ServerCpu, cpu_seconds, listening_process
 from broker import wire
 from broker.crypto.keys import AgencyKeys, KeyRegistry
 from broker.demo.run import demo_body
@@ -231,6 +232,11 @@ async def _pipeline(opts: Options, settings: Settings, service: BrokerService,
                 await one()
 
         tracker.on_done = slice_done
+        servers = {"rabbitmq": ServerCpu(listening_process(urlsplit(opts.amqp_url).port or 5672))}
+        if settings.db_url.startswith("postgresql"):
+            servers["database"] = ServerCpu(listening_process(urlsplit(settings.db_url).port or 5432))
+        for server in servers.values():
+            server.start()
         started = mark["t"] = time.perf_counter()
         cpu0 = cpu_seconds(brokers), cpu_seconds([me])
         mark.update(b=cpu0[0], a=cpu0[1])
@@ -240,6 +246,7 @@ async def _pipeline(opts: Options, settings: Settings, service: BrokerService,
         await _all_acknowledged(service, total * len(RECIPIENTS))
         elapsed = time.perf_counter() - started
         cpu1 = cpu_seconds(brokers), cpu_seconds([me])
+        server_s = {name: server.seconds() for name, server in servers.items()}
         sat = Latencies.of(tracker.latency(m) for m in list(tracker.submitted)[before:])
     finally:
         sampler.cancel()
@@ -251,7 +258,7 @@ async def _pipeline(opts: Options, settings: Settings, service: BrokerService,
             "delivered_s": delivered_s,
             "broker_cpu_s": cpu1[0] - cpu0[0], "adapters_cpu_s": cpu1[1] - cpu0[1],
             "peak_rss_mb": peak["broker"], "adapters_peak_rss_mb": peak["adapters"],
-            "slices": slices, "messages": total}
+            "slices": slices, "messages": total, "server_cpu_s": server_s}
 
 
 async def _all_acknowledged(service: BrokerService, expected: int, timeout: float = 300.0) -> None:
@@ -284,12 +291,37 @@ def _report(opts: Options, raw: Any, r: dict[str, Any], url: str) -> dict[str, A
                        "receipt_low_load": asdict(r["receipt_low"])},
         "broker_cpu_s_per_msg": round(r["broker_cpu_s"] / opts.count, 5),
         "adapters_cpu_s_per_msg": round(r["adapters_cpu_s"] / opts.count, 5),
+        **_budget(opts, raw, r),
         "peak_rss_mb": round(r["peak_rss_mb"], 1),
         "adapters_peak_rss_mb": round(r["adapters_peak_rss_mb"], 1),
         "cost_by_size": [asdict(s) for s in r["slices"]],
         "messages_total": r["messages"],
         "audit_verified": r["audit_verified"],
         "conditions": {"cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)},
+    }
+
+
+def _budget(opts: Options, raw: Any, r: dict[str, Any]) -> dict[str, Any]:
+    """CPU per message of every process on the path, and what that allows on this machine.
+
+    RabbitMQ's CPU is read from its local server process (and PostgreSQL's from its backends
+    when the run uses it); None where a server is not local or not readable. The bound is
+    the machine's cores divided by the CPU one message costs all of them together: no
+    arrangement of the same work on these cores can go faster.
+    """
+    per_msg = {name: None if s is None else round(s / opts.count, 5)
+               for name, s in r["server_cpu_s"].items()}
+    rabbit = per_msg.get("rabbitmq")
+    total = (r["broker_cpu_s"] + r["adapters_cpu_s"]) / opts.count + sum(
+        v for v in per_msg.values() if v is not None)
+    cores = os.cpu_count() or 1
+    return {
+        "rabbitmq_cpu_s_per_msg": rabbit,
+        "raw_rabbitmq_cpu_s_per_msg": None if raw.rabbitmq_cpu_s_per_msg is None
+        else round(raw.rabbitmq_cpu_s_per_msg, 6),
+        "database_cpu_s_per_msg": per_msg.get("database"),
+        "total_cpu_s_per_msg": round(total, 5),
+        "cpu_bound_msgs_per_s": round(cores / total, 1) if total > 0 else None,
     }
 
 
@@ -310,6 +342,11 @@ def format_report(r: dict[str, Any]) -> str:
         f"  CPU per message: broker {r['broker_cpu_s_per_msg'] * 1000:.2f} ms, adapters "
         f"{r['adapters_cpu_s_per_msg'] * 1000:.2f} ms; peak RSS broker {r['peak_rss_mb']:.0f} MB, "
         f"adapters {r['adapters_peak_rss_mb']:.0f} MB",
+        f"  CPU per message on the whole path {r['total_cpu_s_per_msg'] * 1000:.2f} ms (RabbitMQ "
+        + _ms(r["rabbitmq_cpu_s_per_msg"]) + ", against " + _ms(r["raw_rabbitmq_cpu_s_per_msg"])
+        + " per raw message; database " + ("in the broker's" if r["backend"] == "sqlite"
+                                          else _ms(r["database_cpu_s_per_msg"]))
+        + f"): at most {r['cpu_bound_msgs_per_s'] or 0:,.0f} msgs/s on {r['conditions']['cpus']} CPUs",
         "  cost by size: " + ", ".join(
             f"{s['messages']}: {s['msgs_per_s']:.0f}/s {s['broker_cpu_ms_per_msg']:.2f} ms"
             for s in r["cost_by_size"]),
@@ -317,3 +354,7 @@ def format_report(r: dict[str, Any]) -> str:
         f" on {r['conditions']['cpus']} CPUs",
     ]
     return "\n".join(lines)
+
+
+def _ms(seconds: float | None) -> str:
+    return "not measured" if seconds is None else f"{seconds * 1000:.2f} ms"

@@ -12,11 +12,13 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import aio_pika
+
 from aio_pika.abc import AbstractIncomingMessage
 
-from bench.stats import Latencies
+from bench.stats import Latencies, ServerCpu, listening_process
 
 
 @dataclass
@@ -26,6 +28,8 @@ class RawBench:
     msgs_per_s: float
     low_load: Latencies
     saturation: Latencies
+    #: RabbitMQ's own CPU seconds per message over the saturation run (None: not readable here)
+    rabbitmq_cpu_s_per_msg: float | None = None
 
 
 async def run_raw_bench(amqp_url: str, *, message_bytes: int, count: int, low_load: int = 200,
@@ -76,6 +80,8 @@ async def run_raw_bench(amqp_url: str, *, message_bytes: int, count: int, low_lo
             first = warm + low_load
             ids = range(first, first + count)
             expected["n"] = first + count
+            rabbit = ServerCpu(listening_process(urlsplit(amqp_url).port or 5672))
+            rabbit.start()
             started = time.perf_counter()
             gate = asyncio.Semaphore(window)
 
@@ -86,8 +92,10 @@ async def run_raw_bench(amqp_url: str, *, message_bytes: int, count: int, low_lo
             await asyncio.gather(*(confirmed(n) for n in ids))
             await asyncio.wait_for(everything.wait(), 300)
             elapsed = max(arrived[n] for n in ids) - started
+            rabbit_s = rabbit.seconds()
             sat = Latencies.of([arrived[n] - sent[n] for n in ids])
         finally:
             await queue.cancel(tag)
             await queue.delete(if_unused=False, if_empty=False)
-    return RawBench(message_bytes, count, count / elapsed, low, sat)
+    return RawBench(message_bytes, count, count / elapsed, low, sat,
+                    None if rabbit_s is None else rabbit_s / count)

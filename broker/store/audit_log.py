@@ -26,6 +26,7 @@ from broker.audit.merkle import CompactRange, leaf_hash
 from broker.audit.note import Checkpoint, NoteSigner, sign_note
 from broker.audit.tree import completed_nodes
 from broker.clock import Clock
+from broker.store import raw
 from broker.store.models import AuditRow, CheckpointRow
 
 log = structlog.get_logger("masp.audit")
@@ -120,6 +121,9 @@ class AuditLog:
         self.clock = clock
         self.postgres = postgres
         self._lock = asyncio.Lock()
+        #: (size, root, right-edge hashes) of the tree this process last committed: the next
+        #: unit of work starts from it when the newest checkpoint is still that one
+        self._head: tuple[int, bytes, tuple[bytes, ...]] | None = None
         #: Called with each committed batch's entries (metrics count them); must not raise.
         self.observers: list[Callable[[Sequence[AuditEntry]], None]] = []
 
@@ -139,12 +143,15 @@ class AuditLog:
                 # appending beside a running broker waits instead of taking the same seq
                 await session.execute(text("BEGIN IMMEDIATE"))
             batch = Batch(session, await self._tree(session))
+            root = b""
             yield batch
             if batch.entries:
                 await batch.write()
                 await session.flush()
-                self._checkpoint(session, batch.tree)
+                root = self._checkpoint(session, batch.tree)
                 await session.flush()
+        if batch.entries:  # committed: the next unit of work may start from this tree
+            self._head = (batch.tree.size, root, batch.tree.hashes)
         for observe in self.observers if batch.entries else ():
             try:
                 observe(batch.entries)
@@ -152,20 +159,32 @@ class AuditLog:
                 log.exception("audit_observer_failed")
 
     async def _tree(self, session: AsyncSession) -> CompactRange:
-        row = (await session.execute(
-            select(CheckpointRow).order_by(CheckpointRow.size.desc()).limit(1)  # type: ignore[attr-defined]
-        )).scalar_one_or_none()
-        if row is None:
-            return CompactRange()
-        return CompactRange(row.size, [bytes.fromhex(h) for h in json.loads(row.frontier)])
+        """The tree at the newest checkpoint, read under the sequencer.
 
-    def _checkpoint(self, session: AsyncSession, tree: CompactRange) -> None:
+        The newest checkpoint's size and root say whether it is still the one this process
+        committed last (sizes only grow, and the root commits to every leaf); only if not,
+        because another process or a CLI command appended meanwhile, are its right-edge
+        hashes read and parsed.
+        """
+        newest = await raw.fetch(
+            session, "SELECT size, root_hash FROM audit_checkpoint ORDER BY size DESC LIMIT 1")
+        if not newest:
+            return CompactRange()
+        size, root = int(newest[0][0]), bytes(newest[0][1])
+        if self._head is not None and self._head[:2] == (size, root):
+            return CompactRange(size, self._head[2])
+        frontier = await raw.fetch(session, "SELECT frontier FROM audit_checkpoint WHERE size = ?", size)
+        return CompactRange(size, [bytes.fromhex(h) for h in json.loads(frontier[0][0])])
+
+    def _checkpoint(self, session: AsyncSession, tree: CompactRange) -> bytes:
+        """Sign and add the checkpoint of ``tree``; its root hash."""
         cp = Checkpoint(self.origin, tree.size, tree.root())
         session.add(CheckpointRow(
             size=tree.size, root_hash=cp.root_hash, at=self.clock(),
             frontier=json.dumps([h.hex() for h in tree.hashes]),
             note=sign_note(cp.body(), [self.signer]),
         ))
+        return cp.root_hash
 
     async def latest_checkpoint(self, session: AsyncSession) -> CheckpointRow | None:
         return (await session.execute(

@@ -54,6 +54,40 @@ async def test_concurrent_batches_get_contiguous_seqs_and_verify(service: Broker
     assert report.ok and report.entries == 36 and report.checkpoints == 12
 
 
+async def test_a_writer_reads_the_tree_again_only_after_another_writer_appended(
+        service: BrokerService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each sequencer keeps the tree it committed; another process's (or a CLI command's)
+    append in between makes it read the newest checkpoint's right edge instead."""
+    from broker.store import raw
+
+    statements: list[str] = []
+    fetch = raw.fetch
+
+    async def counted(session: object, sql: str, *params: object) -> object:
+        statements.append(sql)
+        return await fetch(session, sql, *params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(raw, "fetch", counted)
+    mine = service.exchange.audit
+    other = AuditLog(mine.sessions, mine.signer, mine.origin, mine.clock, postgres=mine.postgres)
+
+    async def append(log: AuditLog, tag: str) -> list[str]:
+        statements.clear()
+        async with log.transaction() as batch:
+            batch.add(lambda seq: AuditEntry(seq=seq, kind=EntryKind.AUDIT_VIEWED, at=AT,
+                                             actor=Actor(user_id=tag, auth="system")))
+        return [s for s in statements if "frontier" in s]
+
+    assert await append(mine, "a0") == []  # an empty log has no frontier to read
+    assert await append(mine, "a1") == []  # its own head
+    assert len(await append(other, "b0")) == 1  # the other writer has never seen this tree
+    assert len(await append(mine, "a2")) == 1  # the other writer appended since
+    assert await append(mine, "a3") == []
+    assert len(await append(other, "b1")) == 1
+    report = await verify_database(service)
+    assert report.ok and report.entries == 6 and report.checkpoints == 6
+
+
 async def test_audit_rows_cannot_be_changed_or_deleted(service: BrokerService) -> None:
     await _append(service, 2, "x")
     for stmt in ("UPDATE audit_entry SET kind = 'refused' WHERE seq = 0",

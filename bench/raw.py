@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 import aio_pika
-
 from aio_pika.abc import AbstractIncomingMessage
 
 from bench.stats import Latencies, ServerCpu, listening_process

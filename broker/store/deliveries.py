@@ -9,6 +9,7 @@ acknowledged within the configured time; the sender gets a signed non-delivery r
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from broker.policy.escalation import Escalation
+from broker.store import raw
 from broker.store.delivery_models import DeliveryTimerRow, NoticeRow, RoutePauseRow
 from broker.store.models import DeliveryRow
 
@@ -166,16 +168,43 @@ async def resume_route(session: AsyncSession, recipient: str) -> bool:
     return True
 
 
-async def claim_queued(session: AsyncSession, limit: int, *, postgres: bool) -> Sequence[DeliveryRow]:
+@dataclass(frozen=True)
+class QueuedDelivery:
+    """What the outbox relay publishes of one queued delivery, with its submission's trace."""
+
+    delivery_id: str
+    message_id: str
+    sender: str
+    recipient: str
+    masp_type: str
+    jwe: str
+    trace: dict[str, str]  # W3C trace headers; empty if the submission was not traced
+
+
+_CLAIM = (
+    "SELECT d.delivery_id, d.message_id, d.sender, d.recipient, d.masp_type, d.jwe,"
+    " t.traceparent, t.tracestate FROM delivery d"
+    " LEFT JOIN message_trace t ON t.message_id = d.message_id"
+    " WHERE d.state = 'queued' AND d.recipient NOT IN (SELECT recipient FROM route_pause)"
+    " ORDER BY d.created_at LIMIT ?")
+
+
+async def claim_queued(session: AsyncSession, limit: int, *, postgres: bool) -> list[QueuedDelivery]:
     """Queued deliveries for the outbox relay, oldest first, skipping paused routes.
 
+    One statement on the driver connection, with each submission's trace context: the relay
+    runs after every unit of work that queued deliveries, and the ORM's row objects (each
+    with its ciphertext) plus a second query for the traces cost more than the claim.
     On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` inside the caller's
     transaction, so several relays each take different rows and none waits on another.
     SQLite runs one broker process, whose relay is a single task.
     """
-    q = (select(DeliveryRow).where(col(DeliveryRow.state) == "queued")
-         .where(col(DeliveryRow.recipient).not_in(paused_recipients()))
-         .order_by(col(DeliveryRow.created_at)).limit(limit))
-    if postgres:
-        q = q.with_for_update(skip_locked=True)
-    return (await session.execute(q)).scalars().all()
+    sql = _CLAIM + (" FOR UPDATE OF d SKIP LOCKED" if postgres else "")
+    found = []
+    rows = await raw.fetch_locking(session, sql, limit)
+    for delivery_id, message_id, sender, recipient, masp_type, jwe, parent, state in rows:
+        trace = {} if parent is None else {"traceparent": parent}
+        if state:
+            trace["tracestate"] = state
+        found.append(QueuedDelivery(delivery_id, message_id, sender, recipient, masp_type, jwe, trace))
+    return found

@@ -28,12 +28,30 @@ def numbered(sql: str) -> str:
 
 
 async def fetch(session: AsyncSession, sql: str, *params: Any) -> Sequence[Sequence[Any]]:
-    """Rows of ``sql`` as driver rows (asyncpg records or tuples), in the session's transaction."""
+    """Rows of ``sql`` as driver rows (asyncpg records or tuples).
+
+    On PostgreSQL the statement joins the session's transaction only once SQLAlchemy has
+    sent a statement in it (see ``fetch_locking``); for reads of the append-only log that
+    makes no difference.
+    """
     conn = await session.connection()
     driver: Any = (await conn.get_raw_connection()).driver_connection
     if conn.dialect.name == "postgresql":
         return await driver.fetch(numbered(sql), *params)  # type: ignore[no-any-return]
     return list(await driver.execute_fetchall(sql, params))
+
+
+async def fetch_locking(session: AsyncSession, sql: str, *params: Any) -> Sequence[Sequence[Any]]:
+    """Rows of ``sql`` through SQLAlchemy's connection (no ORM objects), for locking reads.
+
+    ``fetch`` talks to the driver directly, and SQLAlchemy begins asyncpg's transaction
+    lazily, at its own first statement: a ``FOR UPDATE`` sent to the driver before that
+    runs in a transaction of its own and its locks are gone when it returns. This goes
+    through SQLAlchemy, so it always runs inside the session's transaction.
+    """
+    conn = await session.connection()
+    statement = numbered(sql) if conn.dialect.name == "postgresql" else sql
+    return (await conn.exec_driver_sql(statement, params)).all()
 
 
 async def dialect(session: AsyncSession) -> str:

@@ -7,11 +7,8 @@ arrived with (or this broker started) a valid trace: an untraced deployment writ
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import Field, SQLModel, col
+from sqlmodel import Field, SQLModel
 
 from broker import telemetry
 
@@ -30,19 +27,3 @@ def remember(session: AsyncSession, message_id: str) -> None:
     if "traceparent" in headers:
         session.add(MessageTraceRow(message_id=message_id, traceparent=headers["traceparent"],
                                     tracestate=headers.get("tracestate")))
-
-
-async def parents(session: AsyncSession, message_ids: Iterable[str]) -> dict[str, dict[str, str]]:
-    """Trace headers by message id, for the messages that have them."""
-    ids = sorted(set(message_ids))
-    if not ids:
-        return {}
-    rows = (await session.execute(
-        select(MessageTraceRow).where(col(MessageTraceRow.message_id).in_(ids)))).scalars().all()
-    found: dict[str, dict[str, str]] = {}
-    for row in rows:
-        headers = {"traceparent": row.traceparent}
-        if row.tracestate:
-            headers["tracestate"] = row.tracestate
-        found[row.message_id] = headers
-    return found

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import suppress
 from functools import partial
-from typing import Any
 
 import aio_pika
 import structlog
@@ -20,8 +19,7 @@ from broker import telemetry
 from broker.acks import acknowledge_many
 from broker.errors import MaspError
 from broker.exchange import Exchange
-from broker.store import trace_context
-from broker.store.deliveries import claim_queued
+from broker.store.deliveries import QueuedDelivery, claim_queued
 from broker.store.models import DeliveryRow
 from broker.transport.batching import Batcher
 from broker.transport.drain import Drain
@@ -162,14 +160,13 @@ class BrokerWorkers:
                 rows = await claim_queued(session, limit, postgres=postgres)
                 if not rows:
                     return 0
-                parents = await trace_context.parents(session, (r.message_id for r in rows))
                 if postgres:  # publish while the claimed rows stay locked
-                    published = await self._publish(rows, parents)
+                    published = await self._publish(rows)
                     await self._mark(session, published)
             if not postgres:
                 # SQLite: a read transaction must not later write (a stale WAL snapshot cannot
                 # be upgraded), so publish outside it and mark in a fresh one
-                published = await self._publish(rows, parents)
+                published = await self._publish(rows)
                 async with session.begin():
                     await self._mark(session, published)
         log.debug("outbox_published", count=len(published))
@@ -182,7 +179,7 @@ class BrokerWorkers:
             .where(col(DeliveryRow.delivery_id).in_(published), col(DeliveryRow.state) == "queued")
             .values(state="published", published_at=self.exchange.clock()))
 
-    async def _publish(self, rows: Sequence[DeliveryRow], parents: Mapping[str, Any]) -> list[str]:
+    async def _publish(self, rows: Sequence[QueuedDelivery]) -> list[str]:
         """Publish every row with its confirm in flight at once; the ids RabbitMQ confirmed.
 
         Confirms are awaited together, not one by one: a round trip per delivery would
@@ -192,9 +189,8 @@ class BrokerWorkers:
         assert self._publish_channel is not None
         exchange = await self._publish_channel.get_exchange(self.names.deliver, ensure=False)
 
-        async def publish(row: DeliveryRow) -> str:
-            assert row.jwe is not None
-            with telemetry.publishing(parents.get(row.message_id), "masp.publish",
+        async def publish(row: QueuedDelivery) -> str:
+            with telemetry.publishing(row.trace or None, "masp.publish",
                                       delivery_id=row.delivery_id, message_id=row.message_id,
                                       recipient=row.recipient, masp_type=row.masp_type) as trace_headers:
                 await exchange.publish(aio_pika.Message(

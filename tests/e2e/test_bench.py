@@ -19,7 +19,8 @@ PG_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 KEYS = {"raw_msgs_per_s", "e2e_disclosures_per_s", "ratio", "p50_ms_low_load",
         "raw_p50_ms_low_load", "peak_rss_mb", "e2e_msgs_per_s", "broker_cpu_s_per_msg",
         "adapters_cpu_s_per_msg", "latency_ms", "raw_latency_ms", "cost_by_size",
-        "message_bytes", "audit_verified"}
+        "message_bytes", "audit_verified", "rabbitmq_cpu_s_per_msg", "raw_rabbitmq_cpu_s_per_msg",
+        "database_cpu_s_per_msg", "total_cpu_s_per_msg", "cpu_bound_msgs_per_s"}
 
 
 def _check(result: dict[str, object], count: int) -> None:
@@ -36,6 +37,14 @@ def _check(result: dict[str, object], count: int) -> None:
     assert 20 < r["peak_rss_mb"] < 4096  # a real broker process was measured
     assert r["broker_cpu_s_per_msg"] > 0 and r["adapters_cpu_s_per_msg"] > 0
     assert 1000 < r["message_bytes"] < 256 * 1024  # a sealed referral, not a placeholder
+    # RabbitMQ runs on this machine: its own CPU was read, for the raw run and the pipeline
+    assert r["rabbitmq_cpu_s_per_msg"] > 0 and r["raw_rabbitmq_cpu_s_per_msg"] > 0
+    database = result["database_cpu_s_per_msg"]
+    assert (database is None) == (result["backend"] == "sqlite")  # SQLite works in the broker
+    parts = r["broker_cpu_s_per_msg"] + r["adapters_cpu_s_per_msg"] + r["rabbitmq_cpu_s_per_msg"]
+    assert r["total_cpu_s_per_msg"] == pytest.approx(parts + float(database or 0), abs=2e-5)
+    assert r["cpu_bound_msgs_per_s"] == pytest.approx(
+        int(result["conditions"]["cpus"]) / r["total_cpu_s_per_msg"], rel=0.01)  # type: ignore[index]
     latency = result["latency_ms"]
     assert isinstance(latency, dict)
     for phase in ("low_load", "saturation"):

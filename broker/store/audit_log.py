@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import structlog
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -136,20 +136,20 @@ class AuditLog:
         (deliveries, replay guards) goes through ``batch.session`` and commits with it.
         """
         async with self._lock, self.sessions() as session, session.begin():
+            conn = await session.connection()
             if self.postgres:
-                await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _ADVISORY_KEY})
+                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_KEY})")
             else:
                 # SQLite: hold the write lock before reading the tree head, so a CLI command
                 # appending beside a running broker waits instead of taking the same seq
-                await session.execute(text("BEGIN IMMEDIATE"))
+                await conn.exec_driver_sql("BEGIN IMMEDIATE")
             batch = Batch(session, await self._tree(session))
             root = b""
             yield batch
             if batch.entries:
                 await batch.write()
-                await session.flush()
                 root = self._checkpoint(session, batch.tree)
-                await session.flush()
+            # the commit flushes the unit of work's rows (deliveries, guards, the checkpoint)
         if batch.entries:  # committed: the next unit of work may start from this tree
             self._head = (batch.tree.size, root, batch.tree.hashes)
         for observe in self.observers if batch.entries else ():

@@ -10,7 +10,6 @@ knows neither HTTP nor AMQP: both edges call ``Exchange.submit``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -42,12 +41,13 @@ from broker.crypto import jose
 from broker.crypto.keys import AgencyKeys, KeyRegistry
 from broker.errors import MalformedMessage, MaspError, PolicyRefused, ReplayDetected, SchemaInvalid
 from broker.metrics import BrokerMetrics
+from broker.outbox import Outbox
 from broker.policy.corrections import correction_recipients, scope_correction
 from broker.policy.escalation import escalation_for
 from broker.store import consent as consent_registry
 from broker.store import trace_context
 from broker.store.audit_log import AuditLog, Batch
-from broker.store.deliveries import schedule_escalation
+from broker.store.deliveries import QueuedDelivery, paused_names, schedule_escalation
 from broker.store.models import AuditRow, DeliveryRow, OverrideReviewRow, SeenMessageRow
 from schemas import DataClass
 from schemas.consent_change import ConsentChange
@@ -95,8 +95,8 @@ class Exchange:
     pseudonym_secret: bytes
     max_message_bytes: int = 256 * 1024
     max_skew: timedelta = timedelta(minutes=5)
-    #: Set after each commit that queued deliveries, so the outbox relay wakes at once.
-    outbox_ready: asyncio.Event = field(default_factory=asyncio.Event)
+    #: Deliveries committed here and not yet published: the outbox relay takes them at once.
+    outbox: Outbox = field(default_factory=Outbox)
     metrics: BrokerMetrics = field(default_factory=BrokerMetrics)
 
     def __post_init__(self) -> None:
@@ -144,9 +144,10 @@ class Exchange:
                     seen = {r.jti: r for r in (await batch.session.execute(
                         select(SeenMessageRow).where(col(SeenMessageRow.jti).in_(
                             [p.sub.message_id for _, p in ready])))).scalars()}
+                    paused = await paused_names(batch.session)
                     for i, prep in ready:
                         with _in_trace(prep.trace):
-                            results[i] = await self._decide(batch, prep, seen)
+                            results[i] = await self._decide(batch, prep, seen, paused)
                         if results[i] is None:
                             replays.append((i, prep))
             except Exception:
@@ -247,8 +248,6 @@ class Exchange:
         return replay
 
     def _accepted(self, accepted: Sequence[tuple[_Prepared, Receipt]]) -> None:
-        if any(not r.duplicate for _, r in accepted):
-            self.outbox_ready.set()
         for prep, r in accepted:
             if not r.duplicate:
                 log.info("submission_accepted", message_id=r.message_id, agency=prep.sub.sender,
@@ -256,12 +255,16 @@ class Exchange:
                              1 for d in r.decisions if d["decision"].startswith("permit")))
 
     async def _decide(self, batch: Batch, prep: _Prepared,
-                      known: dict[str, SeenMessageRow] | None = None) -> Receipt | None:
+                      known: dict[str, SeenMessageRow] | None = None,
+                      paused: set[str] | None = None) -> Receipt | None:
         """Inside the sequencer: replay guard, policy, audit entries, deliveries, receipt.
 
         None if the message id was already used for other content (a replay to refuse once
         this unit of work has committed). ``known``: the batch's replay guard rows, read
         together beforehand (and kept up to date here); without it, one read per message.
+        ``paused``: the routes paused now, likewise; read under the sequencer, which pausing
+        and resuming hold too, so a delivery is handed to the relay at once (``Outbox``)
+        exactly when its route was not paused before this unit of work.
         """
         sub, claims, now = prep.sub, prep.sub.claims, self.clock()
         session = batch.session
@@ -284,8 +287,11 @@ class Exchange:
         if targets is not None:
             reference = {n for n, c in prep.classes.items() if c == DataClass.MESSAGE_REFERENCE}
             decisions = [scope_correction(d, targets[d.recipient], reference) for d in decisions]
+        trace = trace_context.remember(session, sub.message_id)  # the relay publishes in this trace
+        if paused is None:
+            paused = await paused_names(session)
         receipt = self._record(batch, session, sub, prep.actor, prep.digest, prep.subjects,
-                               decisions, now)
+                               decisions, now, trace, paused)
         if isinstance(prep.body, ConsentChange):
             self._register_consent(batch, sub, prep.body, prep.subjects, prep.actor, now)
         session.add(guard := SeenMessageRow(jti=sub.message_id, sender=sub.sender,
@@ -293,12 +299,12 @@ class Exchange:
                                             received_at=now))
         if known is not None:
             known[sub.message_id] = guard
-        trace_context.remember(session, sub.message_id)  # the relay publishes in this trace
         return receipt
 
     def _record(self, batch: Batch, session: AsyncSession, sub: wire.Submission, actor: Actor,
                 digest: str, subjects: tuple[SubjectRef, ...],
-                decisions: list[policy.Decision], now: datetime) -> Receipt:
+                decisions: list[policy.Decision], now: datetime, trace: dict[str, str],
+                paused: set[str]) -> Receipt:
         claims = sub.claims
         common: dict[str, Any] = {
             "at": now, "actor": actor, "message_id": sub.message_id, "masp_type": claims["masp_type"],
@@ -313,6 +319,7 @@ class Exchange:
             consent={"ref": claims["consent_ref"], "status": "cited"} if claims.get("consent_ref") else None,
             **common))
         summary: list[dict[str, Any]] = []
+        queued: list[QueuedDelivery] = []
         for d in decisions:
             entry = batch.add(partial(_decision_entry, decision=d, digests=digests, common=common))
             summary.append({"recipient": d.recipient, "decision": d.outcome.value,
@@ -327,11 +334,17 @@ class Exchange:
                     created_at=now))
             if d.outcome in (policy.Outcome.PERMIT, policy.Outcome.PERMIT_WITH_REDACTION):
                 session.add(delivery := self._delivery(sub, d, entry.seq, now))
+                if d.recipient not in paused:  # a paused route's deliveries wait in the table
+                    queued.append(QueuedDelivery(
+                        delivery.delivery_id, sub.message_id, sub.sender, d.recipient,
+                        claims["masp_type"], str(delivery.jwe), trace))
                 schedule_escalation(session, delivery, escalation_for(
                     self.bundle, d.clause, claims["masp_type"], sub.message.claims))
                 if claims["masp_type"] == "correction_notice":
                     batch.add(partial(_correction_entry, decision=d, common=common,
                                       corrects=str(sub.message.claims["corrects_message_id"])))
+        if queued:
+            batch.after_commit.append(partial(self.outbox.committed, queued))
         token = wire.sign_receipt(self.broker, {
             "message_id": sub.message_id, "received_at": now.isoformat(),
             "audit_seq": submitted.seq, "decisions": summary})

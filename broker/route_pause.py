@@ -47,7 +47,7 @@ async def resume(exchange: Exchange, recipient: str, actor: Actor, reason: str |
         batch.add(lambda seq: AuditEntry(seq=seq, kind=EntryKind.ROUTE_RESUMED, at=now, actor=actor,
                                          recipient=recipient, reason=reason,
                                          policy_hash=exchange.bundle.policy_hash))
-    exchange.outbox_ready.set()  # the relay publishes the backlog now, not at its next poll
+    exchange.outbox.sweep_soon()  # the relay publishes the backlog now, not at its next poll
     log.info("route_resumed", recipient=recipient, by=actor.user_id)
 
 

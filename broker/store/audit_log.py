@@ -15,6 +15,7 @@ import json
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 
 import structlog
 from sqlalchemy import select
@@ -50,6 +51,8 @@ class Batch:
     session: AsyncSession
     tree: CompactRange
     entries: list[AuditEntry] = field(default_factory=list)
+    #: Run once the unit of work has committed (never if it rolls back); must not raise.
+    after_commit: list[Callable[[], None]] = field(default_factory=list)
     # rows are written in bulk when the batch closes, as plain tuples straight to the driver:
     # per-row ORM objects (and even SQLAlchemy's per-row parameter handling) cost more than
     # hashing and signing together at audit volumes
@@ -152,11 +155,13 @@ class AuditLog:
             # the commit flushes the unit of work's rows (deliveries, guards, the checkpoint)
         if batch.entries:  # committed: the next unit of work may start from this tree
             self._head = (batch.tree.size, root, batch.tree.hashes)
-        for observe in self.observers if batch.entries else ():
+        hooks: list[Callable[[], None]] = [*batch.after_commit, *(partial(observe, batch.entries)
+                                        for observe in (self.observers if batch.entries else ()))]
+        for hook in hooks:
             try:
-                observe(batch.entries)
-            except Exception:  # the unit of work is committed: a metrics bug must not undo its reply
-                log.exception("audit_observer_failed")
+                hook()
+            except Exception:  # the unit of work is committed: a bug here must not undo its reply
+                log.exception("audit_after_commit_failed")
 
     async def _tree(self, session: AsyncSession) -> CompactRange:
         """The tree at the newest checkpoint, read under the sequencer.

@@ -145,6 +145,11 @@ def paused_recipients() -> Select[tuple[str]]:
     return select(col(RoutePauseRow.recipient))
 
 
+async def paused_names(session: AsyncSession) -> set[str]:
+    """The recipients whose route is paused now."""
+    return {str(r[0]) for r in await raw.fetch(session, "SELECT recipient FROM route_pause")}
+
+
 async def paused_routes(session: AsyncSession) -> Sequence[RoutePauseRow]:
     return (await session.execute(select(RoutePauseRow).order_by(col(RoutePauseRow.recipient)))
             ).scalars().all()
@@ -208,3 +213,15 @@ async def claim_queued(session: AsyncSession, limit: int, *, postgres: bool) -> 
             trace["tracestate"] = state
         found.append(QueuedDelivery(delivery_id, message_id, sender, recipient, masp_type, jwe, trace))
     return found
+
+
+async def lock_queued(session: AsyncSession, delivery_ids: Sequence[str]) -> set[str]:
+    """PostgreSQL: lock these deliveries if they are still queued and no other relay holds
+    them (``FOR UPDATE SKIP LOCKED``, in the caller's transaction); the ids locked."""
+    if not delivery_ids:
+        return set()
+    marks = ", ".join("?" * len(delivery_ids))  # placeholders only: the ids are parameters
+    rows = await raw.fetch_locking(
+        session, f"SELECT delivery_id FROM delivery WHERE state = 'queued' AND delivery_id IN ({marks})"  # noqa: S608
+        " FOR UPDATE SKIP LOCKED", *delivery_ids)
+    return {str(r[0]) for r in rows}

@@ -21,9 +21,12 @@ class MessageTraceRow(SQLModel, table=True):
     tracestate: str | None = None
 
 
-def remember(session: AsyncSession, message_id: str) -> None:
-    """Keep the current trace context for ``message_id`` (in the caller's transaction)."""
+def remember(session: AsyncSession, message_id: str) -> dict[str, str]:
+    """Keep the current trace context for ``message_id`` (in the caller's transaction); the
+    trace headers kept, empty if there is no trace."""
     headers = telemetry.inject()
-    if "traceparent" in headers:
-        session.add(MessageTraceRow(message_id=message_id, traceparent=headers["traceparent"],
-                                    tracestate=headers.get("tracestate")))
+    if "traceparent" not in headers:
+        return {}
+    session.add(MessageTraceRow(message_id=message_id, traceparent=headers["traceparent"],
+                                tracestate=headers.get("tracestate")))
+    return {k: headers[k] for k in telemetry.TRACE_HEADERS if k in headers}

@@ -19,7 +19,7 @@ from broker import telemetry
 from broker.acks import acknowledge_many
 from broker.errors import MaspError
 from broker.exchange import Exchange
-from broker.store.deliveries import QueuedDelivery, claim_queued
+from broker.store.deliveries import QueuedDelivery, claim_queued, lock_queued
 from broker.store.models import DeliveryRow
 from broker.transport.batching import Batcher
 from broker.transport.drain import Drain
@@ -128,7 +128,9 @@ class BrokerWorkers:
 
     async def _relay_loop(self) -> None:
         backoff = 0.5
+        outbox = self.exchange.outbox
         while True:
+            outbox.ready.clear()
             try:
                 sent = await self.relay_once()
                 backoff = 0.5
@@ -136,23 +138,28 @@ class BrokerWorkers:
                 raise
             except Exception:
                 log.exception("outbox_relay_failed", retry_in_s=backoff)
+                outbox.sweep_soon()  # what this round took stays queued in the table
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 30.0)
                 continue
-            if sent == 0:
-                self.exchange.outbox_ready.clear()
+            if sent == 0 and not outbox.ready.is_set():
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(self.exchange.outbox_ready.wait(), timeout=1.0)
+                    await asyncio.wait_for(outbox.ready.wait(), timeout=outbox.sweep_s)
 
     async def relay_once(self, limit: int = 200) -> int:
-        """Claim queued deliveries, publish them with confirms, mark them published: one transaction.
+        """Publish deliveries with confirms and mark them published; how many were published.
 
-        Several relays never take the same rows (``claim_queued``). A crash between the
-        confirm and the commit republishes the delivery; recipients de-duplicate by
-        delivery id, so their applications still see it once.
+        Deliveries this process has just committed are published as they are
+        (``broker/outbox.py``); otherwise the table is read: ``claim_queued`` in one
+        transaction. Several relays never take the same rows. A crash between the confirm
+        and the mark republishes the delivery; recipients de-duplicate by delivery id, so
+        their applications still see it once.
         """
         if self._publish_channel is None or self.topology is None:
             raise RuntimeError("workers are not started")
+        outbox = self.exchange.outbox
+        if not outbox.sweep_due():
+            return await self._relay_fresh(outbox.take(limit))
         postgres = self.exchange.audit.postgres
         published: list[str] = []
         async with self.exchange.sessions() as session:
@@ -169,7 +176,33 @@ class BrokerWorkers:
                 published = await self._publish(rows)
                 async with session.begin():
                     await self._mark(session, published)
+        outbox.published(published)
         log.debug("outbox_published", count=len(published))
+        return len(published)
+
+    async def _relay_fresh(self, fresh: list[QueuedDelivery]) -> int:
+        """Publish deliveries this process has just committed, without reading them back.
+
+        On PostgreSQL they are locked first (``FOR UPDATE SKIP LOCKED``, by key, without
+        their ciphertexts), so a row another process's relay is publishing is left to it.
+        SQLite runs one broker process: nothing to lock, the rows are published at once.
+        """
+        if not fresh:
+            return 0
+        published: list[str] = []
+        async with self.exchange.sessions() as session:
+            if self.exchange.audit.postgres:
+                async with session.begin():
+                    held = await lock_queued(session, [d.delivery_id for d in fresh])
+                    published = await self._publish([d for d in fresh if d.delivery_id in held])
+                    await self._mark(session, published)
+            else:
+                published = await self._publish(fresh)
+                async with session.begin():
+                    await self._mark(session, published)
+        if len(published) < len(fresh):
+            self.exchange.outbox.sweep_soon()  # what did not go out stays queued in the table
+        log.debug("outbox_published", count=len(published), fresh=True)
         return len(published)
 
     async def _mark(self, session: AsyncSession, published: list[str]) -> None:

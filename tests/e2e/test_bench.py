@@ -38,7 +38,8 @@ def _check(result: dict[str, object], count: int) -> None:
     assert r["broker_cpu_s_per_msg"] > 0 and r["adapters_cpu_s_per_msg"] > 0
     assert 1000 < r["message_bytes"] < 256 * 1024  # a sealed referral, not a placeholder
     # RabbitMQ runs on this machine: its own CPU was read, for the raw run and the pipeline
-    assert r["rabbitmq_cpu_s_per_msg"] > 0 and r["raw_rabbitmq_cpu_s_per_msg"] > 0
+    # (in clock ticks: a raw run of a few messages may read zero)
+    assert r["rabbitmq_cpu_s_per_msg"] > 0 and r["raw_rabbitmq_cpu_s_per_msg"] >= 0
     database = result["database_cpu_s_per_msg"]
     assert (database is None) == (result["backend"] == "sqlite")  # SQLite works in the broker
     parts = r["broker_cpu_s_per_msg"] + r["adapters_cpu_s_per_msg"] + r["rabbitmq_cpu_s_per_msg"]

@@ -88,6 +88,29 @@ async def test_a_writer_reads_the_tree_again_only_after_another_writer_appended(
     assert report.ok and report.entries == 6 and report.checkpoints == 6
 
 
+async def test_after_commit_hooks_run_only_for_a_committed_unit_of_work(service: BrokerService) -> None:
+    ran: list[str] = []
+
+    async def undone() -> None:
+        async with service.exchange.audit.transaction() as batch:
+            batch.add(lambda seq: AuditEntry(seq=seq, kind=EntryKind.AUDIT_VIEWED, at=AT,
+                                             actor=Actor(user_id="r", auth="system")))
+            batch.after_commit.append(lambda: ran.append("rolled back"))
+            raise RuntimeError("undone")
+
+    with pytest.raises(RuntimeError, match="undone"):
+        await undone()
+    async with service.exchange.audit.transaction() as batch:
+        batch.add(lambda seq: AuditEntry(seq=seq, kind=EntryKind.AUDIT_VIEWED, at=AT,
+                                         actor=Actor(user_id="c", auth="system")))
+        batch.after_commit.append(lambda: ran.append("committed"))
+        batch.after_commit.append(lambda: 1 / 0)  # type: ignore[func-returns-value, arg-type]
+        batch.after_commit.append(lambda: ran.append("after a failing hook"))
+    assert ran == ["committed", "after a failing hook"]
+    async with service.exchange.sessions() as s:
+        assert [r.seq for r in await read_entries(s)] == [0]  # the rolled-back entry left no seq
+
+
 async def test_audit_rows_cannot_be_changed_or_deleted(service: BrokerService) -> None:
     await _append(service, 2, "x")
     for stmt in ("UPDATE audit_entry SET kind = 'refused' WHERE seq = 0",

@@ -125,6 +125,69 @@ async def test_redelivered_delivery_reaches_the_application_once(env: Env) -> No
     assert row is not None and row.state == "acknowledged" and row.jwe is None
 
 
+async def test_a_committed_delivery_goes_out_without_being_read_back(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The relay publishes what its own process has just committed as it is (broker/outbox.py):
+    no claim statement reads the rows back; they are marked published as before."""
+    import broker.transport.workers as workers
+
+    claims: list[int] = []
+    claim = workers.claim_queued
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        claims.append(1)
+        return await claim(*args, **kwargs)  # type: ignore[arg-type]
+
+    outbox = env.service.exchange.outbox
+    outbox.sweep_s = 3600.0  # no periodic sweep during the test: only fresh deliveries go out
+    outbox.sweep_due()
+    await asyncio.sleep(0.1)  # a sweep already under way finishes
+    monkeypatch.setattr(workers, "claim_queued", counted)
+    police = env.adapters["police"]
+    mid = wire.new_id()
+    _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-FRESH",
+                            purpose="risk_management", subjects=SUBJECTS, jti=mid)
+    reply = await police.submit_amqp(env.connection, jwe)
+    assert "audit_seq" in reply, reply
+
+    def received(agency: str) -> list[dict[str, object]]:
+        return [r for r in env.adapters[agency].received() if r["message"]["jti"] == mid]
+
+    assert await wait_for(lambda: len(received("probation")) == 1 and len(received("nhs")) == 1, 10)
+    assert claims == []
+    async with env.service.exchange.sessions() as s:
+        states = (await s.execute(select(DeliveryRow.state).where(
+            DeliveryRow.message_id == mid))).scalars().all()  # type: ignore[arg-type]
+    assert sorted(states) in (["published", "published"], ["acknowledged", "published"],
+                              ["acknowledged", "acknowledged"])
+    assert len(outbox) == 0
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_fresh_delivery_another_relay_holds_is_left_to_it(env: Env) -> None:
+    from broker.store.deliveries import QueuedDelivery, lock_queued
+
+    assert env.service.workers is not None
+    for task in env.service.workers._tasks:  # this test plays the relay itself
+        if task.get_name() == "outbox-relay":
+            task.cancel()
+    exchange = env.service.exchange
+    fresh = QueuedDelivery("held-1", "m-held", "police", "nhs", "case_referral", "x", {})
+    async with exchange.audit.transaction() as batch:
+        batch.session.add(DeliveryRow(
+            delivery_id="held-1", message_id="m-held", sender="police", recipient="nhs",
+            masp_type="case_referral", state="queued", audit_seq=0, jwe="x", created_at=exchange.clock()))
+        batch.after_commit.append(lambda: exchange.outbox.committed([fresh]))
+    assert len(exchange.outbox) == 1
+    async with exchange.sessions() as other, other.begin():
+        assert await lock_queued(other, ["held-1"]) == {"held-1"}  # another relay is publishing it
+        assert await env.service.workers._relay_fresh(exchange.outbox.take(10)) == 0
+        await other.rollback()
+    async with exchange.sessions() as s:
+        row = await s.get(DeliveryRow, "held-1")
+    assert row is not None and row.state == "queued"  # left in the table, for whoever holds it
+
+
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 async def test_two_relays_never_claim_the_same_deliveries(env: Env) -> None:
     from broker.store.deliveries import claim_queued

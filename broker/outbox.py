@@ -21,15 +21,21 @@ from broker.store.deliveries import QueuedDelivery
 
 
 class Outbox:
-    def __init__(self, sweep_s: float = 1.0) -> None:
+    def __init__(self, sweep_s: float = 1.0, max_fresh: int = 5000) -> None:
         self.ready = asyncio.Event()  # set when there is something to publish
         self.sweep_s = sweep_s
+        #: Beyond this many (a relay that cannot keep up or has stopped), deliveries are not
+        #: held in memory as well: they wait in the table for a sweep
+        self.max_fresh = max_fresh
         self._fresh: dict[str, QueuedDelivery] = {}
         self._swept_at = float("-inf")
 
     def committed(self, deliveries: Iterable[QueuedDelivery]) -> None:
         """A unit of work that queued these deliveries has committed."""
         for d in deliveries:
+            if len(self._fresh) >= self.max_fresh:
+                self._swept_at = float("-inf")
+                break
             self._fresh[d.delivery_id] = d
         self.ready.set()
 

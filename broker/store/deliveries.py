@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -140,11 +140,6 @@ async def state_counts(session: AsyncSession) -> dict[str, dict[str, int]]:
 # --- paused routes ----------------------------------------------------------------------
 
 
-def paused_recipients() -> Select[tuple[str]]:
-    """Sub-select of paused recipients, for the outbox relay to leave their rows queued."""
-    return select(col(RoutePauseRow.recipient))
-
-
 async def paused_names(session: AsyncSession) -> set[str]:
     """The recipients whose route is paused now."""
     return {str(r[0]) for r in await raw.fetch(session, "SELECT recipient FROM route_pause")}
@@ -195,12 +190,11 @@ _CLAIM = (
 
 
 async def claim_queued(session: AsyncSession, limit: int, *, postgres: bool) -> list[QueuedDelivery]:
-    """Queued deliveries for the outbox relay, oldest first, skipping paused routes.
+    """Queued deliveries for the outbox relay's sweep, oldest first, skipping paused routes.
 
-    One statement on the driver connection, with each submission's trace context: the relay
-    runs after every unit of work that queued deliveries, and the ORM's row objects (each
-    with its ciphertext) plus a second query for the traces cost more than the claim.
-    On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` inside the caller's
+    One statement, with each submission's trace context, returning plain rows: ORM row
+    objects (each with its ciphertext) plus a second query for the traces cost more than
+    the claim itself. On PostgreSQL the rows are locked ``FOR UPDATE SKIP LOCKED`` inside the caller's
     transaction, so several relays each take different rows and none waits on another.
     SQLite runs one broker process, whose relay is a single task.
     """

@@ -138,25 +138,31 @@ class AuditLog:
         starts from the tree this one committed. Everything else the unit of work writes
         (deliveries, replay guards) goes through ``batch.session`` and commits with it.
         """
-        async with self._lock, self.sessions() as session, session.begin():
-            conn = await session.connection()
-            if self.postgres:
-                await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_KEY})")
-            else:
-                # SQLite: hold the write lock before reading the tree head, so a CLI command
-                # appending beside a running broker waits instead of taking the same seq
-                await conn.exec_driver_sql("BEGIN IMMEDIATE")
-            batch = Batch(session, await self._tree(session))
-            root = b""
-            yield batch
-            if batch.entries:
-                await batch.write()
-                root = self._checkpoint(session, batch.tree)
-            # the commit flushes the unit of work's rows (deliveries, guards, the checkpoint)
-        if batch.entries:  # committed: the next unit of work may start from this tree
-            self._head = (batch.tree.size, root, batch.tree.hashes)
-        hooks: list[Callable[[], None]] = [*batch.after_commit, *(partial(observe, batch.entries)
-                                        for observe in (self.observers if batch.entries else ()))]
+        async with self._lock, self.sessions() as session:
+            async with session.begin():
+                conn = await session.connection()
+                if self.postgres:
+                    await conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ADVISORY_KEY})")
+                else:
+                    # SQLite: hold the write lock before reading the tree head, so a CLI command
+                    # appending beside a running broker waits instead of taking the same seq
+                    await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                batch = Batch(session, await self._tree(session))
+                root = b""
+                yield batch
+                if batch.entries:
+                    await batch.write()
+                    root = self._checkpoint(session, batch.tree)
+                # the commit flushes the unit of work's rows (deliveries, guards, the checkpoint)
+            if batch.entries:  # committed: the next unit of work may start from this tree
+                self._head = (batch.tree.size, root, batch.tree.hashes)
+            # before the session hands its connection back (a round trip of its own), so
+            # what waits on this commit (the relay, above all) can start meanwhile
+            self._after_commit(batch)
+
+    def _after_commit(self, batch: Batch) -> None:
+        hooks: list[Callable[[], None]] = [*batch.after_commit, *(
+            partial(observe, batch.entries) for observe in (self.observers if batch.entries else ()))]
         for hook in hooks:
             try:
                 hook()

@@ -144,7 +144,8 @@ class BrokerWorkers:
                 continue
             if sent == 0 and not outbox.ready.is_set():
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(outbox.ready.wait(), timeout=outbox.sweep_s)
+                    async with asyncio.timeout(outbox.sweep_s):
+                        await outbox.ready.wait()
 
     async def relay_once(self, limit: int = 200) -> int:
         """Publish deliveries with confirms and mark them published; how many were published.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable
+from itertools import islice
 
 from broker.store.deliveries import QueuedDelivery
 
@@ -54,10 +55,7 @@ class Outbox:
 
     def take(self, limit: int) -> list[QueuedDelivery]:
         """Up to ``limit`` fresh deliveries, oldest first; they are no longer fresh."""
-        taken = []
-        for delivery_id in list(self._fresh)[:limit]:
-            taken.append(self._fresh.pop(delivery_id))
-        return taken
+        return [self._fresh.pop(delivery_id) for delivery_id in list(islice(self._fresh, limit))]
 
     def published(self, delivery_ids: Iterable[str]) -> None:
         """A sweep published these: they are fresh no more."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import suppress
 from functools import partial
 
@@ -151,60 +151,61 @@ class BrokerWorkers:
         """Publish deliveries with confirms and mark them published; how many were published.
 
         Deliveries this process has just committed are published as they are
-        (``broker/outbox.py``); otherwise the table is read: ``claim_queued`` in one
-        transaction. Several relays never take the same rows. A crash between the confirm
-        and the mark republishes the delivery; recipients de-duplicate by delivery id, so
-        their applications still see it once.
+        (``broker/outbox.py``); otherwise the table is swept (``claim_queued``). Several
+        relays never take the same rows. A crash between the confirm and the mark
+        republishes the delivery; recipients de-duplicate by delivery id, so their
+        applications still see it once.
         """
         if self._publish_channel is None or self.topology is None:
             raise RuntimeError("workers are not started")
         outbox = self.exchange.outbox
-        if not outbox.sweep_due():
-            return await self._relay_fresh(outbox.take(limit))
         postgres = self.exchange.audit.postgres
-        published: list[str] = []
-        async with self.exchange.sessions() as session:
-            async with session.begin():
-                rows = await claim_queued(session, limit, postgres=postgres)
-                if not rows:
-                    return 0
-                if postgres:  # publish while the claimed rows stay locked
-                    published = await self._publish(rows)
-                    await self._mark(session, published)
-            if not postgres:
-                # SQLite: a read transaction must not later write (a stale WAL snapshot cannot
-                # be upgraded), so publish outside it and mark in a fresh one
-                published = await self._publish(rows)
-                async with session.begin():
-                    await self._mark(session, published)
-        outbox.published(published)
-        log.debug("outbox_published", count=len(published))
-        return len(published)
-
-    async def _relay_fresh(self, fresh: list[QueuedDelivery]) -> int:
-        """Publish deliveries this process has just committed, without reading them back.
-
-        On PostgreSQL they are locked first (``FOR UPDATE SKIP LOCKED``, by key, without
-        their ciphertexts), so a row another process's relay is publishing is left to it.
-        SQLite runs one broker process: nothing to lock, the rows are published at once.
-        """
+        if outbox.sweep_due():
+            published = await self._publish_and_mark(
+                partial(claim_queued, limit=limit, postgres=postgres))
+            outbox.published(published)
+            if published:
+                log.debug("outbox_published", count=len(published))
+            return len(published)
+        fresh = outbox.take(limit)
         if not fresh:
             return 0
-        published: list[str] = []
-        async with self.exchange.sessions() as session:
-            if self.exchange.audit.postgres:
-                async with session.begin():
-                    held = await lock_queued(session, [d.delivery_id for d in fresh])
-                    published = await self._publish([d for d in fresh if d.delivery_id in held])
-                    await self._mark(session, published)
-            else:
-                published = await self._publish(fresh)
-                async with session.begin():
-                    await self._mark(session, published)
+
+        async def still_queued(session: AsyncSession) -> list[QueuedDelivery]:
+            # PostgreSQL: lock by key, without the ciphertexts, so a row another process's
+            # relay is publishing is left to it; SQLite runs one broker process: no statement
+            if not postgres:
+                return fresh
+            held = await lock_queued(session, [d.delivery_id for d in fresh])
+            return [d for d in fresh if d.delivery_id in held]
+
+        published = await self._publish_and_mark(still_queued)
         if len(published) < len(fresh):
-            self.exchange.outbox.sweep_soon()  # what did not go out stays queued in the table
+            outbox.sweep_soon()  # what did not go out stays queued in the table
         log.debug("outbox_published", count=len(published), fresh=True)
         return len(published)
+
+    async def _publish_and_mark(
+            self, pick: Callable[[AsyncSession], Awaitable[list[QueuedDelivery]]]) -> list[str]:
+        """Choose deliveries in a transaction, publish them, mark them published; the ids.
+
+        On PostgreSQL the chosen rows are locked and stay locked until the mark commits.
+        SQLite: a read transaction must not later write (a stale WAL snapshot cannot be
+        upgraded), so the rows are published outside it and marked in a fresh one.
+        """
+        async with self.exchange.sessions() as session:
+            async with session.begin():
+                rows = await pick(session)
+                if not rows:
+                    return []
+                if self.exchange.audit.postgres:
+                    published = await self._publish(rows)
+                    await self._mark(session, published)
+                    return published
+            published = await self._publish(rows)
+            async with session.begin():
+                await self._mark(session, published)
+        return published
 
     async def _mark(self, session: AsyncSession, published: list[str]) -> None:
         # conditional: an acknowledgement may already have overtaken the mark

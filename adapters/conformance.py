@@ -307,19 +307,27 @@ async def _check_payload(p: dict[str, Any], agency: str) -> str:
     for claim in ("masp_type", "masp_schema", "case_id", "purpose"):
         _require(isinstance(p.get(claim), str), claim)
     _require(
-        isinstance(p.get("subjects"), list) and all({"ref", "category"} <= set(s) for s in p["subjects"]),
-        "subjects",
+        isinstance(p.get("subjects"), list)
+        and all(isinstance(s, dict) and set(s) == {"..."} for s in p["subjects"]),
+        'subjects: each entry a disclosure digest {"...": digest}',
     )
+    _require(not {"consent_ref", "override"} & set(p), "consent_ref and override only as disclosures")
     _require(p.get("_sd_alg") == "sha-256", "_sd_alg")
     return f"{p['masp_type']} v{p['masp_schema']}"
 
 
 async def _check_disclosures(message: sdjwt.SdJwt, p: dict[str, Any], body: dict[str, Any]) -> str:
-    names = [d.name for d in message.disclosures]
-    _require(sorted(names) == sorted(body), "disclosures differ from the body fields")
-    _require(all(d.digest in p["_sd"] for d in message.disclosures), "a digest is not in _sd")
+    props = [d for d in message.disclosures if d.name is not None]
+    elements = [d for d in message.disclosures if d.name is None]
+    names = [d.name for d in props if d.name not in sdjwt.SD_ENVELOPE]
+    _require(sorted(str(n) for n in names) == sorted(body), "disclosures differ from the body fields")
+    _require(all(d.digest in p["_sd"] for d in props), "a digest is not in _sd")
+    slots = {s["..."] for s in p["subjects"]}
+    _require(bool(elements) and all(d.digest in slots for d in elements),
+             "each subject is an array-element disclosure listed in subjects")
     _require(all(len(jose.b64url_decode(d.salt)) >= 16 for d in message.disclosures), "salt under 128 bits")
-    return f"{len(names)} disclosures, {len(p['_sd']) - len(names)} decoys"
+    return (f"{len(names)} disclosures, {len(elements)} subjects, "
+            f"{len(p['_sd']) - len(props)} decoys")
 
 
 def _flip(jwe: str) -> str:

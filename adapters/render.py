@@ -29,7 +29,7 @@ def meta(received: dict[str, Any]) -> dict[str, Any]:
         "retention_until": token.get("retention_until"),
         "received_at": datetime.fromtimestamp(int(token["iat"]), UTC).isoformat(),
         "subjects": message.get("subjects", []),
-        "override": bool(message.get("override")),
+        "override": bool(token.get("override")),
     }
 
 

@@ -200,10 +200,23 @@ class AdapterRuntime:
 
 
 def received_view(delivery: wire.Delivery) -> dict[str, Any]:
-    """What the application is handed: the broker's token, the clear envelope, the fields."""
-    return {"delivery": delivery.token, "message": {
-        k: v for k, v in delivery.message.payload.items() if k not in ("_sd", "_sd_alg")},
-        "fields": delivery.message.claims}
+    """What the application is handed: the broker's token, the envelope, the fields.
+
+    Each subject the broker lets this agency know of appears once: with the sender's own
+    reference where that was disclosed to us (``pseudonymous`` false), otherwise with the
+    pseudonym the broker keys for this agency alone.
+    """
+    disclosed = {d.digest: d.value for d in delivery.message.subjects}
+    subjects = []
+    for s in delivery.token.get("subjects") or []:
+        own = disclosed.get(s.get("disclosure"))
+        subjects.append({"category": s["category"], "ref": own["ref"] if own else s["ref"],
+                         "pseudonymous": own is None})
+    message = {k: v for k, v in delivery.message.payload.items()
+               if k not in ("_sd", "_sd_alg", "subjects")}
+    message.update({n: d.value for n, d in delivery.message.envelope.items()})
+    message["subjects"] = subjects
+    return {"delivery": delivery.token, "message": message, "fields": delivery.message.claims}
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, step: float = 0.05) -> bool:

@@ -35,6 +35,7 @@ from broker.audit.entry import (
     SubjectRef,
     payload_digest,
     pseudonym,
+    recipient_pseudonym,
 )
 from broker.clock import Clock
 from broker.crypto import jose
@@ -42,6 +43,7 @@ from broker.crypto.keys import AgencyKeys, KeyRegistry
 from broker.errors import MalformedMessage, MaspError, PolicyRefused, ReplayDetected, SchemaInvalid
 from broker.metrics import BrokerMetrics
 from broker.outbox import Outbox
+from broker.policy.consent import CATEGORIES_OF_KIND, ConsentRecord, combined_state
 from broker.policy.corrections import correction_recipients, scope_correction
 from broker.policy.escalation import escalation_for
 from broker.store import consent as consent_registry
@@ -82,6 +84,8 @@ class _Prepared:
     override: policy.Override | None
     targets: dict[str, set[str]] | None
     trace: Mapping[str, Any] | None = None
+    #: For a consent_change: the kind of consent it records (victim or intervention).
+    consent_kind: str | None = None
 
 
 @dataclass
@@ -101,6 +105,7 @@ class Exchange:
 
     def __post_init__(self) -> None:
         self.audit.observers.append(self.metrics.observe_audit)  # counters follow the audit log
+        self._purposes = frozenset(p for a in self.bundle.agreements for p in a.purposes)
 
     async def submit(self, token: str | bytes, *, via: str, agency: str | None = None) -> Receipt:
         """Process one submission; raise a ``MaspError`` (already audited) if it is refused.
@@ -197,6 +202,10 @@ class Exchange:
 
     def _validate(self, sub: wire.Submission) -> schemas.CanonicalBody:
         claims = sub.claims
+        if claims["purpose"] not in self._purposes:
+            # refused, not evaluated: every recipient denied would look like a silent non-delivery
+            raise MalformedMessage("purpose is not one the data-sharing agreements declare",
+                                   claim="purpose")
         if claims["masp_type"] == "consent_change" and not isinstance(claims.get("consent_ref"), str):
             raise SchemaInvalid("consent_change needs a consent_ref naming the consent it changes",
                                 fields=["consent_ref"])
@@ -211,7 +220,8 @@ class Exchange:
         async with self.audit.transaction() as batch:
             batch.add(lambda seq: AuditEntry(
                 seq=seq, kind=EntryKind.REFUSED, at=now, actor=actor, decision="deny",
-                rules=(f"ingress.{exc.code}",), reason=exc.detail, payload_digest=digest,
+                # the title, not the detail: a detail may describe what the sender wrote
+                rules=_ingress_rules(exc), reason=exc.title, payload_digest=digest,
                 message_id=sub.message_id if sub else None, sender=sub.sender if sub else None,
                 policy_hash=self.bundle.policy_hash,
             ))
@@ -229,10 +239,12 @@ class Exchange:
             override = self._override(claims)
             targets = (await self._correction_targets(sub, body)
                        if isinstance(body, CorrectionNotice) else None)
+            kind = (await self._consent_recorder(sub, body, subjects)
+                    if isinstance(body, ConsentChange) else None)
         except MaspError as exc:
             await self._refuse_ingress(exc, actor, digest, sub)
             raise
-        return _Prepared(sub, body, actor, digest, classes, subjects, override, targets, trace)
+        return _Prepared(sub, body, actor, digest, classes, subjects, override, targets, trace, kind)
 
     async def _accept(self, prep: _Prepared) -> Receipt:
         async with telemetry.astep("masp.audit.append"), self.audit.transaction() as batch:
@@ -277,12 +289,13 @@ class Exchange:
         targets = prep.targets
         recipients = (policy.candidate_recipients(self.bundle, sub.sender, claims["masp_type"])
                       if targets is None else tuple(sorted(targets)))
+        consents = await self._consents(session, claims, prep.subjects)
         with telemetry.step("masp.policy"):
             decisions = [policy.evaluate(self.bundle, policy.PolicyRequest(
                 sender=sub.sender, recipient=r, masp_type=claims["masp_type"],
                 purpose=claims["purpose"], fields=prep.classes, at=now,
-                consent=await self._consent(session, claims, r, now), override=prep.override,
-                facts=_facts(prep.body))) for r in recipients]
+                consent_by_kind=_consent_states(consents, claims, r, now),
+                override=prep.override, facts=_facts(prep.body))) for r in recipients]
             telemetry.annotate(decisions=[f"{d.recipient}:{d.outcome.value}" for d in decisions])
         if targets is not None:
             reference = {n for n, c in prep.classes.items() if c == DataClass.MESSAGE_REFERENCE}
@@ -292,8 +305,11 @@ class Exchange:
             paused = await paused_names(session)
         receipt = self._record(batch, session, sub, prep.actor, prep.digest, prep.subjects,
                                decisions, now, trace, paused)
-        if isinstance(prep.body, ConsentChange):
-            self._register_consent(batch, sub, prep.body, prep.subjects, prep.actor, now)
+        if isinstance(prep.body, ConsentChange) and prep.consent_kind is not None \
+                and any(d.delivers for d in decisions):
+            # a consent_change nobody may receive is refused as a whole: it records nothing
+            self._register_consent(batch, sub, prep.body, prep.subjects, prep.consent_kind,
+                                   prep.actor, now)
         session.add(guard := SeenMessageRow(jti=sub.message_id, sender=sub.sender,
                                             payload_digest=prep.digest, receipt=receipt.token,
                                             received_at=now))
@@ -313,15 +329,19 @@ class Exchange:
             "payload_digest": digest,
         }
         digests = sub.message.digests
+        envelope = _envelope_digests(sub)
         submitted = batch.add(lambda seq: AuditEntry(
             seq=seq, kind=EntryKind.SUBMITTED,
-            fields_disclosed=tuple(FieldDigest(name=n, digest=d) for n, d in sorted(digests.items())),
+            fields_disclosed=(*(FieldDigest(name=n, digest=d) for n, d in sorted(digests.items())),
+                              *envelope),
             consent={"ref": claims["consent_ref"], "status": "cited"} if claims.get("consent_ref") else None,
             **common))
         summary: list[dict[str, Any]] = []
         queued: list[QueuedDelivery] = []
         for d in decisions:
-            entry = batch.add(partial(_decision_entry, decision=d, digests=digests, common=common))
+            shown = self._envelope_for(sub, d) if d.delivers else _EnvelopeView((), [])
+            entry = batch.add(partial(_decision_entry, decision=d, digests=digests, common=common,
+                                      envelope=shown.disclosed))
             summary.append({"recipient": d.recipient, "decision": d.outcome.value,
                             "clause": d.clause.clause_id if d.clause else None})
             if d.override_used:
@@ -333,7 +353,7 @@ class Exchange:
                     harm=claims["override"]["justification"]["harm"], status="pending",
                     created_at=now))
             if d.outcome in (policy.Outcome.PERMIT, policy.Outcome.PERMIT_WITH_REDACTION):
-                session.add(delivery := self._delivery(sub, d, entry.seq, now))
+                session.add(delivery := self._delivery(sub, d, shown, entry.seq, now))
                 if d.recipient not in paused:  # a paused route's deliveries wait in the table
                     queued.append(QueuedDelivery(
                         delivery.delivery_id, sub.message_id, sub.sender, d.recipient,
@@ -371,37 +391,96 @@ class Exchange:
             body.withdrawn_fields or ())
         return {r: earlier[r] for r in correction_recipients(earlier, touched)}
 
+    async def _consent_recorder(self, sub: wire.Submission, body: ConsentChange,
+                                subjects: tuple[SubjectRef, ...]) -> str:
+        """Whether the sender may record this consent decision; its kind if so.
+
+        Only an agency the DSA names as a recorder of that kind may record one, only about
+        a subject of the message whose role makes it theirs, and never under a reference
+        another agency holds for the same person: knowing a consent_ref is not enough to
+        forge or withdraw it. Refused otherwise, as a whole, before anything is recorded.
+        """
+        kind = "victim" if body.victim_consent is not None else "intervention"
+        if not self.bundle.may_record_consent(sub.sender, kind, self.clock().date()):
+            raise PolicyRefused(f"{sub.sender} is not a recorder of {kind} consent under the "
+                                "agreements in force", rule="P6.consent_recorder")
+        about = [s.pseudonym for s in subjects if s.category in CATEGORIES_OF_KIND[kind]]
+        if not about:
+            raise PolicyRefused(f"a {kind} consent decision must name the subject it is about",
+                                rule="P6.consent_subject")
+        async with self.sessions() as session:
+            holders = await consent_registry.owners(session, str(sub.claims["consent_ref"]),
+                                                    about, kind)
+        if holders - {sub.sender}:
+            raise PolicyRefused("the consent reference is held by another agency for this subject",
+                                rule="P6.consent_owner")
+        return kind
+
     def _register_consent(self, batch: Batch, sub: wire.Submission, body: ConsentChange,
-                          subjects: tuple[SubjectRef, ...], actor: Actor, now: datetime) -> None:
+                          subjects: tuple[SubjectRef, ...], kind: str, actor: Actor,
+                          now: datetime) -> None:
         """Apply a consent decision to every later flow (P6), in the same transaction."""
         ref = str(sub.claims["consent_ref"])
         decision = body.victim_consent or body.intervention_consent
         assert decision is not None  # the schema requires exactly one
         rec = consent_registry.record_from_body(ref, decision)
-        consent_registry.record(batch.session, rec, subjects=[s.pseudonym for s in subjects],
-                                at=now, by=sub.sender, message_id=sub.message_id)
+        about = tuple(s for s in subjects if s.category in CATEGORIES_OF_KIND[kind])
+        for s in about:
+            consent_registry.record(batch.session, rec, subject=s.pseudonym, kind=kind, at=now,
+                                    by=sub.sender, message_id=sub.message_id)
         batch.add(lambda seq: AuditEntry(
             seq=seq, kind=EntryKind.CONSENT_CHANGED, at=now, actor=actor,
             message_id=sub.message_id, masp_type=sub.claims["masp_type"],
-            case_id=sub.claims["case_id"], sender=sub.sender, subjects=subjects,
-            consent={"ref": ref, "status": rec.status,
+            case_id=sub.claims["case_id"], sender=sub.sender, subjects=about,
+            consent={"kind": kind, "ref": ref, "status": rec.status,
                      "effective_date": rec.effective_date.isoformat()},
             policy_hash=self.bundle.policy_hash))
 
-    def _delivery(self, sub: wire.Submission, d: policy.Decision, audit_seq: int,
-                  now: datetime) -> DeliveryRow:
+    def _envelope_for(self, sub: wire.Submission, d: policy.Decision) -> _EnvelopeView:
+        """The envelope disclosures and subject pseudonyms one recipient gets."""
+        disclosed: list[FieldDigest] = []
+        subjects: list[dict[str, str]] = []
+        for element in sub.message.subjects:
+            subject = element.value
+            view = policy.subject_view(d, subject["category"])
+            if view is policy.SubjectView.NONE:
+                continue
+            seen = {"category": subject["category"], "ref": recipient_pseudonym(
+                self.pseudonym_secret, d.recipient, subject["ref"])}
+            if view is policy.SubjectView.REFERENCE:  # the sender's own reference, disclosed
+                disclosed.append(FieldDigest(name=f"subject.{subject['category']}",
+                                             digest=element.digest))
+                seen["disclosure"] = element.digest
+            subjects.append(seen)
+        consent = sub.message.envelope.get("consent_ref")
+        if consent is not None and policy.sees_consent_ref(d, str(sub.claims["masp_type"])):
+            disclosed.append(FieldDigest(name="consent_ref", digest=consent.digest))
+        return _EnvelopeView(tuple(disclosed), subjects)
+
+    def _delivery(self, sub: wire.Submission, d: policy.Decision, envelope: _EnvelopeView,
+                  audit_seq: int, now: datetime) -> DeliveryRow:
         claims = sub.claims
-        shown = sub.message.token.present(d.disclosed)
+        digests = sub.message.digests
+        shown = sub.message.token.present(
+            [digests[n] for n in d.disclosed] + [f.digest for f in envelope.disclosed])
         delivery_id = wire.new_id()
-        token = wire.sign_delivery_token(self.broker, {
+        payload: dict[str, Any] = {
             "aud": d.recipient, "jti": delivery_id, "message_id": sub.message_id,
             "sender": sub.sender, "masp_type": claims["masp_type"],
             "dsa": _dsa_ref(d).model_dump() if d.clause else None,
             "purpose": claims["purpose"], "lawful_basis": d.lawful_basis,
             "disclosed": [x.digest for x in shown.disclosures], "withheld": len(d.withheld),
+            # each subject as a pseudonym keyed for this recipient; its own reference only
+            # among the disclosures, where the clause grants that identity
+            "subjects": envelope.subjects,
             "audit_seq": audit_seq,
             "retention_until": d.retention_until.isoformat() if d.retention_until else None,
-            "iat": wire.epoch(now)})
+            "iat": wire.epoch(now)}
+        if d.override_used:
+            ov = claims["override"]
+            payload["override"] = {"authoriser_role": ov["authoriser"]["role"],
+                                   "justification": ov["justification"]["harm"]}
+        token = wire.sign_delivery_token(self.broker, payload)
         jwe = wire.seal_delivery(shown, token, self.registry.current(d.recipient, "enc"))
         return DeliveryRow(delivery_id=delivery_id, message_id=sub.message_id, sender=sub.sender,
                            recipient=d.recipient, masp_type=claims["masp_type"], state="queued",
@@ -423,16 +502,45 @@ class Exchange:
         except ValidationError:
             raise MalformedMessage("override block is incomplete or malformed") from None
 
-    async def _consent(self, session: AsyncSession, claims: Mapping[str, Any], recipient: str,
-                       now: datetime) -> policy.ConsentState | None:
-        """P6 input: the registry's current decision for the cited ``consent_ref``, if any."""
+    async def _consents(self, session: AsyncSession, claims: Mapping[str, Any],
+                        subjects: tuple[SubjectRef, ...]) -> dict[str, list[ConsentRecord | None]]:
+        """P6 input, read once per message: for each kind of consent, the decision in force
+        for each subject of the message whose consent that kind is, under the cited ref."""
         ref = claims.get("consent_ref")
         if not isinstance(ref, str):
-            return None
-        rec = await consent_registry.current(session, ref)
-        if rec is None:
-            return None
-        return rec.state_for(recipient, claims["masp_type"], claims["purpose"], now.date())
+            return {}
+        return {kind: [await consent_registry.current(session, ref, s.pseudonym, kind)
+                       for s in subjects if s.category in categories]
+                for kind, categories in CATEGORIES_OF_KIND.items()}
+
+
+@dataclass(frozen=True)
+class _EnvelopeView:
+    """What one recipient gets of the envelope: disclosures (audited) and subject pseudonyms."""
+
+    disclosed: tuple[FieldDigest, ...]
+    subjects: list[dict[str, str]]
+
+
+def _consent_states(consents: Mapping[str, list[ConsentRecord | None]], claims: Mapping[str, Any],
+                    recipient: str, now: datetime) -> dict[str, policy.ConsentState]:
+    return {kind: combined_state(records, recipient, claims["masp_type"], claims["purpose"],
+                                 now.date(), str(claims.get("consent_ref")))
+            for kind, records in consents.items()}
+
+
+def _envelope_digests(sub: wire.Submission) -> tuple[FieldDigest, ...]:
+    """The envelope's disclosures as the submitted entry lists them (names are ours)."""
+    out = [FieldDigest(name=f"subject.{e.value['category']}", digest=e.digest)
+           for e in sub.message.subjects]
+    out += [FieldDigest(name=n, digest=d.digest) for n, d in sorted(sub.message.envelope.items())]
+    return tuple(out)
+
+
+def _ingress_rules(exc: MaspError) -> tuple[str, ...]:
+    """``ingress.<code>``, and the policy rule that refused, if one did (our ids only)."""
+    rule = exc.extensions.get("rule")
+    return (f"ingress.{exc.code}", rule) if isinstance(rule, str) else (f"ingress.{exc.code}",)
 
 
 def _in_trace(trace: Mapping[str, Any] | None) -> AbstractContextManager[object]:
@@ -448,7 +556,7 @@ def _dsa_ref(d: policy.Decision) -> DsaRef:
 
 
 def _decision_entry(seq: int, *, decision: policy.Decision, digests: Mapping[str, str],
-                    common: Mapping[str, Any]) -> AuditEntry:
+                    common: Mapping[str, Any], envelope: tuple[FieldDigest, ...]) -> AuditEntry:
     d = decision
     permitted = d.outcome in (policy.Outcome.PERMIT, policy.Outcome.PERMIT_WITH_REDACTION)
     return AuditEntry(
@@ -456,8 +564,8 @@ def _decision_entry(seq: int, *, decision: policy.Decision, digests: Mapping[str
         recipient=d.recipient, dsa=_dsa_ref(d) if d.clause else None,
         lawful_basis=d.lawful_basis, special_category_condition=d.special_category_condition,
         decision=d.outcome.value, rules=d.rules, reason=d.reason,
-        fields_disclosed=tuple(FieldDigest(name=n, digest=digests[n]) for n in sorted(d.disclosed))
-        if permitted else (),
+        fields_disclosed=(*(FieldDigest(name=n, digest=digests[n]) for n in sorted(d.disclosed)),
+                          *envelope) if permitted else (),
         fields_withheld=tuple(sorted(d.withheld)) if permitted else tuple(sorted(digests)),
         classification=d.classification, retention_until=d.retention_until, **common)
 

@@ -8,13 +8,14 @@ acknowledgements; the broker opens submissions, seals deliveries and signs recei
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Literal
 
 import uuid6
 from joserfc.jwk import OKPKey
+from pydantic import ValidationError
 
 from broker.crypto import jose, sdjwt
 from broker.crypto.keys import BROKER, AgencyKeys, KeyId, KeyRegistry
@@ -25,6 +26,7 @@ from broker.errors import (
     UnknownKey,
     UnknownSender,
 )
+from schemas.envelope import Envelope
 
 CTY_SUBMISSION = "masp+sd-jwt"
 CTY_DELIVERY = "masp-delivery+json"
@@ -33,7 +35,10 @@ TYP_ACK = "masp-ack+jwt"
 TYP_RECEIPT = "masp-receipt+jwt"
 TYP_AUTH = "JWT"
 MAX_LIFETIME = timedelta(hours=24)
-_UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+#: Claims an agency message may carry in clear, besides ``_sd``, ``_sd_alg`` and ``subjects``.
+_CLEAR_ENVELOPE = frozenset(Envelope.model_fields) - {"subjects", *sdjwt.SD_ENVELOPE}
+#: Names an envelope error may mention: ours, never the sender's.
+_ENVELOPE_NAMES = frozenset(Envelope.model_fields) | {"ref", "category"}
 
 
 def new_id() -> str:
@@ -56,9 +61,10 @@ def _signer_lookup(registry: KeyRegistry, issuer: str | None = None) -> jose.Key
         except UnknownKey:
             raise UnknownSender("signing key id names no registered agency") from None
         if not registry.knows(agency):
-            raise UnknownSender(f"agency {agency!r} is not registered")
+            raise UnknownSender("signing key names no registered agency")
         if issuer is not None and agency != issuer:
-            raise SignatureInvalid(f"key {kid} may not sign for {issuer!r}")
+            # neither the kid nor the claimed issuer is repeated: both are the sender's words
+            raise SignatureInvalid("the signing key does not belong to the claimed issuer")
         return registry.get(kid, use="sig", agency=agency)
 
     return lookup
@@ -72,18 +78,17 @@ def compose_message(keys: AgencyKeys, masp_type: str, body: dict[str, Any], *, c
                     ttl: timedelta = timedelta(hours=1), jti: str | None = None,
                     consent_ref: str | None = None, override: dict[str, Any] | None = None,
                     schema_version: str = "1", decoys: int = 2) -> sdjwt.SdJwt:
+    """An agency message: clear claims, and every body field, every subject, the
+    ``consent_ref`` and the ``override`` selectively disclosable (§3.1)."""
     if ttl > MAX_LIFETIME:
         raise MalformedMessage("a message may live at most 24 hours")
     clear: dict[str, Any] = {
         "iss": keys.agency, "jti": jti or new_id(), "iat": epoch(now), "exp": epoch(now + ttl),
         "masp_type": masp_type, "masp_schema": schema_version, "case_id": case_id,
-        "purpose": purpose, "subjects": subjects,
+        "purpose": purpose,
     }
-    if consent_ref is not None:
-        clear["consent_ref"] = consent_ref
-    if override is not None:
-        clear["override"] = override
-    return sdjwt.issue(clear, body, keys.sig, decoys=decoys)
+    envelope = {k: v for k, v in (("consent_ref", consent_ref), ("override", override)) if v is not None}
+    return sdjwt.issue(clear, body, keys.sig, decoys=decoys, subjects=subjects, envelope=envelope)
 
 
 def seal_submission(message: sdjwt.SdJwt, broker_enc: OKPKey) -> str:
@@ -92,22 +97,26 @@ def seal_submission(message: sdjwt.SdJwt, broker_enc: OKPKey) -> str:
 
 @dataclass(frozen=True)
 class Submission:
-    """A submission the broker has decrypted and whose sender signature verified."""
+    """A submission the broker has decrypted, whose sender signature verified and whose
+    envelope matches its schema (``schemas.Envelope``)."""
 
     message: sdjwt.VerifiedSdJwt
     raw: str  # the SD-JWT exactly as submitted, for payload_digest
+    envelope: Envelope
 
-    @property
+    @cached_property
     def claims(self) -> dict[str, Any]:
-        return self.message.payload
+        """The envelope's claims, ``subjects`` and ``consent_ref`` taken from their
+        disclosures (the body is ``message.claims``)."""
+        return self.envelope.model_dump(mode="json", exclude_none=True)
 
     @property
     def sender(self) -> str:
-        return str(self.message.payload["iss"])
+        return self.envelope.iss
 
     @property
     def message_id(self) -> str:
-        return str(self.message.payload["jti"])
+        return self.envelope.jti
 
 
 def decrypt_submission(token: str | bytes, broker_keys: dict[str, OKPKey], max_bytes: int) -> str:
@@ -120,7 +129,8 @@ def decrypt_submission(token: str | bytes, broker_keys: dict[str, OKPKey], max_b
 
 def verify_submission(raw: str, registry: KeyRegistry, now: datetime,
                       max_skew: timedelta = timedelta(minutes=5)) -> Submission:
-    """Verify the sender's signature, its right to the ``iss`` it claims, and the times."""
+    """Verify the sender's signature, its right to the ``iss`` it claims, the envelope's
+    schema and the times."""
     token = sdjwt.SdJwt.parse(raw)
     header = jose.peek_header(token.jwt, 3)
     kid = header.get("kid")
@@ -128,26 +138,45 @@ def verify_submission(raw: str, registry: KeyRegistry, now: datetime,
     if not isinstance(kid, str):
         raise SignatureInvalid("message has no kid")
     verified = sdjwt.verify(token, _signer_lookup(registry, claimed))
-    p = verified.payload
-    for name, kind in (("iss", str), ("jti", str), ("iat", int), ("exp", int),
-                       ("masp_type", str), ("masp_schema", str), ("case_id", str),
-                       ("purpose", str), ("subjects", list)):
-        if not isinstance(p.get(name), kind) or isinstance(p.get(name), bool):
-            raise MalformedMessage(f"claim {name!r} is missing or not a {kind.__name__}")
-    if not _UUID7.match(p["jti"]):
-        raise MalformedMessage("jti must be a UUIDv7 string")
-    iat, exp = from_epoch(p["iat"]), from_epoch(p["exp"])
+    envelope = read_envelope(verified)
+    iat, exp = from_epoch(envelope.iat), from_epoch(envelope.exp)
     if iat > now + max_skew:
         raise MessageExpired("message is issued in the future")
     if exp <= now:
         raise MessageExpired("message has expired")
     if exp - iat > MAX_LIFETIME:
         raise MessageExpired("message lifetime exceeds 24 hours")
-    for s in p["subjects"]:
-        if not (isinstance(s, dict) and isinstance(s.get("ref"), str)
-                and isinstance(s.get("category"), str)):
-            raise MalformedMessage("each subject needs a ref and a category")
-    return Submission(verified, raw)
+    return Submission(verified, raw, envelope)
+
+
+def read_envelope(message: sdjwt.VerifiedSdJwt) -> Envelope:
+    """The envelope of a verified message, checked against its schema.
+
+    The clear claims must be exactly the envelope's (``consent_ref`` and ``override`` only
+    as disclosures, never in clear), and every claim must match its pattern. The error names the claim and
+    what is wrong with it, never the value, and never a claim name the sender made up.
+    """
+    clear = {k: v for k, v in message.payload.items() if k not in ("_sd", "_sd_alg", "subjects")}
+    unknown = set(clear) - _CLEAR_ENVELOPE
+    if unknown:
+        raise MalformedMessage("the envelope has a claim that is not in its schema "
+                               "(consent_ref and override travel only as disclosures)")
+    claims: dict[str, Any] = {**clear, "subjects": [d.value for d in message.subjects]}
+    for name, disclosure in message.envelope.items():
+        claims[name] = disclosure.value
+    try:
+        return Envelope.model_validate(claims)
+    except ValidationError as exc:
+        problem = _envelope_problem(exc)
+    raise problem  # outside the handler: pydantic's error holds the submitted values
+
+
+def _envelope_problem(exc: ValidationError) -> MalformedMessage:
+    first = exc.errors(include_input=False, include_url=False, include_context=False)[0]
+    where = ".".join(str(p) if isinstance(p, int) or p in _ENVELOPE_NAMES else "?"
+                     for p in first["loc"])
+    return MalformedMessage(f"envelope claim {where or '?'} is not valid ({first['type']})",
+                            claim=where.split(".", 1)[0])
 
 
 def _peek_iss(jwt: str) -> str:

@@ -193,6 +193,14 @@ def pseudonym(secret: bytes, identifier: str) -> str:
     return hmac.new(secret, normalise_identifier(identifier).encode(), hashlib.sha256).hexdigest()
 
 
+def recipient_pseudonym(secret: bytes, recipient: str, identifier: str) -> str:
+    """A subject's pseudonym as one recipient sees it: keyed for that recipient alone, so
+    the same person has the same pseudonym across its deliveries and a different one at
+    every other agency (and in the audit log)."""
+    key = hmac.new(secret, b"masp-recipient-pseudonym/" + recipient.encode(), hashlib.sha256).digest()
+    return pseudonym(key, identifier)
+
+
 def payload_digest(raw: str | bytes) -> str:
     data = raw.encode() if isinstance(raw, str) else raw
     return "sha-256:" + hashlib.sha256(data).hexdigest()

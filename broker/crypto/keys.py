@@ -176,7 +176,7 @@ class KeyRegistry:
         self._refresh()
         key = self._keys.get(kid)
         if key is None:
-            raise UnknownKey(f"key {kid!r} is not registered" if _KID.match(kid) else "key is not registered")
+            raise UnknownKey("key is not registered")  # the kid is the sender's: not repeated
         parsed = KeyId.parse(kid)
         if parsed.use != use:
             raise UnknownKey(f"key {kid} is not a {use} key")

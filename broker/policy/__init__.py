@@ -24,6 +24,7 @@ from broker.policy.engine import (
     evaluate,
     explain,
 )
+from broker.policy.envelope import SubjectView, sees_consent_ref, subject_view
 from broker.policy.lint import LintFinding, lint
 from broker.policy.rules import (
     Authoriser,
@@ -51,9 +52,12 @@ __all__ = [
     "Outcome",
     "Override",
     "PolicyRequest",
+    "SubjectView",
     "candidate_recipients",
     "evaluate",
     "explain",
     "lint",
     "load_bundle",
+    "sees_consent_ref",
+    "subject_view",
 ]

@@ -139,6 +139,11 @@ class DsaBundle:
             for clause in agreement.clauses:
                 yield agreement, clause
 
+    def may_record_consent(self, agency: str, kind: str, day: date) -> bool:
+        """TEMPORARY until consent_recorders lands: police and advocacy record victim consent."""
+        recorders = {"victim": {"police", "advocacy"}, "intervention": {"police", "probation", "nhs"}}
+        return any(a.in_force_on(day) for a in self.agreements) and agency in recorders.get(kind, set())
+
     def source_of(self, agreement: DataSharingAgreement) -> str | None:
         return self.sources.get((agreement.id, agreement.version))
 

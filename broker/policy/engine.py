@@ -78,6 +78,11 @@ class Decision:
     override_used: bool
     warnings: tuple[str, ...]
     reason: str
+    #: The classes that may pass to this recipient (clause plus a valid override, less the
+    #: hard rule): what decides which subject references it may see (``envelope``).
+    granted: tuple[DataClass, ...] = ()
+    #: The clause rests on the subject's consent, so the recipient holds the consent ref.
+    consent_required: bool = False
 
     @property
     def delivers(self) -> bool:
@@ -255,6 +260,8 @@ def _decide(ctx: RuleContext, results: tuple[RuleResult, ...], extra_warnings: t
         override_used=delivers and any(r.override_used for r in results),
         warnings=tuple(dict.fromkeys(warnings)),
         reason=why,
+        granted=tuple(sorted(ctx.grant)) if delivers else (),
+        consent_required=delivers and clause.requires_consent,
     )
 
 

@@ -108,6 +108,9 @@ class PolicyRequest:
     consent: ConsentState | None = None
     override: Override | None = None
     facts: Mapping[str, object] = field(default_factory=dict)
+    #: The consent state of each kind (``victim``, ``intervention``) for the message's own
+    #: subjects; P6 reads the kind its clause names, falling back to ``consent``.
+    consent_by_kind: Mapping[str, ConsentState] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.at.utcoffset() is None:
@@ -116,6 +119,7 @@ class PolicyRequest:
         frozen = {name: DataClass(cls) for name, cls in self.fields.items()}
         object.__setattr__(self, "fields", MappingProxyType(frozen))
         object.__setattr__(self, "facts", MappingProxyType(dict(self.facts)))
+        object.__setattr__(self, "consent_by_kind", MappingProxyType(dict(self.consent_by_kind)))
 
 
 def as_code(value: object) -> str:
@@ -259,7 +263,8 @@ class Consent:
     def check(self, ctx: RuleContext) -> RuleResult:
         if not ctx.clause.requires_consent:
             return RuleResult(self.id)
-        consent = ctx.request.consent
+        kind = getattr(ctx.clause, "consent_kind", "victim")
+        consent = ctx.request.consent_by_kind.get(kind, ctx.request.consent)
         if consent is None or not consent.recorded:
             note = f"clause {ctx.clause.id} requires consent and none is recorded"
         elif consent.status == ConsentStatus.WITHDRAWN:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, DateTime, LargeBinary, Text
+from sqlalchemy import Column, DateTime, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -91,13 +91,20 @@ class UsedAssertionRow(SQLModel, table=True):
 
 
 class ConsentRow(SQLModel, table=True):
-    """The consent registry: one row per decision; the newest row for a ``consent_ref`` is in force."""
+    """The consent registry: one row per decision about one person; the newest row of a
+    (``consent_ref``, ``subject``, ``kind``) is in force (broker/store/consent.py)."""
 
     __tablename__ = "consent"
+    __table_args__ = (Index("ix_consent_key", "consent_ref", "subject", "kind"),)
 
     id: int | None = Field(default=None, primary_key=True)
     consent_ref: str = Field(index=True)
-    #: Space-separated subject pseudonyms the consent is about (never identifiers).
+    #: The pseudonym of the person the decision is about (never an identifier); empty on
+    #: rows from before consent was keyed by person, which no flow relies on.
+    subject: str = Field(default="")
+    #: ``victim`` (her consent to sharing) or ``intervention`` (the perpetrator's).
+    kind: str = Field(default="")
+    #: Kept for the history view: the subject pseudonym(s), space-separated.
     subjects: str
     status: str  # given, withdrawn
     #: JSON lists; an empty message_types list means every type for the purposes.

@@ -23,7 +23,7 @@ async def refer(env: Env, sender: str = "police", masp_type: str = "case_referra
                 body: dict[str, Any] | None = None, purpose: str = "risk_management") -> str:
     """Submit one message over HTTP as ``sender``; the message id."""
     rt = env.adapters[sender]
-    _, jwe = rt.compose(masp_type, body or demo_body(masp_type), case_id="C-DLV", purpose=purpose,
+    _, jwe = rt.compose(masp_type, body or demo_body(masp_type), case_id="C-DLV-1", purpose=purpose,
                         subjects=SUBJECTS)
     resp = await rt.submit_http(env.http, jwe)
     assert resp.status_code == 202, resp.text

@@ -99,7 +99,7 @@ async def test_broker_and_adapters_over_tls(node: tuple[str, Node, dict[str, Pat
         assert service.connection is not None and service.connection.transport is not None
         assert service.connection.transport.connection.url.scheme == "amqps"
         await probation.start(connection)
-        _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-TLS",
+        _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-TLS-1",
                                 purpose="risk_management", subjects=SUBJECTS)
         reply = await police.submit_amqp(connection, jwe)
         assert "message_id" in reply, reply

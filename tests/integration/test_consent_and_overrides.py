@@ -11,6 +11,7 @@ from sqlalchemy import select
 from broker.api.auth import issue_user_token
 from broker.audit.entry import AuditEntry
 from broker.demo.run import demo_body
+from broker.store import consent as consent_registry
 from broker.store.models import AuditRow
 from tests.integration.conftest import Env
 
@@ -51,7 +52,7 @@ async def test_consent_given_then_withdrawn_stops_later_flows(env: Env) -> None:
                         consent_ref=REF))["advocacy"] == "permit"
     # out of scope: the consent covers advocacy for these purposes, not this one
     assert (await _send(env, "police", "victim_advocacy_referral", referral, "safeguarding",
-                        consent_ref="CONSENT-OTHER"))["advocacy"] == "deny"
+                        consent_ref="CONSENT-OTHER-2"))["advocacy"] == "deny"
 
     await _send(env, "police", "consent_change", _consent("withdrawn"), "case_management",
                 consent_ref=REF)
@@ -65,8 +66,58 @@ async def test_consent_given_then_withdrawn_stops_later_flows(env: Env) -> None:
     assert len(refusals) == 3 and all("P6.consent" in e.rules for e in refusals)
 
 
+async def _registry(env: Env) -> list[tuple[str, str, str, str, str]]:
+    async with env.service.exchange.sessions() as s:
+        return [(r.consent_ref, r.subject, r.kind, r.status, r.recorded_by)
+                for r in await consent_registry.history(s)]
+
+
+async def _submit(env: Env, agency: str, masp_type: str, body: dict[str, Any], purpose: str,
+                  subjects: list[dict[str, str]] = SUBJECTS, **kw: Any) -> Any:
+    _, jwe = env.adapters[agency].compose(masp_type, body, case_id="C-9", purpose=purpose,
+                                          subjects=subjects, **kw)
+    return await env.adapters[agency].submit_http(env.http, jwe)
+
+
+async def test_consent_cannot_be_forged_or_withdrawn_by_another_agency(env: Env) -> None:
+    referral = demo_body("victim_advocacy_referral")
+    # nhs is no recorder of a victim's consent: refused whole, nothing recorded or delivered
+    forged = await _submit(env, "nhs", "consent_change", _consent("given"), "case_management",
+                           subjects=[{"ref": "OTHER-1", "category": "victim"}], consent_ref=REF)
+    assert forged.status_code == 403 and forged.json()["rule"] == "P6.consent_recorder"
+    assert await _registry(env) == []
+    assert (await _send(env, "police", "victim_advocacy_referral", referral, "victim_support",
+                        consent_ref=REF))["advocacy"] == "deny"
+
+    await _send(env, "police", "consent_change", _consent("given"), "case_management", consent_ref=REF)
+    before = await _registry(env)
+    assert [(k, st, by) for _, _, k, st, by in before] == [("victim", "given", "police")]
+    # advocacy may record victim consent, but not under the reference police hold for her
+    withdraw = await _submit(env, "advocacy", "consent_change", _consent("withdrawn"),
+                             "case_management", consent_ref=REF)
+    assert withdraw.status_code == 403 and withdraw.json()["rule"] == "P6.consent_owner"
+    # a forged withdrawal by nhs changes nothing either
+    forged = await _submit(env, "nhs", "consent_change", _consent("withdrawn"), "case_management",
+                           consent_ref=REF)
+    assert forged.status_code == 403
+    assert await _registry(env) == before
+    assert (await _send(env, "police", "victim_advocacy_referral", referral, "victim_support",
+                        consent_ref=REF))["advocacy"] == "permit"
+    # the consent is hers: the same reference cited about another victim is no consent
+    other = [{"ref": "19/4471023K", "category": "suspect"}, {"ref": "VIC-2", "category": "victim"}]
+    resp = await _submit(env, "police", "victim_advocacy_referral", referral, "victim_support",
+                         subjects=other, consent_ref=REF)
+    assert {d["recipient"]: d["decision"] for d in resp.json()["decisions"]}["advocacy"] == "deny"
+    # the refusals are on record, with our rule ids and nothing the sender wrote
+    refused = [e for e in await _entries(env) if e.kind == "refused" and not e.recipient]
+    assert [e.rules for e in refused] == [("ingress.policy-refused", "P6.consent_recorder"),
+                                          ("ingress.policy-refused", "P6.consent_owner"),
+                                          ("ingress.policy-refused", "P6.consent_recorder")]
+    assert all(e.reason == "Refused by the data-sharing agreement" for e in refused)
+
+
 async def test_consent_change_without_ref_is_refused(env: Env) -> None:
-    _, jwe = env.adapters["police"].compose("consent_change", _consent("given"), case_id="C",
+    _, jwe = env.adapters["police"].compose("consent_change", _consent("given"), case_id="C-1",
                                             purpose="case_management", subjects=SUBJECTS)
     resp = await env.adapters["police"].submit_http(env.http, jwe)
     assert resp.status_code == 422 and resp.json()["fields"] == ["consent_ref"]

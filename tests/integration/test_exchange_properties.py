@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from broker import wire
+from broker.crypto import jose
 from broker.audit.entry import AuditEntry
 from broker.crypto.keys import AgencyKeys, KeyRegistry
 from broker.demo.run import demo_body
@@ -65,7 +66,7 @@ def _override(kind: str) -> dict[str, Any] | None:
 @given(fields=st.sets(st.sampled_from(OPTIONAL)),
        purpose=st.sampled_from(["risk_management", "safeguarding", "victim_support", "marketing"]),
        override=st.sampled_from(["none", "hard_rule", "health", "wrong_role"]),
-       consent_ref=st.sampled_from([None, "NO-SUCH-CONSENT"]))
+       consent_ref=st.sampled_from([None, "NO-SUCH-CONSENT-1"]))
 def test_invariants_hold_for_any_referral(pipeline: tuple[asyncio.Runner, BrokerService],
                                           fields: set[str], purpose: str, override: str,
                                           consent_ref: str | None) -> None:
@@ -80,8 +81,9 @@ async def _check(service: BrokerService, body: dict[str, Any], purpose: str,
     keys_dir = service.settings.keys_dir
     police = AgencyKeys.load(keys_dir, "police")
     registry = KeyRegistry.from_public_dir(keys_dir)
-    message = wire.compose_message(police, "case_referral", body, case_id="P", purpose=purpose,
-                                   subjects=[{"ref": "X-1", "category": "suspect"}],
+    message = wire.compose_message(police, "case_referral", body, case_id="P-1", purpose=purpose,
+                                   subjects=[{"ref": "X-1", "category": "suspect"},
+                                             {"ref": "VIC-7", "category": "victim"}],
                                    now=exchange.clock(), override=override, consent_ref=consent_ref)
     try:
         receipt = await exchange.submit(wire.seal_submission(message, registry.current("broker", "enc")),
@@ -99,7 +101,7 @@ async def _check(service: BrokerService, body: dict[str, Any], purpose: str,
     event(f"{len(deliveries)} deliveries")
     assert sorted(e.recipient for e in decided) == sorted(d["recipient"] for d in receipt.decisions)
     for e in decided:
-        shown = {f.name for f in e.fields_disclosed}
+        shown = {f.name for f in e.fields_disclosed if f.name in CLASSES}  # body fields
         assert shown | set(e.fields_withheld) == set(body)  # every field accounted for
         assert not shown & set(e.fields_withheld)
         if e.kind == "refused":
@@ -111,3 +113,18 @@ async def _check(service: BrokerService, body: dict[str, Any], purpose: str,
         if d.recipient == "nhs":
             opened = wire.open_delivery(d.jwe or "", nhs_keys, registry)
             assert not any(CLASSES[n] in NEVER_TO_NHS for n in opened.message.claims)
+            # nor the victim's reference, nor any mention of a victim subject
+            assert [s.value["category"] for s in opened.message.subjects] in ([], ["suspect"])
+            assert [s["category"] for s in opened.token["subjects"]] == ["suspect"]
+            plain = jose.decrypt(d.jwe or "", nhs_keys.decryption_keys(), wire.CTY_DELIVERY)
+            assert b"VIC-7" not in plain and b"VIC-7" not in b"".join(
+                jose.b64url_decode(part) for part in plain.decode().replace('"', ".").replace(
+                    "~", ".").split(".") if part and _is_b64(part))
+
+
+def _is_b64(part: str) -> bool:
+    try:
+        jose.b64url_decode(part)
+    except MaspError:
+        return False
+    return True

@@ -85,7 +85,7 @@ async def test_rotation_with_messages_in_flight_loses_none(env: Env) -> None:
     states = read_states(env.settings.keys_dir)
     states[old_sig] = KeyState("retiring", until=datetime.now(UTC) - timedelta(seconds=1))
     write_states(env.settings.keys_dir, states)
-    _, stale = police.compose("case_referral", demo_body("case_referral"), case_id="C-OLD",
+    _, stale = police.compose("case_referral", demo_body("case_referral"), case_id="C-OLD-1",
                               purpose="risk_management", subjects=SUBJECTS)
     refused = await police.submit_amqp(env.connection, stale)
     assert refused["type"].endswith("key-revoked") and f"key {old_sig} was retired" in refused["detail"]
@@ -94,7 +94,7 @@ async def test_rotation_with_messages_in_flight_loses_none(env: Env) -> None:
 async def test_revoked_key_refused_at_once_and_audited(env: Env) -> None:
     police = env.adapters["police"]
     kid = str(police.keys.sig.kid)
-    _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-REV",
+    _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-REV-1",
                             purpose="risk_management", subjects=SUBJECTS)
     code, out, err = await asyncio.to_thread(_masp, env, "keys", "revoke", kid, "--by", "op-9")
     assert code == 0, err

@@ -80,7 +80,10 @@ async def test_referral_reaches_each_partner_minimised(env: Env) -> None:
     nhs_entry = next(e for e in entries if e.message_id == mid and e.recipient == "nhs")
     assert nhs_entry.kind == "disclosed"
     assert "victim_address" in nhs_entry.fields_withheld
-    assert {f.name for f in nhs_entry.fields_disclosed} == set(nhs[0]["fields"])
+    # the body fields nhs got, and the perpetrator's reference (its clause grants his
+    # identity); never the victim's
+    assert {f.name for f in nhs_entry.fields_disclosed} == {*nhs[0]["fields"], "subject.suspect"}
+    assert [s["pseudonymous"] for s in nhs[0]["message"]["subjects"]] == [False]
 
     async def states() -> set[str]:
         async with env.service.exchange.sessions() as s:
@@ -127,7 +130,7 @@ async def _assert_refused_and_audited(env: Env, jwe: str, status: int, code: str
 
 async def test_tampered_ciphertext_refused(env: Env) -> None:
     _, jwe = env.adapters["police"].compose("case_referral", demo_body("case_referral"),
-                                            case_id="C", purpose="risk_management", subjects=SUBJECTS)
+                                            case_id="C-1", purpose="risk_management", subjects=SUBJECTS)
     parts = jwe.split(".")
     ct = bytearray(jose.b64url_decode(parts[3]))
     ct[-1] ^= 1
@@ -137,7 +140,7 @@ async def test_tampered_ciphertext_refused(env: Env) -> None:
 
 async def test_wrong_signature_refused(env: Env) -> None:
     police = env.adapters["police"]
-    message, _ = police.compose("case_referral", demo_body("case_referral"), case_id="C",
+    message, _ = police.compose("case_referral", demo_body("case_referral"), case_id="C-1",
                                 purpose="risk_management", subjects=SUBJECTS)
     head, payload, sig = message.jwt.split(".")
     forged = sdjwt.SdJwt(f"{head}.{payload}.{sig[:-4]}AAAA", message.disclosures)
@@ -147,7 +150,7 @@ async def test_wrong_signature_refused(env: Env) -> None:
 
 async def test_unknown_sender_refused(env: Env) -> None:
     stranger = AgencyKeys.generate("council", env.service.exchange.clock().date())
-    message = wire.compose_message(stranger, "case_referral", demo_body("case_referral"), case_id="C",
+    message = wire.compose_message(stranger, "case_referral", demo_body("case_referral"), case_id="C-1",
                                    purpose="risk_management", subjects=SUBJECTS,
                                    now=env.service.exchange.clock())
     jwe = wire.seal_submission(message, env.registry.current("broker", "enc"))
@@ -158,7 +161,7 @@ async def test_unknown_sender_refused(env: Env) -> None:
 async def test_replayed_jti_refused(env: Env) -> None:
     police = env.adapters["police"]
     body = demo_body("case_referral")
-    first, jwe = police.compose("case_referral", body, case_id="C", purpose="risk_management",
+    first, jwe = police.compose("case_referral", body, case_id="C-1", purpose="risk_management",
                                 subjects=SUBJECTS)
     assert (await _submit(env, jwe)).status_code == 202
     # the exact same submission again: the original receipt, nothing delivered twice
@@ -170,7 +173,7 @@ async def test_replayed_jti_refused(env: Env) -> None:
     assert len(rows) == 2  # probation and nhs, once each
     # other content under the same jti: refused and audited
     jti = wire.verify_submission(first.serialize(), env.registry, env.service.exchange.clock()).message_id
-    _, other = police.compose("case_referral", {**body, "sdash_yes_count": 3}, case_id="C",
+    _, other = police.compose("case_referral", {**body, "sdash_yes_count": 3}, case_id="C-1",
                               purpose="risk_management", subjects=SUBJECTS, jti=jti)
     await _assert_refused_and_audited(env, other, 409, "replay")
 
@@ -179,7 +182,7 @@ async def test_expired_message_refused(env: Env) -> None:
     police = env.adapters["police"]
     clock = env.service.exchange.clock
     message = wire.compose_message(police.keys, "case_referral", demo_body("case_referral"),
-                                   case_id="C", purpose="risk_management", subjects=SUBJECTS,
+                                   case_id="C-1", purpose="risk_management", subjects=SUBJECTS,
                                    now=clock() - timedelta(hours=3), ttl=timedelta(hours=1))
     jwe = wire.seal_submission(message, env.registry.current("broker", "enc"))
     await _assert_refused_and_audited(env, jwe, 400, "expired")
@@ -187,20 +190,20 @@ async def test_expired_message_refused(env: Env) -> None:
 
 async def test_schema_violation_refused(env: Env) -> None:
     body = {**demo_body("case_referral"), "victim_shoe_size": 6}
-    _, jwe = env.adapters["police"].compose("case_referral", body, case_id="C",
+    _, jwe = env.adapters["police"].compose("case_referral", body, case_id="C-1",
                                             purpose="risk_management", subjects=SUBJECTS)
     await _assert_refused_and_audited(env, jwe, 422, "schema-invalid")
 
 
 async def test_agency_may_not_submit_as_another(env: Env) -> None:
     _, jwe = env.adapters["police"].compose("case_referral", demo_body("case_referral"),
-                                            case_id="C", purpose="risk_management", subjects=SUBJECTS)
+                                            case_id="C-1", purpose="risk_management", subjects=SUBJECTS)
     await _assert_refused_and_audited(env, jwe, 400, "malformed", agency="probation")
 
 
 async def test_credentials_are_required_and_single_use(env: Env) -> None:
     _, jwe = env.adapters["police"].compose("case_referral", demo_body("case_referral"),
-                                            case_id="C", purpose="risk_management", subjects=SUBJECTS)
+                                            case_id="C-1", purpose="risk_management", subjects=SUBJECTS)
     resp = await env.http.post("/v1/messages", content=jwe)
     assert resp.status_code == 401 and resp.json()["code"] == "unauthorized"
     assertion = wire.sign_agency_auth(env.keys["police"], env.service.exchange.clock())
@@ -212,7 +215,7 @@ async def test_credentials_are_required_and_single_use(env: Env) -> None:
 
 async def test_submission_over_amqp(env: Env) -> None:
     police = env.adapters["police"]
-    _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C",
+    _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-1",
                             purpose="risk_management", subjects=SUBJECTS)
     reply = await police.submit_amqp(env.connection, jwe)
     mid = reply["message_id"]
@@ -239,7 +242,7 @@ async def test_roles_and_explain(env: Env) -> None:
     broker_keys = env.service.exchange.broker
     ig = {"authorization": f"Bearer {issue_user_token(broker_keys, 'ig-1', 'ig_officer', now)}"}
     ops = {"authorization": f"Bearer {issue_user_token(broker_keys, 'ops-1', 'ops', now)}"}
-    _, jwe = env.adapters["police"].compose("case_referral", demo_body("case_referral"), case_id="C",
+    _, jwe = env.adapters["police"].compose("case_referral", demo_body("case_referral"), case_id="C-1",
                                             purpose="risk_management", subjects=SUBJECTS)
     assert (await _submit(env, jwe)).status_code == 202
 
@@ -266,7 +269,7 @@ async def test_roles_and_explain(env: Env) -> None:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_http_mailbox_is_per_agency(env: Env) -> None:
     now = env.service.exchange.clock
-    _, jwe = env.adapters["police"].compose("case_referral", demo_body("case_referral"), case_id="C",
+    _, jwe = env.adapters["police"].compose("case_referral", demo_body("case_referral"), case_id="C-1",
                                             purpose="risk_management", subjects=SUBJECTS)
     mid = (await _submit(env, jwe)).json()["message_id"]
 

@@ -89,7 +89,7 @@ async def test_unverifiable_delivery_is_dead_lettered_not_handed_over(env: Env) 
 @SQLITE_ONLY
 async def test_redelivered_delivery_reaches_the_application_once(env: Env) -> None:
     police = env.adapters["police"]
-    _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C",
+    _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-1",
                             purpose="risk_management", subjects=SUBJECTS)
     nhs = env.adapters["nhs"]
     handed_over: list[str] = []
@@ -145,7 +145,7 @@ async def test_a_committed_delivery_goes_out_without_being_read_back(
     monkeypatch.setattr(workers, "claim_queued", counted)
     police = env.adapters["police"]
     mid = wire.new_id()
-    _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-FRESH",
+    _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-FRESH-1",
                             purpose="risk_management", subjects=SUBJECTS, jti=mid)
     reply = await police.submit_amqp(env.connection, jwe)
     assert "audit_seq" in reply, reply

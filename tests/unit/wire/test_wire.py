@@ -26,7 +26,7 @@ BODY = {"perpetrator_name": {"given": "Daniel", "family": "Marsh"},
 
 
 def _message(keys: dict[str, AgencyKeys], **kw: object) -> sdjwt.SdJwt:
-    args: dict[str, object] = {"case_id": "case-1", "purpose": "risk_management",
+    args: dict[str, object] = {"case_id": "CASE-1", "purpose": "risk_management",
                                "subjects": [{"ref": "p-1", "category": "suspect"}], "now": NOW}
     args.update(kw)
     return wire.compose_message(keys["police"], "case_referral", dict(BODY), **args)  # type: ignore[arg-type]
@@ -48,19 +48,96 @@ def test_submission_round_trip(agency_keys: dict[str, AgencyKeys], registry: Key
     assert sub.message.claims == BODY
     jwt_header = jose.peek_header(sub.message.token.jwt, 3)
     assert jwt_header == {"alg": "Ed25519", "kid": agency_keys["police"].sig.kid, "typ": "masp+sd-jwt"}
-    # the body never appears in clear inside the JWT; only digests (plus decoys) do
-    payload = sub.claims
-    assert "victim_address" not in payload
+    # the body never appears in clear inside the JWT; only digests (plus decoys) do, and so
+    # do the subjects: each a digest in the array, its reference in a disclosure
+    payload = sub.message.payload
+    assert "victim_address" not in payload and "consent_ref" not in payload
     assert len(payload["_sd"]) == len(BODY) + 2 and payload["_sd_alg"] == "sha-256"
+    assert [set(s) for s in payload["subjects"]] == [{"..."}]
+    assert sub.claims["subjects"] == [{"ref": "p-1", "category": "suspect"}]
+
+
+def test_subjects_and_consent_ref_are_disclosures(agency_keys: dict[str, AgencyKeys],
+                                                  registry: KeyRegistry) -> None:
+    msg = _message(agency_keys, consent_ref="CONSENT-1", subjects=[
+        {"ref": "19/4471023K", "category": "suspect"}, {"ref": "VIC-1", "category": "victim"}])
+    assert "VIC-1" not in jose.b64url_decode(msg.jwt.split(".")[1]).decode()
+    assert "CONSENT-1" not in jose.b64url_decode(msg.jwt.split(".")[1]).decode()
+    sub = wire.verify_submission(msg.serialize(), registry, NOW)
+    assert sub.claims["consent_ref"] == "CONSENT-1"
+    assert [s["ref"] for s in sub.claims["subjects"]] == ["19/4471023K", "VIC-1"]
+    # a recipient shown only the suspect sees one subject, no consent ref, no body field
+    suspect = sub.message.subjects[0]
+    shown = sdjwt.verify(msg.present([suspect.digest]), _lookup(registry))
+    assert [d.value for d in shown.subjects] == [{"ref": "19/4471023K", "category": "suspect"}]
+    assert shown.envelope == {} and shown.claims == {}
+
+
+def _lookup(registry: KeyRegistry) -> jose.KeyLookup:
+    return lambda kid: registry.get(kid, use="sig")
+
+
+def _resign(keys: dict[str, AgencyKeys], msg: sdjwt.SdJwt, **changes: object) -> sdjwt.SdJwt:
+    """The same disclosures under a payload changed as an attacker likes, signed by police."""
+    payload = json.loads(jose.b64url_decode(msg.jwt.split(".")[1]))
+    payload.update(changes)
+    return sdjwt.SdJwt(jose.sign(payload, keys["police"].sig, sdjwt.TYP), msg.disclosures)
+
+
+def test_rfc9901_structure_is_enforced(agency_keys: dict[str, AgencyKeys], registry: KeyRegistry) -> None:
+    msg = _message(agency_keys)
+    payload = json.loads(jose.b64url_decode(msg.jwt.split(".")[1]))
+    first = payload["_sd"][0]
+    cases = {
+        "a digest listed twice in _sd": {"_sd": [*payload["_sd"], first]},
+        "a digest both in _sd and subjects": {"subjects": [*payload["subjects"], {"...": first}]},
+        "a subjects entry that is not a digest": {"subjects": [{"ref": "VIC-1", "category": "victim"}]},
+        "a digest hidden in a nested object": {"override": {"_sd": [first]}},
+        "consent_ref in clear": {"consent_ref": "CONSENT-1"},
+        "an extra clear claim": {"note": "Jane Smith, 14 Larkspur Road"},
+    }
+    for why, change in cases.items():
+        bad = _resign(agency_keys, msg, **change)
+        with pytest.raises((MalformedMessage, DisclosureMismatch)) as info:
+            wire.verify_submission(bad.serialize(), registry, NOW)
+        assert "Larkspur" not in str(info.value), why
+
+
+def test_an_element_disclosure_is_not_a_property_and_back(agency_keys: dict[str, AgencyKeys],
+                                                          registry: KeyRegistry) -> None:
+    msg = _message(agency_keys)
+    element = next(d for d in msg.disclosures if d.is_element)
+    prop = next(d for d in msg.disclosures if not d.is_element)
+    payload = json.loads(jose.b64url_decode(msg.jwt.split(".")[1]))
+    # swap the slots: the element's digest in _sd, a property's digest in subjects
+    swapped = _resign(agency_keys, msg, _sd=[*(d for d in payload["_sd"] if d != prop.digest),
+                                              element.digest],
+                      subjects=[{"...": prop.digest}])
+    with pytest.raises(DisclosureMismatch):
+        wire.verify_submission(swapped.serialize(), registry, NOW)
+
+
+def test_envelope_errors_never_repeat_the_value(agency_keys: dict[str, AgencyKeys],
+                                                registry: KeyRegistry) -> None:
+    for kw in ({"case_id": "JANE SMITH 14 LARKSPUR ROAD"},
+               {"subjects": [{"ref": "Jane Smith, 14 Larkspur Road", "category": "victim"}]},
+               {"subjects": [{"ref": "VIC-1", "category": "Jane Smith"}]},
+               {"purpose": "Jane Smith"}, {"consent_ref": "Jane Smith"}):
+        with pytest.raises(MalformedMessage) as info:
+            wire.verify_submission(_message(agency_keys, **kw).serialize(), registry, NOW)
+        assert "jane" not in str(info.value).lower() and "larkspur" not in str(info.value).lower()
 
 
 def test_disclosure_digest_and_salt(agency_keys: dict[str, AgencyKeys]) -> None:
     msg = _message(agency_keys)
     for d in msg.disclosures:
-        salt, name, value = json.loads(jose.b64url_decode(d.encoded))
-        assert len(jose.b64url_decode(salt)) >= 16
-        assert BODY[name] == value
-    assert len({d.salt for d in msg.disclosures}) == len(BODY)
+        decoded = json.loads(jose.b64url_decode(d.encoded))
+        assert len(jose.b64url_decode(decoded[0])) >= 16
+        if d.is_element:  # [salt, subject]
+            assert decoded[1] == {"ref": "p-1", "category": "suspect"}
+        else:
+            assert BODY[decoded[1]] == decoded[2]
+    assert len({d.salt for d in msg.disclosures}) == len(BODY) + 1
 
 
 def test_tampered_ciphertext_refused(agency_keys: dict[str, AgencyKeys]) -> None:
@@ -97,13 +174,13 @@ def test_key_may_not_sign_for_another_agency(agency_keys: dict[str, AgencyKeys],
                                              registry: KeyRegistry) -> None:
     probation_as_police = AgencyKeys("police", agency_keys["probation"].sig, agency_keys["probation"].enc)
     msg = _message({"police": probation_as_police})
-    with pytest.raises(SignatureInvalid, match="may not sign"):
+    with pytest.raises(SignatureInvalid, match="does not belong to the claimed issuer"):
         wire.verify_submission(msg.serialize(), registry, NOW)
 
 
 def test_unknown_sender_refused(registry: KeyRegistry) -> None:
     stranger = AgencyKeys.generate("council", NOW.date())
-    msg = wire.compose_message(stranger, "case_referral", dict(BODY), case_id="c", purpose="p",
+    msg = wire.compose_message(stranger, "case_referral", dict(BODY), case_id="C-1", purpose="p",
                                subjects=[], now=NOW)
     with pytest.raises(UnknownSender):
         wire.verify_submission(msg.serialize(), registry, NOW)
@@ -130,11 +207,16 @@ def test_foreign_disclosure_refused(agency_keys: dict[str, AgencyKeys], registry
     dup = sdjwt.SdJwt(msg.jwt, (*msg.disclosures, msg.disclosures[0]))
     with pytest.raises(DisclosureMismatch):
         wire.verify_submission(dup.serialize(), registry, NOW)
+    # an unsigned disclosure's name is the sender's: the refusal does not repeat it
+    named = sdjwt.Disclosure.create("Jane Smith 14 Larkspur Road", "x")
+    with pytest.raises(DisclosureMismatch) as info:
+        wire.verify_submission(sdjwt.SdJwt(msg.jwt, (*msg.disclosures, named)).serialize(), registry, NOW)
+    assert "Larkspur" not in str(info.value)
 
 
 def _delivery(keys: dict[str, AgencyKeys], to: str, names: list[str], **over: object) -> str:
     msg = _message(keys)
-    shown = msg.present(names)
+    shown = msg.present(d.digest for d in msg.disclosures if d.name in names)
     claims = {"aud": to, "jti": wire.new_id(), "message_id": wire.verify_submission(
         msg.serialize(), _registry_of(keys), NOW).message_id, "sender": "police",
         "masp_type": "case_referral", "disclosed": [d.digest for d in shown.disclosures]}

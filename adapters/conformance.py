@@ -80,7 +80,7 @@ class ConformanceRun:
         self.registry = KeyRegistry.from_public_dir(self.keys_dir)
         self.keys = AgencyKeys.load(self.keys_dir, self.agency)
         self.runtime = AdapterRuntime(self.keys, self.registry, self.keys_dir.parent / "check" / self.agency)
-        self.case_id = f"MASP-CHECK-{wire.new_id()[-12:]}"
+        self.case_id = f"MASP-CHECK-{int(wire.new_id()[-12:], 16) % 10**12:012d}"
 
     async def point(self, ref: str, title: str, body: Callable[[], Awaitable[str | None]]) -> bool:
         p = Point(ref, title)

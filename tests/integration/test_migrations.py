@@ -76,8 +76,10 @@ async def test_upgrade_from_empty_matches_models_and_refuses_audit_changes(engin
 
 
 async def test_database_from_before_migrations_is_stamped_not_recreated(engine: AsyncEngine) -> None:
+    # such a database holds the first revision's schema, without Alembic's version table
+    await migrate.upgrade(engine, migrate.BASELINE)
     async with engine.begin() as conn:
-        await conn.run_sync(SQLModel.metadata.create_all)
+        await conn.execute(text("DROP TABLE alembic_version"))
         await conn.execute(text("INSERT INTO audit_node (level, idx, hash) VALUES (1, 2, :h)"), {"h": b"x"})
     assert await migrate.upgrade(engine) == (None, migrate.head())
     async with engine.connect() as conn:

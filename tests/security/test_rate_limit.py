@@ -46,7 +46,7 @@ async def test_fourth_submission_in_a_minute_is_429_audited_once(limited: Api) -
     assert len(entries) == 1
     refusal = entries[0]
     assert (refusal.kind, refusal.rules, refusal.decision) == ("refused", ("ingress.rate-limited",), "deny")
-    assert refusal.actor.agency == "police" and refusal.reason == "agency police exceeded 3/minute"
+    assert refusal.actor.agency == "police" and refusal.reason == "Too many submissions"
     assert refusal.subjects == () and refusal.message_id is None and refusal.fields_disclosed == ()
 
     # a flood is refused but audited once per window

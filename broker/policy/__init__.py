@@ -9,6 +9,7 @@ Callers use this surface only; YAML parsing and the individual rules are plumbin
 
 from broker.policy.dsa import (
     Clause,
+    ConsentKind,
     DataSharingAgreement,
     DsaBundle,
     DsaInvalid,
@@ -39,6 +40,7 @@ __all__ = [
     "Classification",
     "Clause",
     "ClauseRef",
+    "ConsentKind",
     "ConsentState",
     "ConsentStatus",
     "DataSharingAgreement",

@@ -30,6 +30,12 @@ from schemas._base import DataClass
 AgencyId = Literal["police", "probation", "nhs", "advocacy"]
 AGENCIES: tuple[AgencyId, ...] = ("police", "probation", "nhs", "advocacy")
 
+#: Whose consent a flow rests on. ``victim``: the victim's consent to sharing her
+#: information; ``intervention``: the perpetrator's consent to the intervention and to the
+#: sharing that goes with it. Two people, two decisions, recorded by different partners.
+ConsentKind = Literal["victim", "intervention"]
+CONSENT_KINDS: tuple[ConsentKind, ...] = ("victim", "intervention")
+
 #: The message catalogue (DOMAIN.md section 2) as ``schemas`` defines it; lint rejects a
 #: clause naming anything else.
 MESSAGE_TYPES: frozenset[str] = frozenset(schemas.MESSAGE_TYPES)
@@ -72,6 +78,8 @@ class Clause(BaseModel):
     special_category_condition: str | None = None
     data_classes: list[DataClass] = Field(min_length=1)
     requires_consent: bool = False
+    #: Which consent ``requires_consent`` asks for; meaningless without it.
+    consent_kind: ConsentKind = "victim"
     retention_days: int = Field(gt=0)
     escalation_hours: int | None = Field(default=None, gt=0)
     override_authoriser_roles: list[str] = Field(default_factory=list)
@@ -94,6 +102,8 @@ class DataSharingAgreement(BaseModel):
     review_date: date
     parties: list[AgencyId] = Field(min_length=1)
     purposes: list[str] = Field(min_length=1)
+    #: Which parties may record each kind of consent (the registry asks `may_record_consent`).
+    consent_recorders: dict[ConsentKind, list[AgencyId]] = Field(default_factory=dict)
     clauses: list[Clause]
 
     @model_validator(mode="after")
@@ -141,6 +151,20 @@ class DsaBundle:
 
     def source_of(self, agreement: DataSharingAgreement) -> str | None:
         return self.sources.get((agreement.id, agreement.version))
+
+    def may_record_consent(self, agency: str, kind: str, day: date) -> bool:
+        """Whether an agreement in force on ``day`` lets ``agency`` record ``kind`` consent.
+
+        In force as the engine judges it (`DataSharingAgreement.in_force_on`); like a
+        clause naming a non-party, a recorder who is not a party is malformed (lint) and
+        counts for nothing here.
+        """
+        return any(
+            agreement.in_force_on(day) and agency in agreement.parties and agency in recorders
+            for agreement in self.agreements
+            for listed, recorders in agreement.consent_recorders.items()
+            if listed == kind
+        )
 
 
 def load_bundle(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> DsaBundle:

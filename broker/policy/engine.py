@@ -344,7 +344,9 @@ def explain(
     consent: ConsentState | None = None
     facts: dict[str, object] = {}
     if chosen is not None and chosen[1].requires_consent:
-        conditions.append("P6.consent: needs a current, in-scope consent record")
+        conditions.append(
+            f"P6.consent: needs a current, in-scope {chosen[1].consent_kind} consent record"
+        )
         consent = ConsentState(recorded=True, in_scope=True, status=ConsentStatus.GIVEN)
     if masp_type == "intervention_referral":
         conditions.append("P8.eligibility: refused while under investigation; referrer names a case holder")

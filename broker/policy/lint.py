@@ -16,6 +16,7 @@ from datetime import date
 from typing import Literal
 
 from broker.policy.dsa import (
+    CONSENT_KINDS,
     MESSAGE_TYPES,
     Clause,
     DataSharingAgreement,
@@ -124,6 +125,7 @@ def lint(
                 )
     findings.extend(_overlap_findings(bundle))
     findings.extend(_correction_findings(bundle))
+    findings.extend(_consent_recorder_findings(bundle))
     return findings
 
 
@@ -329,6 +331,44 @@ def _correction_findings(bundle: DsaBundle) -> Iterable[LintFinding]:
                             f"no other clause lets {clause.from_} send it"
                         ),
                     )
+
+
+def _consent_recorder_findings(bundle: DsaBundle) -> Iterable[LintFinding]:
+    """Who may record consent (P6): parties only, and someone for every consent a clause needs.
+
+    A recorder outside the parties would let a stranger to the agreement open its consent
+    gates; a clause needing a kind of consent nobody may record could never pass.
+    """
+    for agreement in bundle.agreements:
+        source = bundle.source_of(agreement)
+        for kind in CONSENT_KINDS:
+            recorders = agreement.consent_recorders.get(kind, [])
+            outsiders = sorted(set(recorders) - set(agreement.parties))
+            if outsiders:
+                yield LintFinding(
+                    severity="error",
+                    file=source,
+                    dsa_id=agreement.id,
+                    clause_id=None,
+                    rule="P6.consent_recorder",
+                    message=(
+                        f"consent_recorders.{kind} names {', '.join(outsiders)}, "
+                        f"not parties to {agreement.id}"
+                    ),
+                )
+            needing = [c.id for c in agreement.clauses if c.requires_consent and c.consent_kind == kind]
+            if needing and not recorders:
+                yield LintFinding(
+                    severity="error",
+                    file=source,
+                    dsa_id=agreement.id,
+                    clause_id=None,
+                    rule="P6.consent_recorder",
+                    message=(
+                        f"clauses {', '.join(needing)} need {kind} consent but "
+                        f"consent_recorders.{kind} names no one to record it"
+                    ),
+                )
 
 
 def _coexist(a1: DataSharingAgreement, a2: DataSharingAgreement) -> bool:

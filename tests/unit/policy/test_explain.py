@@ -91,3 +91,8 @@ def test_explain_why_not(sample: DsaBundle) -> None:
         load_bundle(EXPIRED), "police", "probation", "case_referral", None, datetime(2025, 3, 1, tzinfo=UTC)
     )
     assert then.outcome is Outcome.PERMIT_WITH_REDACTION
+
+
+def test_explain_names_the_consent_kind(sample: DsaBundle) -> None:
+    e = explain(sample, "police", "advocacy", "case_referral", "victim_support", AT)
+    assert "P6.consent: needs a current, in-scope victim consent record" in e.conditions

@@ -227,6 +227,33 @@ def test_overlap_across_agreements_only_when_both_can_apply() -> None:
     assert lint([v1, v2_suspended]) == []
 
 
+def test_consent_recorder_must_be_a_party() -> None:
+    findings = lint([agreement(parties=["police", "probation"],
+                               consent_recorders={"victim": ["police", "advocacy"]})])
+    assert [(f.severity, f.rule, f.clause_id) for f in findings] == [
+        ("error", "P6.consent_recorder", None)
+    ]
+    assert "consent_recorders.victim names advocacy, not parties" in findings[0].message
+
+
+@pytest.mark.parametrize("kind", ["victim", "intervention"])
+def test_consent_needed_but_no_one_may_record_it(kind: str) -> None:
+    other = "intervention" if kind == "victim" else "victim"
+    gated = clause_doc(id="gated", requires_consent=True, consent_kind=kind)
+    findings = lint([agreement(gated, consent_recorders={other: ["police"]})])
+    assert [(f.severity, f.rule, f.clause_id) for f in findings] == [
+        ("error", "P6.consent_recorder", None)
+    ]
+    assert f"clauses gated need {kind} consent" in findings[0].message
+    empty = lint([agreement(gated, consent_recorders={kind: []})])
+    assert rules_of(empty, "error") == {"P6.consent_recorder"}
+    assert lint([agreement(gated, consent_recorders={kind: ["probation"]})]) == []
+
+
+def test_no_recorder_needed_without_a_consent_gate() -> None:
+    assert lint([agreement(clause_doc(), consent_recorders={})]) == []
+
+
 def test_correction_clause_wider_than_the_pair() -> None:
     findings = lint(
         [

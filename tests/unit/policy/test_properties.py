@@ -73,6 +73,7 @@ def clauses(draw: st.DrawFn, index: int) -> dict[str, Any]:
         "special_category_condition": draw(st.none() | st.just("Art 9(2)(g) + Sch 1 para 10")),
         "data_classes": draw(st.lists(st.sampled_from(CLASSES), min_size=1, unique=True)),
         "requires_consent": draw(st.booleans()),
+        "consent_kind": draw(st.sampled_from(["victim", "intervention"])),
         "retention_days": draw(st.integers(1, 4000)),
         "override_authoriser_roles": ["caldicott_guardian"]
         if draw(AIMED)

@@ -4,6 +4,9 @@ A DSA file is where a partnership states its own law, so loading is unforgiving:
 keys, duplicate keys, unknown data classes or agencies all refuse the whole file with a
 `DsaInvalid` that names the file and the path of the bad key. A half-read policy would be
 worse than none: the broker fails closed without one.
+
+`disagreements` is the one definition of when two clauses covering the same flow would
+decide it differently; lint and the engine both use it.
 """
 
 from __future__ import annotations
@@ -86,6 +89,39 @@ class Clause(BaseModel):
     #: The subjects relied on under Sch 1 para 18 / Sch 8 para 4 are children or adults
     #: assessed as at risk; without it lint rejects those conditions (DOMAIN.md P3).
     subjects_at_risk: bool = False
+
+
+#: The clause terms that change a decision or what its audit entry records. Two clauses
+#: that apply to the same flow and differ in any of these disagree: which one applies
+#: would decide the outcome, so lint refuses them and the engine denies (fail closed).
+#: ``consent_kind`` counts only when both clauses require consent.
+OUTCOME_TERMS: tuple[str, ...] = (
+    "data_classes",
+    "requires_consent",
+    "consent_kind",
+    "regime",
+    "lawful_basis",
+    "special_category_condition",
+    "retention_days",
+    "escalation_hours",
+    "override_authoriser_roles",
+    "subjects_at_risk",
+)
+
+
+def disagreements(a: Clause, b: Clause) -> tuple[str, ...]:
+    """The `OUTCOME_TERMS` in which ``a`` and ``b`` differ; empty if they agree.
+
+    Lists are compared as sets: order in the file changes nothing the engine does.
+    """
+
+    def term(clause: Clause, name: str) -> object:
+        if name == "consent_kind" and not (a.requires_consent and b.requires_consent):
+            return None
+        value = getattr(clause, name)
+        return frozenset(value) if isinstance(value, list) else value
+
+    return tuple(name for name in OUTCOME_TERMS if term(a, name) != term(b, name))
 
 
 class DataSharingAgreement(BaseModel):

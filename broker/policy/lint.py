@@ -23,6 +23,7 @@ from broker.policy.dsa import (
     DsaBundle,
     DsaStatus,
     Regime,
+    disagreements,
 )
 from broker.policy.rules import NHS
 from schemas._base import NEVER_TO_NHS, SPECIAL_CATEGORY, DataClass
@@ -265,8 +266,11 @@ def _matches(pattern: re.Pattern[str], text: str, letter: str) -> bool:
 def _overlap_findings(bundle: DsaBundle) -> Iterable[LintFinding]:
     """Clauses that both apply to one (from, to, type, purpose) at some date.
 
-    Disagreeing on data classes is an error (what a recipient gets would depend on
-    ordering); agreeing is a warning (which clause an audit entry cites is still arbitrary).
+    Disagreeing on any outcome term (`broker.policy.dsa.disagreements`: classes, consent,
+    basis, retention...) is an error: the outcome would depend on which clause sorts
+    first, so a clause added beside another could drop its consent gate. The engine denies
+    such a flow outright (``clause.overlap``). Agreeing is a warning: which clause an audit
+    entry cites is still arbitrary.
     """
     by_flow: dict[tuple[str, str, str, str], list[tuple[DataSharingAgreement, Clause]]]
     by_flow = defaultdict(list)
@@ -286,7 +290,7 @@ def _overlap_findings(bundle: DsaBundle) -> Iterable[LintFinding]:
                 if pair_key in reported:
                     continue
                 reported.add(pair_key)
-                differ = set(c1.data_classes) != set(c2.data_classes)
+                differ = disagreements(c1, c2)
                 yield LintFinding(
                     severity="error" if differ else "warning",
                     file=bundle.source_of(a2),
@@ -296,7 +300,7 @@ def _overlap_findings(bundle: DsaBundle) -> Iterable[LintFinding]:
                     message=(
                         f"overlaps {a1.id} v{a1.version} clause {c1.id} for {sender} -> "
                         f"{to_agency} {flow_type} ({flow_purpose})"
-                        + ("; data classes differ" if differ else "")
+                        + (f"; they disagree on {', '.join(differ)}" if differ else "")
                     ),
                 )
 

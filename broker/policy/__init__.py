@@ -2,9 +2,12 @@
 
 Callers use this surface only; YAML parsing and the individual rules are plumbing::
 
-    bundle = load_bundle(settings.dsa_dir)
+    bundle = load_enforced_bundle(settings.dsa_dir, today)  # DsaRejected on any lint error
     for recipient in candidate_recipients(bundle, sender, masp_type):
         decision = evaluate(bundle, PolicyRequest(sender, recipient, ...))
+
+`load_bundle` reads files without judging them, for lint and explain; anything that
+enforces a DSA loads it with `load_enforced_bundle`.
 """
 
 from broker.policy.dsa import (
@@ -25,7 +28,7 @@ from broker.policy.engine import (
     evaluate,
     explain,
 )
-from broker.policy.lint import LintFinding, lint
+from broker.policy.lint import DsaRejected, LintFinding, lint, load_enforced_bundle
 from broker.policy.rules import (
     Authoriser,
     ConsentState,
@@ -47,6 +50,7 @@ __all__ = [
     "Decision",
     "DsaBundle",
     "DsaInvalid",
+    "DsaRejected",
     "Explanation",
     "Justification",
     "LintFinding",
@@ -58,4 +62,5 @@ __all__ = [
     "explain",
     "lint",
     "load_bundle",
+    "load_enforced_bundle",
 ]

@@ -3,7 +3,8 @@
 A DSA file is where a partnership states its own law, so loading is unforgiving: unknown
 keys, duplicate keys, unknown data classes or agencies all refuse the whole file with a
 `DsaInvalid` that names the file and the path of the bad key. A half-read policy would be
-worse than none: the broker fails closed without one.
+worse than none: the broker fails closed without one. Loading only parses; the broker
+enforces a bundle only once lint passes it too (`broker.policy.lint.load_enforced_bundle`).
 
 `disagreements` is the one definition of when two clauses covering the same flow would
 decide it differently; lint and the engine both use it.

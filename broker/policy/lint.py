@@ -1,18 +1,23 @@
-"""Static checks of DSA files (``masp policy lint``): what the engine cannot fix at runtime.
+"""Static checks of DSA files (``masp policy lint``), and the gate before enforcement.
 
 The engine already refuses unsafe flows one message at a time; lint tells the IG officer
 *before* deployment that a clause is unlawful as written (P3), could never work, or
-contradicts another. Errors must be fixed before a file is deployed; warnings need a
-human look. Citations are matched loosely (``Art 6(1)(e)``, ``Article 6(1)(e)``).
+contradicts another. Errors must be fixed before a file is deployed, and the broker holds
+to that itself: every process that enforces DSAs loads them through
+`load_enforced_bundle`, which refuses the whole bundle (`DsaRejected`, carrying the
+findings) on any error. Warnings need a human look. Citations are matched loosely
+(``Art 6(1)(e)``, ``Article 6(1)(e)``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Literal
 
 from broker.policy.dsa import (
@@ -21,9 +26,11 @@ from broker.policy.dsa import (
     Clause,
     DataSharingAgreement,
     DsaBundle,
+    DsaInvalid,
     DsaStatus,
     Regime,
     disagreements,
+    load_bundle,
 )
 from broker.policy.rules import NHS
 from schemas._base import NEVER_TO_NHS, SPECIAL_CATEGORY, DataClass
@@ -92,6 +99,44 @@ class LintFinding:
         where = f"{self.file}: " if self.file else ""
         what = f"{self.dsa_id}" + (f" clause {self.clause_id}" if self.clause_id else "")
         return f"{where}{self.severity}: {what}: [{self.rule}] {self.message}"
+
+
+class DsaRejected(DsaInvalid):
+    """DSA files that parse but fail lint: refused as a whole, so nothing is enforced.
+
+    ``findings`` are the error findings, each one line as `LintFinding` prints it.
+    """
+
+    code = "dsa-rejected"
+    title = "Data-sharing agreement refused by lint"
+
+    def __init__(self, detail: str, findings: Sequence[LintFinding]) -> None:
+        super().__init__(detail, errors=len(findings))
+        self.findings = tuple(findings)
+
+
+def load_enforced_bundle(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], today: date
+) -> DsaBundle:
+    """Load DSA files for enforcement: the bundle only if lint finds no error in it.
+
+    The one door from files to a running engine (the broker, its worker processes, the
+    demo). An error means a clause is unlawful as written, can never work, or contradicts
+    another, and a broker that enforced the rest would decide by whichever clause happened
+    to win; so the whole bundle is refused with `DsaRejected` and the process does not
+    start. ``today`` is the caller's clock, for the date checks (warnings only).
+    """
+    named = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    bundle = load_bundle(named)
+    errors = [f for f in lint(bundle, today=today) if f.severity == "error"]
+    if errors:
+        where = ", ".join(str(Path(p)) for p in named)
+        raise DsaRejected(
+            f"{len(errors)} lint error(s) in {where}; nothing is enforced until "
+            f"`masp policy lint {where}` reports none",
+            errors,
+        )
+    return bundle
 
 
 def lint(

@@ -2,7 +2,8 @@
 
 Every failure is one line on stderr and a non-zero exit: 1 for "checked and found wrong"
 (a failed demo expectation, a broken audit log), 2 for refused input or configuration,
-3 for an unreachable dependency (RabbitMQ, the database).
+3 for an unreachable dependency (RabbitMQ, the database). A refusal with several reasons
+(DSA files refused by lint) adds one indented line per reason under its line.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -25,6 +26,7 @@ from broker.db_cli import app as db_app
 from broker.errors import MaspError
 from broker.logs import configure
 from broker.ops_cli import dlq_app, route_app
+from broker.policy import DsaRejected
 from broker.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -46,14 +48,18 @@ keys_app.command("revoke")(keys_cli.revoke)
 T = TypeVar("T")
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
+def fail(message: str, code: int = 2, *, reasons: Iterable[str] = ()) -> NoReturn:
     typer.echo(f"masp: {message}", err=True)
+    for reason in reasons:
+        typer.echo(f"masp:   {reason}", err=True)
     raise typer.Exit(code)
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
+    except DsaRejected as exc:
+        fail(f"{exc.title}: {exc.detail}", reasons=map(str, exc.findings))
     except MaspError as exc:
         fail(f"{exc.title}: {exc.detail}")
     except (ConnectionError, OSError) as exc:

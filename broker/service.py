@@ -1,4 +1,4 @@
-"""Assembles a running broker from settings: keys, DSA bundle, database, audit log, workers."""
+"""Assembles a running broker from settings: keys, DSA bundle (lint-gated), database, audit log, workers."""
 
 from __future__ import annotations
 
@@ -91,11 +91,16 @@ class BrokerService:
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock = system_clock) -> BrokerService:
+        """Everything a broker process needs, or a typed refusal before anything is touched.
+
+        The DSAs come first and through the lint gate: with a lint error anywhere this
+        raises `policy.DsaRejected` before a database, queue or file is opened.
+        """
+        bundle = policy.load_enforced_bundle(settings.dsa_dir, clock().date())
         if not (settings.keys_dir / BROKER / "sig.private.jwk").exists():
             raise ConfigurationError(f"no broker keys under {settings.keys_dir}; run `masp keys init`")
         broker = AgencyKeys.load(settings.keys_dir, BROKER)
         registry = KeyRegistry.from_public_dir(settings.keys_dir)
-        bundle = policy.load_bundle(settings.dsa_dir)
         engine = make_engine(settings.db_url)
         await create_schema(engine)
         sessions = sessionmaker(engine)

@@ -2,13 +2,17 @@
 
 Callers use this surface only; YAML parsing and the individual rules are plumbing::
 
-    bundle = load_bundle(settings.dsa_dir)
+    bundle = load_enforced_bundle(settings.dsa_dir, today)  # DsaRejected on any lint error
     for recipient in candidate_recipients(bundle, sender, masp_type):
         decision = evaluate(bundle, PolicyRequest(sender, recipient, ...))
+
+`load_bundle` reads files without judging them, for lint and explain; anything that
+enforces a DSA loads it with `load_enforced_bundle`.
 """
 
 from broker.policy.dsa import (
     Clause,
+    ConsentKind,
     DataSharingAgreement,
     DsaBundle,
     DsaInvalid,
@@ -25,7 +29,7 @@ from broker.policy.engine import (
     explain,
 )
 from broker.policy.envelope import SubjectView, sees_consent_ref, subject_view
-from broker.policy.lint import LintFinding, lint
+from broker.policy.lint import DsaRejected, LintFinding, lint, load_enforced_bundle
 from broker.policy.rules import (
     Authoriser,
     ConsentState,
@@ -40,12 +44,14 @@ __all__ = [
     "Classification",
     "Clause",
     "ClauseRef",
+    "ConsentKind",
     "ConsentState",
     "ConsentStatus",
     "DataSharingAgreement",
     "Decision",
     "DsaBundle",
     "DsaInvalid",
+    "DsaRejected",
     "Explanation",
     "Justification",
     "LintFinding",
@@ -58,6 +64,7 @@ __all__ = [
     "explain",
     "lint",
     "load_bundle",
+    "load_enforced_bundle",
     "sees_consent_ref",
     "subject_view",
 ]

@@ -3,7 +3,11 @@
 A DSA file is where a partnership states its own law, so loading is unforgiving: unknown
 keys, duplicate keys, unknown data classes or agencies all refuse the whole file with a
 `DsaInvalid` that names the file and the path of the bad key. A half-read policy would be
-worse than none: the broker fails closed without one.
+worse than none: the broker fails closed without one. Loading only parses; the broker
+enforces a bundle only once lint passes it too (`broker.policy.lint.load_enforced_bundle`).
+
+`disagreements` is the one definition of when two clauses covering the same flow would
+decide it differently; lint and the engine both use it.
 """
 
 from __future__ import annotations
@@ -29,6 +33,12 @@ from schemas._base import DataClass
 
 AgencyId = Literal["police", "probation", "nhs", "advocacy"]
 AGENCIES: tuple[AgencyId, ...] = ("police", "probation", "nhs", "advocacy")
+
+#: Whose consent a flow rests on. ``victim``: the victim's consent to sharing her
+#: information; ``intervention``: the perpetrator's consent to the intervention and to the
+#: sharing that goes with it. Two people, two decisions, recorded by different partners.
+ConsentKind = Literal["victim", "intervention"]
+CONSENT_KINDS: tuple[ConsentKind, ...] = ("victim", "intervention")
 
 #: The message catalogue (DOMAIN.md section 2) as ``schemas`` defines it; lint rejects a
 #: clause naming anything else.
@@ -72,12 +82,47 @@ class Clause(BaseModel):
     special_category_condition: str | None = None
     data_classes: list[DataClass] = Field(min_length=1)
     requires_consent: bool = False
+    #: Which consent ``requires_consent`` asks for; meaningless without it.
+    consent_kind: ConsentKind = "victim"
     retention_days: int = Field(gt=0)
     escalation_hours: int | None = Field(default=None, gt=0)
     override_authoriser_roles: list[str] = Field(default_factory=list)
     #: The subjects relied on under Sch 1 para 18 / Sch 8 para 4 are children or adults
     #: assessed as at risk; without it lint rejects those conditions (DOMAIN.md P3).
     subjects_at_risk: bool = False
+
+
+#: The clause terms that change a decision or what its audit entry records. Two clauses
+#: that apply to the same flow and differ in any of these disagree: which one applies
+#: would decide the outcome, so lint refuses them and the engine denies (fail closed).
+#: ``consent_kind`` counts only when both clauses require consent.
+OUTCOME_TERMS: tuple[str, ...] = (
+    "data_classes",
+    "requires_consent",
+    "consent_kind",
+    "regime",
+    "lawful_basis",
+    "special_category_condition",
+    "retention_days",
+    "escalation_hours",
+    "override_authoriser_roles",
+    "subjects_at_risk",
+)
+
+
+def disagreements(a: Clause, b: Clause) -> tuple[str, ...]:
+    """The `OUTCOME_TERMS` in which ``a`` and ``b`` differ; empty if they agree.
+
+    Lists are compared as sets: order in the file changes nothing the engine does.
+    """
+
+    def term(clause: Clause, name: str) -> object:
+        if name == "consent_kind" and not (a.requires_consent and b.requires_consent):
+            return None
+        value = getattr(clause, name)
+        return frozenset(value) if isinstance(value, list) else value
+
+    return tuple(name for name in OUTCOME_TERMS if term(a, name) != term(b, name))
 
 
 class DataSharingAgreement(BaseModel):
@@ -94,6 +139,8 @@ class DataSharingAgreement(BaseModel):
     review_date: date
     parties: list[AgencyId] = Field(min_length=1)
     purposes: list[str] = Field(min_length=1)
+    #: Which parties may record each kind of consent (the registry asks `may_record_consent`).
+    consent_recorders: dict[ConsentKind, list[AgencyId]] = Field(default_factory=dict)
     clauses: list[Clause]
 
     @model_validator(mode="after")
@@ -139,13 +186,22 @@ class DsaBundle:
             for clause in agreement.clauses:
                 yield agreement, clause
 
-    def may_record_consent(self, agency: str, kind: str, day: date) -> bool:
-        """TEMPORARY until consent_recorders lands: police and advocacy record victim consent."""
-        recorders = {"victim": {"police", "advocacy"}, "intervention": {"police", "probation", "nhs"}}
-        return any(a.in_force_on(day) for a in self.agreements) and agency in recorders.get(kind, set())
-
     def source_of(self, agreement: DataSharingAgreement) -> str | None:
         return self.sources.get((agreement.id, agreement.version))
+
+    def may_record_consent(self, agency: str, kind: str, day: date) -> bool:
+        """Whether an agreement in force on ``day`` lets ``agency`` record ``kind`` consent.
+
+        In force as the engine judges it (`DataSharingAgreement.in_force_on`); like a
+        clause naming a non-party, a recorder who is not a party is malformed (lint) and
+        counts for nothing here.
+        """
+        return any(
+            agreement.in_force_on(day) and agency in agreement.parties and agency in recorders
+            for agreement in self.agreements
+            for listed, recorders in agreement.consent_recorders.items()
+            if listed == kind
+        )
 
 
 def load_bundle(paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]]) -> DsaBundle:

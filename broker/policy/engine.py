@@ -3,7 +3,9 @@
 Pure domain code: no clock (``at`` comes with the request), no I/O, no framework. The
 engine picks the clause, runs the rules of `broker.policy.rules` and turns their results
 into a `Decision` the broker delivers and audits. It never raises for a policy reason:
-every refusal is a `Decision` so it can be recorded (DOMAIN.md P11).
+every refusal is a `Decision` so it can be recorded (DOMAIN.md P11). When clauses that
+disagree all apply, it picks none and denies (``clause.overlap``): lint refuses such a
+bundle, and the engine does not rely on that.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from broker.policy.dsa import Clause, DataSharingAgreement, DsaBundle
+from broker.policy.dsa import OUTCOME_TERMS, Clause, DataSharingAgreement, DsaBundle, disagreements
 from broker.policy.rules import (
     DEFAULT_RULES,
     ConsentState,
@@ -31,6 +33,7 @@ from broker.policy.rules import (
 from schemas._base import SPECIAL_CATEGORY, DataClass
 
 NO_CLAUSE = "clause.none"
+OVERLAP = "clause.overlap"
 ENGINE_ERROR = "engine.error"
 _MINIMISATION = "P4.minimisation"
 _HARD_RULE = "P4.hard_rule"
@@ -93,6 +96,22 @@ class Decision:
         return _plain_fields(self)
 
 
+@dataclass(frozen=True)
+class ClauseConflict:
+    """Clauses that all apply to one flow and disagree (`broker.policy.dsa.disagreements`).
+
+    Whichever one the engine picked would decide the outcome, so it picks none.
+    """
+
+    clauses: tuple[ClauseRef, ...]
+    terms: tuple[str, ...]
+
+    def note(self) -> str:
+        """Our own codes only: DSA and clause ids (validated on load) and term names."""
+        cited = ", ".join(str(ref) for ref in self.clauses)
+        return f"clauses that disagree on {', '.join(self.terms)} all apply ({cited})"
+
+
 def candidate_recipients(bundle: DsaBundle, sender: str, masp_type: str) -> tuple[str, ...]:
     """Everyone any clause (active or not) lets ``sender`` address with ``masp_type``.
 
@@ -130,6 +149,8 @@ class PolicyEngine:
                 f"to {as_code(request.recipient)}"
             )
             return _refusal(request, NO_CLAUSE, note)
+        if isinstance(chosen, ClauseConflict):
+            return _refusal(request, OVERLAP, chosen.note())
         agreement, clause, selection_warnings = chosen
         ctx = RuleContext(request, agreement, clause, self.deny_after_review_date)
         return _decide(ctx, run(self.rules, ctx), selection_warnings)
@@ -142,13 +163,16 @@ def evaluate(bundle: DsaBundle, request: PolicyRequest, *, deny_after_review_dat
 
 def select_clause(
     bundle: DsaBundle, request: PolicyRequest
-) -> tuple[DataSharingAgreement, Clause, tuple[str, ...]] | None:
+) -> tuple[DataSharingAgreement, Clause, tuple[str, ...]] | ClauseConflict | None:
     """The clause to judge ``request`` by, preferring in-force ones that fit the purpose.
 
     A clause that covers (sender, recipient, type) but is out of date or for another
     purpose is still chosen when nothing better exists, so the refusal names it (P1/P2).
-    Overlaps are a lint error; at runtime the first by (dsa id, newest version, clause id)
-    wins and the decision carries a warning.
+    When several in-force clauses fit and any of them disagree, none is chosen: the
+    `ClauseConflict` becomes a deny, since ranking them would let a clause's id decide
+    the outcome (a clause added beside another could drop its consent gate). When they
+    all agree, the first by (dsa id, newest version, clause id) wins and the decision
+    carries a warning; lint warns about such overlaps and refuses disagreeing ones.
     """
     day = request.at.date()
     covering = [
@@ -181,6 +205,14 @@ def select_clause(
     covering.sort(key=rank)
     agreement, clause = covering[0]
     applicable = [p for p in covering if p[0].in_force_on(day) and fits(p)]
+    # If every clause agrees with the first, they all agree with one another (agreeing is
+    # an equivalence), so comparing against the first finds any disagreement.
+    terms = {term for _, other in applicable[1:] for term in disagreements(clause, other)}
+    if terms:
+        return ClauseConflict(
+            clauses=tuple(_ref(a, c) for a, c in applicable),
+            terms=tuple(t for t in OUTCOME_TERMS if t in terms),
+        )
     warnings: tuple[str, ...] = ()
     if len(applicable) > 1:
         others = ", ".join(str(_ref(a, c)) for a, c in applicable[1:])
@@ -343,15 +375,22 @@ def explain(
     """
     every = {cls.value: cls for cls in DataClass}
     probe = PolicyRequest(sender, recipient, masp_type, purpose or "", every, at)
-    chosen = select_clause(bundle, probe)
-    if chosen is not None and purpose is None:
-        first_agreement, first_clause, _ = chosen
+    selected = select_clause(bundle, probe)
+    if isinstance(selected, tuple) and purpose is None:
+        first_agreement, first_clause, _ = selected
         purpose = next((p for p in first_clause.purposes if p in first_agreement.purposes), "")
+        # With the purpose known, clauses that disagree may all apply: ask again.
+        probe = PolicyRequest(sender, recipient, masp_type, purpose, every, at)
+        selected = select_clause(bundle, probe)
+    # Under a conflict no clause applies: the answer is the clause.overlap refusal.
+    chosen = selected if isinstance(selected, tuple) else None
     conditions: list[str] = []
     consent: ConsentState | None = None
     facts: dict[str, object] = {}
     if chosen is not None and chosen[1].requires_consent:
-        conditions.append("P6.consent: needs a current, in-scope consent record")
+        conditions.append(
+            f"P6.consent: needs a current, in-scope {chosen[1].consent_kind} consent record"
+        )
         consent = ConsentState(recorded=True, in_scope=True, status=ConsentStatus.GIVEN)
     if masp_type == "intervention_referral":
         conditions.append("P8.eligibility: refused while under investigation; referrer names a case holder")

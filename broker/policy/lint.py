@@ -1,27 +1,36 @@
-"""Static checks of DSA files (``masp policy lint``): what the engine cannot fix at runtime.
+"""Static checks of DSA files (``masp policy lint``), and the gate before enforcement.
 
 The engine already refuses unsafe flows one message at a time; lint tells the IG officer
 *before* deployment that a clause is unlawful as written (P3), could never work, or
-contradicts another. Errors must be fixed before a file is deployed; warnings need a
-human look. Citations are matched loosely (``Art 6(1)(e)``, ``Article 6(1)(e)``).
+contradicts another. Errors must be fixed before a file is deployed, and the broker holds
+to that itself: every process that enforces DSAs loads them through
+`load_enforced_bundle`, which refuses the whole bundle (`DsaRejected`, carrying the
+findings) on any error. Warnings need a human look. Citations are matched loosely
+(``Art 6(1)(e)``, ``Article 6(1)(e)``).
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from typing import Literal
 
 from broker.policy.dsa import (
+    CONSENT_KINDS,
     MESSAGE_TYPES,
     Clause,
     DataSharingAgreement,
     DsaBundle,
+    DsaInvalid,
     DsaStatus,
     Regime,
+    disagreements,
+    load_bundle,
 )
 from broker.policy.rules import NHS
 from schemas._base import NEVER_TO_NHS, SPECIAL_CATEGORY, DataClass
@@ -92,6 +101,44 @@ class LintFinding:
         return f"{where}{self.severity}: {what}: [{self.rule}] {self.message}"
 
 
+class DsaRejected(DsaInvalid):
+    """DSA files that parse but fail lint: refused as a whole, so nothing is enforced.
+
+    ``findings`` are the error findings, each one line as `LintFinding` prints it.
+    """
+
+    code = "dsa-rejected"
+    title = "Data-sharing agreement refused by lint"
+
+    def __init__(self, detail: str, findings: Sequence[LintFinding]) -> None:
+        super().__init__(detail, errors=len(findings))
+        self.findings = tuple(findings)
+
+
+def load_enforced_bundle(
+    paths: str | os.PathLike[str] | Iterable[str | os.PathLike[str]], today: date
+) -> DsaBundle:
+    """Load DSA files for enforcement: the bundle only if lint finds no error in it.
+
+    The one door from files to a running engine (the broker, its worker processes, the
+    demo). An error means a clause is unlawful as written, can never work, or contradicts
+    another, and a broker that enforced the rest would decide by whichever clause happened
+    to win; so the whole bundle is refused with `DsaRejected` and the process does not
+    start. ``today`` is the caller's clock, for the date checks (warnings only).
+    """
+    named = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
+    bundle = load_bundle(named)
+    errors = [f for f in lint(bundle, today=today) if f.severity == "error"]
+    if errors:
+        where = ", ".join(str(Path(p)) for p in named)
+        raise DsaRejected(
+            f"{len(errors)} lint error(s) in {where}; nothing is enforced until "
+            f"`masp policy lint {where}` reports none",
+            errors,
+        )
+    return bundle
+
+
 def lint(
     bundle_or_agreements: DsaBundle | Iterable[DataSharingAgreement],
     *,
@@ -124,6 +171,7 @@ def lint(
                 )
     findings.extend(_overlap_findings(bundle))
     findings.extend(_correction_findings(bundle))
+    findings.extend(_consent_recorder_findings(bundle))
     return findings
 
 
@@ -263,8 +311,11 @@ def _matches(pattern: re.Pattern[str], text: str, letter: str) -> bool:
 def _overlap_findings(bundle: DsaBundle) -> Iterable[LintFinding]:
     """Clauses that both apply to one (from, to, type, purpose) at some date.
 
-    Disagreeing on data classes is an error (what a recipient gets would depend on
-    ordering); agreeing is a warning (which clause an audit entry cites is still arbitrary).
+    Disagreeing on any outcome term (`broker.policy.dsa.disagreements`: classes, consent,
+    basis, retention...) is an error: the outcome would depend on which clause sorts
+    first, so a clause added beside another could drop its consent gate. The engine denies
+    such a flow outright (``clause.overlap``). Agreeing is a warning: which clause an audit
+    entry cites is still arbitrary.
     """
     by_flow: dict[tuple[str, str, str, str], list[tuple[DataSharingAgreement, Clause]]]
     by_flow = defaultdict(list)
@@ -284,7 +335,7 @@ def _overlap_findings(bundle: DsaBundle) -> Iterable[LintFinding]:
                 if pair_key in reported:
                     continue
                 reported.add(pair_key)
-                differ = set(c1.data_classes) != set(c2.data_classes)
+                differ = disagreements(c1, c2)
                 yield LintFinding(
                     severity="error" if differ else "warning",
                     file=bundle.source_of(a2),
@@ -294,7 +345,7 @@ def _overlap_findings(bundle: DsaBundle) -> Iterable[LintFinding]:
                     message=(
                         f"overlaps {a1.id} v{a1.version} clause {c1.id} for {sender} -> "
                         f"{to_agency} {flow_type} ({flow_purpose})"
-                        + ("; data classes differ" if differ else "")
+                        + (f"; they disagree on {', '.join(differ)}" if differ else "")
                     ),
                 )
 
@@ -329,6 +380,44 @@ def _correction_findings(bundle: DsaBundle) -> Iterable[LintFinding]:
                             f"no other clause lets {clause.from_} send it"
                         ),
                     )
+
+
+def _consent_recorder_findings(bundle: DsaBundle) -> Iterable[LintFinding]:
+    """Who may record consent (P6): parties only, and someone for every consent a clause needs.
+
+    A recorder outside the parties would let a stranger to the agreement open its consent
+    gates; a clause needing a kind of consent nobody may record could never pass.
+    """
+    for agreement in bundle.agreements:
+        source = bundle.source_of(agreement)
+        for kind in CONSENT_KINDS:
+            recorders = agreement.consent_recorders.get(kind, [])
+            outsiders = sorted(set(recorders) - set(agreement.parties))
+            if outsiders:
+                yield LintFinding(
+                    severity="error",
+                    file=source,
+                    dsa_id=agreement.id,
+                    clause_id=None,
+                    rule="P6.consent_recorder",
+                    message=(
+                        f"consent_recorders.{kind} names {', '.join(outsiders)}, "
+                        f"not parties to {agreement.id}"
+                    ),
+                )
+            needing = [c.id for c in agreement.clauses if c.requires_consent and c.consent_kind == kind]
+            if needing and not recorders:
+                yield LintFinding(
+                    severity="error",
+                    file=source,
+                    dsa_id=agreement.id,
+                    clause_id=None,
+                    rule="P6.consent_recorder",
+                    message=(
+                        f"clauses {', '.join(needing)} need {kind} consent but "
+                        f"consent_recorders.{kind} names no one to record it"
+                    ),
+                )
 
 
 def _coexist(a1: DataSharingAgreement, a2: DataSharingAgreement) -> bool:

@@ -263,7 +263,7 @@ class Consent:
     def check(self, ctx: RuleContext) -> RuleResult:
         if not ctx.clause.requires_consent:
             return RuleResult(self.id)
-        kind = getattr(ctx.clause, "consent_kind", "victim")
+        kind = ctx.clause.consent_kind
         consent = ctx.request.consent_by_kind.get(kind, ctx.request.consent)
         if consent is None or not consent.recorded:
             note = f"clause {ctx.clause.id} requires consent and none is recorded"

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import socket
 import sqlite3
 import stat
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
+import aio_pika
 import pytest
+
+from broker.transport.topology import Names
+from tests.dsa_fixtures import overlapping_dsa_dir
 
 REPO = Path(__file__).resolve().parents[2]
 MASP = [sys.executable, "-m", "broker.cli"]
@@ -119,6 +126,56 @@ def test_policy_lint_accepts_the_sample_and_rejects_victim_location_to_nhs(tmp_p
     result = masp("policy", "lint", str(tmp_path / "bad.yaml"))
     assert result.returncode == 1
     assert "victim_location" in result.stdout and "error" in result.stdout
+
+
+def test_serve_refuses_dsa_files_policy_lint_rejects(tmp_path: Path) -> None:
+    """``masp serve`` with an added clause that drops a consent gate: one line per finding,
+    exit 2, nothing written, no queue declared. Lint and explain still read the files."""
+    state = tmp_path / "state"
+    with socket.socket() as s:  # should the gate fail, serve binds here rather than on :8000
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    namespace = f"gate{uuid.uuid4().hex[:10]}."
+    env = {"MASP_STATE_DIR": str(state), "MASP_HTTP_PORT": str(port), "MASP_NAMESPACE": namespace}
+    assert masp("keys", "init", env=env).returncode == 0
+    before = sorted((str(p), p.stat().st_mtime_ns) for p in state.rglob("*"))
+    dsa = overlapping_dsa_dir(tmp_path / "dsa")
+    env["MASP_DSA_DIR"] = str(dsa)
+
+    result = masp("serve", env=env, timeout=60)
+
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("masp: ")]
+    assert lines[0] == (f"masp: Data-sharing agreement refused by lint: 1 lint error(s) in {dsa}; "
+                        f"nothing is enforced until `masp policy lint {dsa}` reports none"), result.stderr
+    assert len(lines) == 2
+    finding = lines[1].removeprefix("masp:   ")
+    assert finding.startswith(f"{dsa / 'hiow-masp.yaml'}: error: hiow-masp clause cr-police-advocacy: "
+                              "[clause.overlap] overlaps aa-addendum v1 clause aa-police-advocacy")
+    assert finding.endswith("they disagree on requires_consent")
+    assert "MASP Exchange is running" not in result.stdout
+    assert sorted((str(p), p.stat().st_mtime_ns) for p in state.rglob("*")) == before  # no database
+
+    async def declared() -> bool:
+        connection = await aio_pika.connect("amqp://guest:guest@127.0.0.1:5672/")
+        async with connection:
+            channel = await connection.channel()
+            try:
+                await channel.declare_queue(Names(namespace).inbox("advocacy"), passive=True)
+            except aio_pika.exceptions.ChannelClosed:
+                return False
+            return True
+
+    assert not asyncio.run(declared())
+
+    lint = masp("policy", "lint", str(dsa))
+    assert lint.returncode == 1
+    assert finding in lint.stdout.splitlines()  # the same line the refusal printed
+    explained = masp("policy", "explain", "--from", "police", "--to", "advocacy", "--type", "case_referral",
+                     "--purpose", "victim_support", "--json", env={"MASP_DSA_DIR": str(dsa)})
+    assert explained.returncode == 0, explained.stderr
+    answer = json.loads(explained.stdout)
+    assert (answer["outcome"], answer["rules"]) == ("deny", ["clause.overlap"])
 
 
 def test_policy_explain_names_clause_and_hard_rule() -> None:

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 
 from broker import wire
-from broker.crypto import jose
 from broker.audit.entry import AuditEntry
+from broker.crypto import jose
 from broker.crypto.keys import AgencyKeys, KeyRegistry
 from broker.demo.run import demo_body
 from broker.errors import MaspError

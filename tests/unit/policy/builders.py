@@ -83,6 +83,8 @@ def agreement(*clauses: Mapping[str, Any], **kw: Any) -> DataSharingAgreement:
         "review_date": "2027-06-30",
         "parties": ["police", "probation", "nhs", "advocacy"],
         "purposes": ["risk_management", "intervention", "victim_support", "safeguarding"],
+        # Someone records each kind of consent, so a requires_consent clause lints clean.
+        "consent_recorders": {"victim": ["police"], "intervention": ["probation"]},
         "clauses": [dict(c) for c in clauses] or [clause_doc()],
     }
     doc.update(kw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,13 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
         ("  - id: cr-probation-police", "  - id: cr-police-probation", "duplicate clause id"),
         ("title: Hampshire", "title: Hampshire\ntitle: again", "duplicate key 'title'"),
         ("parties: [police", "parties: [police, [", "line"),
+        ("  victim: [police, advocacy]", "  perpetrator: [police]", r"consent_recorders\.perpetrator"),
+        ("  victim: [police, advocacy]", "  victim: [police, council]", r"consent_recorders\.victim\[1\]"),
+        (
+            "    # Victim-centred: nothing reaches the advocacy service until the victim agrees.\n",
+            "    consent_kind: offender\n",
+            r"clauses\[4\]\(cr-police-advocacy\)\.consent_kind",
+        ),
     ],
     ids=[
         "unknown key",
@@ -88,6 +96,9 @@ def _broken(tmp_path: Path, old: str, new: str) -> Path:
         "duplicate clause",
         "duplicate key",
         "yaml syntax",
+        "unknown consent kind",
+        "unknown recorder",
+        "unknown clause consent kind",
     ],
 )
 def test_invalid_files_name_file_and_key(tmp_path: Path, old: str, new: str, expected: str) -> None:
@@ -127,3 +138,56 @@ def test_yaml_anchors_resolve_to_the_same_text() -> None:
     by_id = {c.id: c for c in a.clauses}
     assert by_id["cr-police-nhs"].lawful_basis == by_id["cr-police-probation"].lawful_basis
     assert "s35(2)(b)" in by_id["cr-police-nhs"].lawful_basis
+
+
+# --- who may record consent -------------------------------------------------------------
+
+IN_FORCE = date(2026, 11, 21)
+
+
+@pytest.mark.parametrize(
+    ("agency", "kind", "expected"),
+    [
+        ("police", "victim", True),  # at the referral
+        ("advocacy", "victim", True),  # works with her
+        ("probation", "victim", False),
+        ("nhs", "victim", False),
+        ("police", "intervention", True),  # the referrer...
+        ("probation", "intervention", True),
+        ("nhs", "intervention", True),  # ...or the treating team
+        ("advocacy", "intervention", False),
+        ("police", "perpetrator", False),  # not a kind of consent
+        ("council", "victim", False),  # not an agency
+    ],
+)
+def test_sample_consent_recorders(agency: str, kind: str, expected: bool) -> None:
+    assert load_bundle(SAMPLE).may_record_consent(agency, kind, IN_FORCE) is expected
+
+
+def test_recorders_count_only_under_an_agreement_in_force() -> None:
+    sample = load_bundle(SAMPLE)
+    assert sample.may_record_consent("police", "victim", date(2026, 1, 1))
+    assert sample.may_record_consent("police", "victim", date(2027, 12, 31))
+    assert not sample.may_record_consent("police", "victim", date(2025, 12, 31))
+    assert not sample.may_record_consent("police", "victim", date(2028, 1, 1))
+    for status in ("suspended", "terminated"):
+        held = DsaBundle((agreement(status=status, consent_recorders={"victim": ["police"]}),))
+        assert not held.may_record_consent("police", "victim", IN_FORCE)
+    both = load_bundle([SAMPLE, EXPIRED])
+    assert both.may_record_consent("police", "victim", date(2025, 3, 1))  # under v0
+    assert not both.may_record_consent("advocacy", "victim", date(2025, 3, 1))  # v0 named police only
+    assert both.may_record_consent("advocacy", "victim", IN_FORCE)
+
+
+def test_a_recorder_who_is_not_a_party_records_nothing() -> None:
+    """Lint refuses it; the answer does not depend on lint having run."""
+    b = DsaBundle((agreement(parties=["police", "probation"], consent_recorders={"victim": ["advocacy"]}),))
+    assert not b.may_record_consent("advocacy", "victim", IN_FORCE)
+
+
+def test_no_recorders_by_default() -> None:
+    a = parse_agreement(yaml.safe_dump({k: v for k, v in yaml.safe_load(SAMPLE.read_text()).items()
+                                        if k != "consent_recorders"}))
+    assert a.consent_recorders == {}
+    assert all(c.consent_kind == "victim" for c in a.clauses)
+    assert not DsaBundle((a,)).may_record_consent("police", "victim", IN_FORCE)

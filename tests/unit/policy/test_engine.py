@@ -324,8 +324,82 @@ def test_candidates_include_recipients_of_inactive_agreements() -> None:
 def test_overlapping_clauses_first_wins_with_warning() -> None:
     b = bundle(agreement(clause_doc(id="b-clause"), clause_doc(id="a-clause")))
     d = evaluate(b, request())
+    assert d.outcome is Outcome.PERMIT
     assert d.clause is not None and d.clause.clause_id == "a-clause"
     assert any("overlapping" in w and "b-clause" in w for w in d.warnings)
+
+
+def with_added_clause(sample: DsaBundle, clause_id: str, **change: Any) -> DsaBundle:
+    """The sample with a copy of ``clause_id`` added under an ``aa-`` id (sorts first)."""
+    dsa = sample.agreements[0]
+    original = next(c for c in dsa.clauses if c.id == clause_id)
+    added = original.model_copy(update={"id": "aa-" + clause_id.split("-", 1)[1], **change})
+    return DsaBundle((dsa.model_copy(update={"clauses": [*dsa.clauses, added]}),))
+
+
+@pytest.mark.parametrize("consent", [None, GIVEN], ids=["no consent", "consent given"])
+def test_added_clause_dropping_the_consent_gate_denies(sample: DsaBundle, consent: Any) -> None:
+    """The attack: ``aa-police-advocacy`` sorted before ``cr-police-advocacy`` and sent a
+    case referral to advocacy without the victim's consent. Now nothing is sent either way."""
+    b = with_added_clause(sample, "cr-police-advocacy", requires_consent=False)
+    d = decide(b, "police", "advocacy", "case_referral", "victim_support", CASE_REFERRAL, consent=consent)
+    assert d.outcome is Outcome.DENY
+    assert d.rules == ("clause.overlap",)
+    assert d.clause is None and d.lawful_basis is None
+    assert d.disclosed == () and set(d.withheld) == set(CASE_REFERRAL)
+    assert set(d.withheld_reasons.values()) == {"clause.overlap"}
+    assert d.reason == (
+        "clause.overlap: clauses that disagree on requires_consent all apply "
+        "(hiow-masp v1 clause aa-police-advocacy, hiow-masp v1 clause cr-police-advocacy)"
+    )
+
+
+def test_the_other_flows_of_a_conflicting_bundle_are_untouched(sample: DsaBundle) -> None:
+    b = with_added_clause(sample, "cr-police-advocacy", requires_consent=False)
+    d = decide(b, "police", "probation", "case_referral", "risk_management", CASE_REFERRAL)
+    assert d.delivers and d.clause is not None and d.clause.clause_id == "cr-police-probation"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"data_classes": ["perpetrator_identity"]},
+        {"requires_consent": True},
+        {"retention_days": 3650},
+        {"lawful_basis": "UK GDPR Art 6(1)(e)"},
+        {"override_authoriser_roles": ["duty_inspector"]},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_disagreeing_overlap_denies_whatever_the_term(change: dict[str, Any]) -> None:
+    b = bundle(agreement(clause_doc(id="b-clause"), clause_doc(id="a-clause", **change)))
+    d = evaluate(b, request(consent=GIVEN))
+    assert d.outcome is Outcome.DENY
+    assert d.rules == ("clause.overlap",)
+    assert f"disagree on {next(iter(change))} all apply" in d.reason
+
+
+def test_overlap_across_agreements_denies_only_where_both_apply() -> None:
+    main = agreement(clause_doc(id="c1"))
+    addendum = agreement(clause_doc(id="c1", requires_consent=True), id="addendum")
+    d = evaluate(bundle(main, addendum), request(consent=GIVEN))
+    assert d.rules == ("clause.overlap",)
+    assert "addendum v1 clause c1, test-dsa v1 clause c1" in d.reason
+    later = agreement(clause_doc(id="c1", requires_consent=True), id="addendum",
+                      valid_from="2027-01-01", review_date="2027-06-30")
+    assert evaluate(bundle(main, later), request()).outcome is Outcome.PERMIT
+    other_purpose = agreement(clause_doc(id="c1", requires_consent=True, purposes=["safeguarding"]),
+                              id="addendum")
+    assert evaluate(bundle(main, other_purpose), request()).outcome is Outcome.PERMIT
+
+
+def test_consent_kind_counts_only_behind_a_consent_gate() -> None:
+    gated = bundle(agreement(clause_doc(id="a", requires_consent=True),
+                             clause_doc(id="b", requires_consent=True, consent_kind="intervention")))
+    assert evaluate(gated, request(consent=GIVEN)).rules == ("clause.overlap",)
+    ungated = bundle(agreement(clause_doc(id="a"), clause_doc(id="b", consent_kind="intervention")))
+    d = evaluate(ungated, request())
+    assert d.outcome is Outcome.PERMIT and d.clause is not None and d.clause.clause_id == "a"
 
 
 class Boom:

@@ -91,3 +91,23 @@ def test_explain_why_not(sample: DsaBundle) -> None:
         load_bundle(EXPIRED), "police", "probation", "case_referral", None, datetime(2025, 3, 1, tzinfo=UTC)
     )
     assert then.outcome is Outcome.PERMIT_WITH_REDACTION
+
+
+@pytest.mark.parametrize("purpose", [None, "victim_support"], ids=["purpose assumed", "purpose given"])
+def test_explain_names_a_disagreeing_overlap(sample: DsaBundle, purpose: str | None) -> None:
+    """``explain`` works on a bundle lint refuses: it is how the IG officer sees the conflict."""
+    dsa = sample.agreements[0]
+    gated = next(c for c in dsa.clauses if c.id == "cr-police-advocacy")
+    added = gated.model_copy(update={"id": "aa-police-advocacy", "requires_consent": False})
+    b = DsaBundle((dsa.model_copy(update={"clauses": [*dsa.clauses, added]}),))
+    e = explain(b, "police", "advocacy", "case_referral", purpose, AT)
+    assert e.outcome is Outcome.DENY
+    assert e.rules == ("clause.overlap",)
+    assert e.clause is None and e.lawful_basis is None and e.retention_days is None
+    assert e.allowed == () and e.conditions == ()
+    assert "aa-police-advocacy" in e.reason and "cr-police-advocacy" in e.reason
+
+
+def test_explain_names_the_consent_kind(sample: DsaBundle) -> None:
+    e = explain(sample, "police", "advocacy", "case_referral", "victim_support", AT)
+    assert "P6.consent: needs a current, in-scope victim consent record" in e.conditions

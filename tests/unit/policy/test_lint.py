@@ -8,11 +8,14 @@ from typing import Any
 import pytest
 
 from broker.policy import LintFinding, lint, load_bundle
+from broker.policy.dsa import OUTCOME_TERMS
 from tests.unit.policy.builders import (
     EXPIRED,
     GDPR_SENSITIVE,
     GDPR_TASK,
+    PART3,
     PART3_SENSITIVE,
+    SAMPLE,
     SAMPLE_DIR,
     agreement,
     clause_doc,
@@ -204,11 +207,65 @@ def test_dates() -> None:
 def test_overlapping_clauses() -> None:
     differ = lint([agreement(clause_doc(id="a"), clause_doc(id="b", data_classes=["offence"]))])
     assert [(f.severity, f.rule, f.clause_id) for f in differ] == [("error", "clause.overlap", "b")]
-    assert "data classes differ" in differ[0].message
+    assert "disagree on data_classes" in differ[0].message
     same = lint([agreement(clause_doc(id="a"), clause_doc(id="b"))])
     assert [(f.severity, f.rule) for f in same] == [("warning", "clause.overlap")]
     disjoint = lint([agreement(clause_doc(id="a"), clause_doc(id="b", purposes=["safeguarding"]))])
     assert disjoint == []
+
+
+#: One change per outcome term (`broker.policy.dsa.OUTCOME_TERMS`) to the baseline clause.
+DISAGREEMENTS = [
+    ("data_classes", {"data_classes": ["perpetrator_identity"]}),
+    ("requires_consent", {"requires_consent": True}),
+    ("regime", {"regime": "uk_gdpr"}),
+    ("lawful_basis", {"lawful_basis": PART3 + " (as amended)"}),
+    ("special_category_condition", {"special_category_condition": PART3_SENSITIVE}),
+    ("retention_days", {"retention_days": 31}),
+    ("escalation_hours", {"escalation_hours": 4}),
+    ("override_authoriser_roles", {"override_authoriser_roles": ["duty_inspector"]}),
+    ("subjects_at_risk", {"subjects_at_risk": True}),
+]
+
+
+@pytest.mark.parametrize(("term", "change"), DISAGREEMENTS, ids=[t for t, _ in DISAGREEMENTS])
+def test_overlap_disagreeing_on_any_outcome_term_is_an_error(term: str, change: dict[str, Any]) -> None:
+    findings = [f for f in lint([agreement(clause_doc(id="a"), clause_doc(id="b", **change))])
+                if f.rule == "clause.overlap"]
+    assert [(f.severity, f.clause_id) for f in findings] == [("error", "b")]
+    assert findings[0].message.endswith(f"disagree on {term}")
+
+
+def test_covers_every_outcome_term() -> None:
+    assert {t for t, _ in DISAGREEMENTS} | {"consent_kind"} == set(OUTCOME_TERMS)
+
+
+def test_consent_kind_disagrees_only_behind_a_consent_gate() -> None:
+    gated = lint([agreement(clause_doc(id="a", requires_consent=True),
+                            clause_doc(id="b", requires_consent=True, consent_kind="intervention"))])
+    assert [(f.severity, f.rule) for f in gated] == [("error", "clause.overlap")]
+    assert gated[0].message.endswith("disagree on consent_kind")
+    ungated = lint([agreement(clause_doc(id="a"), clause_doc(id="b", consent_kind="intervention"))])
+    assert [(f.severity, f.rule) for f in ungated] == [("warning", "clause.overlap")]
+
+
+def test_list_order_is_not_a_disagreement() -> None:
+    same = lint([agreement(clause_doc(id="a", data_classes=["offence", "perpetrator_identity"]),
+                           clause_doc(id="b", data_classes=["perpetrator_identity", "offence"]))])
+    assert [(f.severity, f.rule) for f in same] == [("warning", "clause.overlap")]
+
+
+def test_an_added_clause_without_the_consent_gate_is_an_error() -> None:
+    """The attack: ``aa-police-advocacy`` sorts before ``cr-police-advocacy`` and drops consent."""
+    sample = load_bundle(SAMPLE).agreements[0]
+    gated = next(c for c in sample.clauses if c.id == "cr-police-advocacy")
+    added = gated.model_copy(update={"id": "aa-police-advocacy", "requires_consent": False})
+    findings = lint([sample.model_copy(update={"clauses": [*sample.clauses, added]})],
+                    today=date(2026, 11, 21))
+    errors = [f for f in findings if f.severity == "error"]
+    assert [(f.rule, f.clause_id) for f in errors] == [("clause.overlap", "aa-police-advocacy")]
+    assert "clause cr-police-advocacy" in errors[0].message
+    assert errors[0].message.endswith("disagree on requires_consent")
 
 
 def test_overlap_across_agreements_only_when_both_can_apply() -> None:
@@ -225,6 +282,33 @@ def test_overlap_across_agreements_only_when_both_can_apply() -> None:
     assert lint([v1, v2_later]) == []
     v2_suspended = agreement(clause_doc(id="a", data_classes=["offence"]), version=2, status="suspended")
     assert lint([v1, v2_suspended]) == []
+
+
+def test_consent_recorder_must_be_a_party() -> None:
+    findings = lint([agreement(parties=["police", "probation"],
+                               consent_recorders={"victim": ["police", "advocacy"]})])
+    assert [(f.severity, f.rule, f.clause_id) for f in findings] == [
+        ("error", "P6.consent_recorder", None)
+    ]
+    assert "consent_recorders.victim names advocacy, not parties" in findings[0].message
+
+
+@pytest.mark.parametrize("kind", ["victim", "intervention"])
+def test_consent_needed_but_no_one_may_record_it(kind: str) -> None:
+    other = "intervention" if kind == "victim" else "victim"
+    gated = clause_doc(id="gated", requires_consent=True, consent_kind=kind)
+    findings = lint([agreement(gated, consent_recorders={other: ["police"]})])
+    assert [(f.severity, f.rule, f.clause_id) for f in findings] == [
+        ("error", "P6.consent_recorder", None)
+    ]
+    assert f"clauses gated need {kind} consent" in findings[0].message
+    empty = lint([agreement(gated, consent_recorders={kind: []})])
+    assert rules_of(empty, "error") == {"P6.consent_recorder"}
+    assert lint([agreement(gated, consent_recorders={kind: ["probation"]})]) == []
+
+
+def test_no_recorder_needed_without_a_consent_gate() -> None:
+    assert lint([agreement(clause_doc(), consent_recorders={})]) == []
 
 
 def test_correction_clause_wider_than_the_pair() -> None:

@@ -35,6 +35,7 @@ ROLES = ("caldicott_guardian", "duty_inspector")
 CLASSES = tuple(DataClass)
 RULE_IDS = {
     "clause.none",
+    "clause.overlap",
     "P1.validity",
     "P2.purpose",
     "P4.minimisation",
@@ -73,6 +74,7 @@ def clauses(draw: st.DrawFn, index: int) -> dict[str, Any]:
         "special_category_condition": draw(st.none() | st.just("Art 9(2)(g) + Sch 1 para 10")),
         "data_classes": draw(st.lists(st.sampled_from(CLASSES), min_size=1, unique=True)),
         "requires_consent": draw(st.booleans()),
+        "consent_kind": draw(st.sampled_from(["victim", "intervention"])),
         "retention_days": draw(st.integers(1, 4000)),
         "override_authoriser_roles": ["caldicott_guardian"]
         if draw(AIMED)
@@ -275,6 +277,39 @@ def applied(b: DsaBundle, d: Decision) -> tuple[DataSharingAgreement, Clause]:
     raise AssertionError("decision cites a clause the bundle does not hold")
 
 
+def applicable(b: DsaBundle, req: PolicyRequest) -> list[Clause]:
+    """Every clause of an agreement in force that covers the flow, for its purpose."""
+    day = req.at.date()
+    return [
+        clause
+        for agreement, clause in b.clauses()
+        if agreement.status is DsaStatus.ACTIVE
+        and agreement.valid_from <= day <= agreement.valid_until
+        and {req.sender, req.recipient} <= set(agreement.parties)
+        and clause.from_ == req.sender
+        and req.recipient in clause.to
+        and req.masp_type in clause.message_types
+        and req.purpose in clause.purposes
+        and req.purpose in agreement.purposes
+    ]
+
+
+def outcome_terms(clause: Clause) -> tuple[object, ...]:
+    """What a clause decides or records; the consent kind only matters behind a consent gate."""
+    return (
+        frozenset(clause.data_classes),
+        clause.requires_consent,
+        clause.consent_kind if clause.requires_consent else None,
+        clause.regime,
+        clause.lawful_basis,
+        clause.special_category_condition,
+        clause.retention_days,
+        clause.escalation_hours,
+        frozenset(clause.override_authoriser_roles),
+        clause.subjects_at_risk,
+    )
+
+
 def valid_override_classes(req: PolicyRequest, clause: Clause) -> set[DataClass]:
     ov = req.override
     if ov is None or req.recipient not in ov.recipients:
@@ -334,6 +369,9 @@ def assert_invariants(b: DsaBundle, req: PolicyRequest) -> None:
     assert agreement.in_force_on(req.at.date())
     assert req.purpose in clause.purposes and req.purpose in agreement.purposes
     assert clause.from_ == req.sender and req.recipient in clause.to
+    # ...and only if every other clause that applies would decide it the same way.
+    for other in applicable(b, req):
+        assert outcome_terms(other) == outcome_terms(clause)
     if clause.requires_consent:
         assert req.consent is not None and req.consent.current
     if req.masp_type == "intervention_referral":

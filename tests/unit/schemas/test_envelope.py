@@ -25,7 +25,8 @@ def test_subject_categories() -> None:
         "suspect", "convicted", "victim", "witness", "child", "other",
     ]
     # the model's literal and the enum are one list
-    assert typing.get_args(Subject.model_fields["category"].annotation) == tuple(c.value for c in SubjectCategory)
+    literal = typing.get_args(Subject.model_fields["category"].annotation)
+    assert literal == tuple(c.value for c in SubjectCategory)
 
 
 def test_subject_is_a_reference_and_a_category() -> None:

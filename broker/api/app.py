@@ -100,14 +100,15 @@ def create_app(service: BrokerService) -> FastAPI:
         return PlainTextResponse(row.jwe, media_type="application/jose")
 
     @app.post("/v1/mailbox/{delivery_id}/ack", tags=["agency"],
-              responses={**AUTHENTICATED, **declare(400, 404)})
+              responses={**AUTHENTICATED, **declare(400, 404, 422)})
     async def mailbox_ack(delivery_id: str, request: Request, who: Auth) -> dict[str, Any]:
+        """Acknowledge one delivery of this agency's mailbox with its signed ack (``masp-ack+jwt``).
+
+        The ack must name the delivery in the URL (422 ``delivery-mismatch`` otherwise) and
+        the delivery must be this agency's (404); either refusal records nothing."""
         agency = require_agency(who)
         token = (await request.body()).decode("ascii", "replace").strip()
-        result = await acknowledge(exchange, token, via="http", agency=agency)
-        if result["delivery_id"] != delivery_id:
-            raise NotFound("acknowledgement is for another delivery")
-        return result
+        return await acknowledge(exchange, token, via="http", agency=agency, delivery_id=delivery_id)
 
     @app.get("/v1/audit/entries", tags=["audit"], responses=AUTHENTICATED)
     async def audit_entries(

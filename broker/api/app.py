@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -22,6 +22,7 @@ from broker.api.rate_limit import AgencyRateLimit, RateLimited
 from broker.audit.entry import AuditEntry, pseudonym
 from broker.errors import NotFound, PayloadTooLarge
 from broker.service import BrokerService
+from broker.store.assertions import UsedAssertions
 from broker.store.audit_queries import EntryFilter
 from broker.store.audit_witness import cosigned_note
 from broker.store.models import AuditRow, DeliveryRow
@@ -39,6 +40,8 @@ def create_app(service: BrokerService) -> FastAPI:
     app.state.settings = service.settings
     problems.install(app)
     exchange = service.exchange
+    app.state.assertions = UsedAssertions(
+        exchange.sessions, skew=timedelta(seconds=service.settings.max_clock_skew_s))
 
     limit = AgencyRateLimit(service.settings.rate_limit) if service.settings.rate_limit else None
     ops_health.install(app)  # /healthz, /readyz, /metrics, overdue acks; a server span per request

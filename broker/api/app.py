@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlmodel import col
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from broker import policy
 from broker.acks import acknowledge
@@ -155,6 +156,10 @@ def create_app(service: BrokerService) -> FastAPI:
     app.include_router(ops_routes.router)
     app.include_router(delivery_routes.router)
     console.install(app)  # the web console under /ui
+    # Outermost, so every layer sees the scheme and client a trusted proxy reports. Here rather
+    # than in uvicorn (server.py turns uvicorn's own off): one trust list, MASP_FORWARDED_ALLOW_IPS,
+    # however the app is served, and a forwarded address is never checked against it a second time.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=service.settings.forwarded_allow_ips)
     return app
 
 

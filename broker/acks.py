@@ -16,7 +16,7 @@ from sqlmodel import col
 
 from broker import telemetry, wire
 from broker.audit.entry import Actor, AuditEntry, EntryKind
-from broker.errors import MaspError
+from broker.errors import DeliveryMismatch, Forbidden, MaspError
 from broker.store.audit_log import Batch
 from broker.store.models import DeliveryRow
 
@@ -26,16 +26,22 @@ if TYPE_CHECKING:
 log = structlog.get_logger("masp.exchange")
 
 
-async def acknowledge(exchange: Exchange, token: str, *, via: str,
-                      agency: str | None = None) -> dict[str, Any]:
-    """Record a recipient's signed acknowledgement (DESIGN.md §3.4); idempotent per delivery."""
-    from broker.errors import Forbidden
+async def acknowledge(exchange: Exchange, token: str, *, via: str, agency: str | None = None,
+                      delivery_id: str | None = None) -> dict[str, Any]:
+    """Record a recipient's signed acknowledgement (DESIGN.md §3.4); idempotent per delivery.
 
+    ``agency``: the authenticated caller, who must be the ack's signer. ``delivery_id``: the
+    delivery the request is about (the URL's), which the signed ack must name. Both are
+    checked before the audit transaction opens, and that the delivery is the signer's inside
+    it before anything is written, so a refused ack changes nothing.
+    """
     payload = wire.verify_ack(token, exchange.registry)
     telemetry.annotate(delivery_id=payload["delivery_id"], message_id=payload["message_id"],
                        agency=payload["iss"], status=payload["status"])
     if agency is not None and payload["iss"] != agency:
         raise Forbidden("acknowledgement signed by another agency")
+    if delivery_id is not None and payload["delivery_id"] != delivery_id:
+        raise DeliveryMismatch("the signed acknowledgement names another delivery than the URL")
     async with telemetry.astep("masp.audit.append"), exchange.audit.transaction() as batch:
         result, row = await _record_ack(exchange, batch, payload, via)
     _acknowledged(exchange, payload, result, row)

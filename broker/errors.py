@@ -173,6 +173,15 @@ class LogRollback(LogInconsistent):
     title = "Audit log was rolled back"
 
 
+class DeliveryMismatch(MaspError):
+    """A signed acknowledgement names another delivery than the one the request is about
+    (``POST /v1/mailbox/{id}/ack``): well-formed, but it cannot be acted on as asked."""
+
+    code = "delivery-mismatch"
+    status = 422
+    title = "Acknowledgement is for another delivery"
+
+
 class Conflict(MaspError):
     """The request is valid but the thing it acts on is not in a state that allows it."""
 

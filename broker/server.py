@@ -69,7 +69,8 @@ async def serve(settings: Settings, *, demo: bool = False, workers: int = 1) -> 
     app = create_app(service)
     config = uvicorn.Config(app, host=settings.http_host, port=settings.http_port,
                             log_level="warning", access_log=False,
-                            log_config=None)  # uvicorn logs through our processors (broker/logs.py)
+                            log_config=None,  # uvicorn logs through our processors (broker/logs.py)
+                            proxy_headers=False)  # the app applies MASP_FORWARDED_ALLOW_IPS itself
     server = _Server(config)
     demo_task: asyncio.Task[None] | None = None
     player = None

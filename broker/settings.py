@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -64,6 +66,33 @@ class Settings(BaseSettings):
         default=None, description="this console's callback as registered: https://host/ui/oidc/callback")
     oidc_role_claim: str = Field(default="masp_role", description="ID-token claim naming the MASP role")
     oidc_scopes: str = "openid profile"
+    ui_cookie_secure: Literal["auto", "always"] = Field(
+        default="auto", description="console cookies Secure: `auto` when the request came over HTTPS "
+        "(directly or as a trusted proxy reports it), `always` whatever the request says (production)")
+    # --- behind a TLS-terminating proxy: see docs/console.md ---
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1,::1", description="comma-separated addresses or networks (CIDR) of the proxies "
+        "whose X-Forwarded-Proto and X-Forwarded-For are believed (uvicorn's --forwarded-allow-ips); "
+        "`*` believes every peer, empty none")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        """uvicorn takes anything it cannot parse as a literal host name that never matches a
+        TCP peer, so a typo would silently trust no proxy (or, mixed with ``*``, make ``*``
+        such a literal too): refuse it at start-up instead."""
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        if "*" in items and items != ["*"]:
+            raise ValueError("MASP_FORWARDED_ALLOW_IPS: '*' cannot be combined with addresses")
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item) if "/" in item else ipaddress.ip_address(item)
+            except ValueError:
+                raise ValueError(f"MASP_FORWARDED_ALLOW_IPS: {item!r} is not an IP address or network "
+                                 "(a network's host bits must be zero)") from None
+        return ",".join(items)
 
     @property
     def keys_dir(self) -> Path:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request, Response
@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlmodel import col
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from broker import policy
 from broker.acks import acknowledge
@@ -22,6 +23,7 @@ from broker.api.rate_limit import AgencyRateLimit, RateLimited
 from broker.audit.entry import AuditEntry, pseudonym
 from broker.errors import NotFound, PayloadTooLarge
 from broker.service import BrokerService
+from broker.store.assertions import UsedAssertions
 from broker.store.audit_queries import EntryFilter
 from broker.store.audit_witness import cosigned_note
 from broker.store.models import AuditRow, DeliveryRow
@@ -39,6 +41,8 @@ def create_app(service: BrokerService) -> FastAPI:
     app.state.settings = service.settings
     problems.install(app)
     exchange = service.exchange
+    app.state.assertions = UsedAssertions(
+        exchange.sessions, skew=timedelta(seconds=service.settings.max_clock_skew_s))
 
     limit = AgencyRateLimit(service.settings.rate_limit) if service.settings.rate_limit else None
     ops_health.install(app)  # /healthz, /readyz, /metrics, overdue acks; a server span per request
@@ -100,14 +104,15 @@ def create_app(service: BrokerService) -> FastAPI:
         return PlainTextResponse(row.jwe, media_type="application/jose")
 
     @app.post("/v1/mailbox/{delivery_id}/ack", tags=["agency"],
-              responses={**AUTHENTICATED, **declare(400, 404)})
+              responses={**AUTHENTICATED, **declare(400, 404, 422)})
     async def mailbox_ack(delivery_id: str, request: Request, who: Auth) -> dict[str, Any]:
+        """Acknowledge one delivery of this agency's mailbox with its signed ack (``masp-ack+jwt``).
+
+        The ack must name the delivery in the URL (422 ``delivery-mismatch`` otherwise) and
+        the delivery must be this agency's (404); either refusal records nothing."""
         agency = require_agency(who)
         token = (await request.body()).decode("ascii", "replace").strip()
-        result = await acknowledge(exchange, token, via="http", agency=agency)
-        if result["delivery_id"] != delivery_id:
-            raise NotFound("acknowledgement is for another delivery")
-        return result
+        return await acknowledge(exchange, token, via="http", agency=agency, delivery_id=delivery_id)
 
     @app.get("/v1/audit/entries", tags=["audit"], responses=AUTHENTICATED)
     async def audit_entries(
@@ -151,6 +156,10 @@ def create_app(service: BrokerService) -> FastAPI:
     app.include_router(ops_routes.router)
     app.include_router(delivery_routes.router)
     console.install(app)  # the web console under /ui
+    # Outermost, so every layer sees the scheme and client a trusted proxy reports. Here rather
+    # than in uvicorn (server.py turns uvicorn's own off): one trust list, MASP_FORWARDED_ALLOW_IPS,
+    # however the app is served, and a forwarded address is never checked against it a second time.
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=service.settings.forwarded_allow_ips)
     return app
 
 

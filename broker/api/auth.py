@@ -7,17 +7,18 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from fastapi import Request
-from sqlalchemy.exc import IntegrityError
 
 from broker import wire
 from broker.crypto import jose
 from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry
 from broker.errors import Forbidden, MaspError, Unauthorized
-from broker.store.models import UsedAssertionRow
+from broker.store.assertions import UsedAssertions
 
 TYP_USER = "masp-user+jwt"
 Role = Literal["ig_officer", "ops", "admin"]
 ROLES: tuple[str, ...] = ("ig_officer", "ops", "admin")
+#: Agencies send a UUID (36 characters); the bound keeps a hostile one from storing kilobytes a request.
+MAX_JTI_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -78,19 +79,23 @@ async def authenticate(request: Request) -> Principal:
         raise
     except MaspError as exc:
         raise Unauthorized(f"credentials refused: {exc.detail}") from None
-    await _spend(request, claims)
+    await _spend(request, claims, now)
     return Principal("agency", claims["iss"])
 
 
-async def _spend(request: Request, claims: dict[str, Any]) -> None:
-    """An assertion is single-use: its jti is recorded until it expires."""
-    exchange = request.app.state.exchange
-    try:
-        async with exchange.sessions() as session, session.begin():
-            session.add(UsedAssertionRow(jti=claims["jti"], agency=claims["iss"],
-                                         expires_at=wire.from_epoch(claims["exp"])))
-    except IntegrityError:
-        raise Unauthorized("assertion already used") from None
+async def _spend(request: Request, claims: dict[str, Any], now: datetime) -> None:
+    """An assertion is single-use: its jti is recorded until it expires (and pruned after).
+
+    Only an assertion that verified in full gets here, so a refused one records nothing;
+    one that verified is spent even if the route then refuses the request, so it cannot be
+    presented again elsewhere.
+    """
+    jti = claims["jti"]
+    if len(jti) > MAX_JTI_CHARS:  # every request stores it: a partner may not choose its size
+        raise Unauthorized(f"assertion jti is longer than {MAX_JTI_CHARS} characters")
+    used: UsedAssertions = request.app.state.assertions
+    if not await used.spend(jti, claims["iss"], wire.from_epoch(claims["exp"]), now):
+        raise Unauthorized("assertion already used")
 
 
 def require_agency(p: Principal) -> str:

@@ -78,10 +78,16 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str, what: str) -> bytes:
+    """Standard base64, and only its canonical spelling: ``validate`` refuses characters outside
+    the alphabet but not non-zero unused bits in the last character, which would let one
+    signature be posted (and stored) under several spellings (as in ``proof.py``)."""
     try:
-        return base64.b64decode(text.encode("ascii"), validate=True)
+        value = base64.b64decode(text.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError):
         raise NoteError(f"{what} is not valid base64") from None
+    if _b64(value) != text:
+        raise NoteError(f"{what} is not canonical base64")
+    return value
 
 
 def _check_name(name: str) -> None:

@@ -3,14 +3,16 @@
 The profile is narrow on purpose: signatures are Ed25519 only (``EdDSA`` accepted from
 verifiers' peers), encryption is ``ECDH-ES+A256KW`` + ``A256GCM`` to X25519 keys, no
 ``zip``. Headers are checked before any key is touched, so algorithm confusion, ``none``,
-compression and unknown keys are refused without running the crypto at all.
+compression and unknown keys are refused without running the crypto at all. Every
+base64url segment from the wire must be the one canonical unpadded encoding of its bytes
+(``is_b64url``), checked before joserfc or anything else decodes it.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,6 +27,7 @@ SIG_ALG = "Ed25519"
 SIG_ALGS_ACCEPTED = frozenset({"Ed25519", "EdDSA"})
 KEY_ALG = "ECDH-ES+A256KW"
 CONTENT_ENC = "A256GCM"
+X25519_KEY_BYTES = 32
 #: Upper bound on a compact JWE we will even parse; a full referral is a few KiB.
 MAX_COMPACT_BYTES = 512 * 1024
 
@@ -45,13 +48,36 @@ _JWE_REGISTRY = _JweRegistry(algorithms=[KEY_ALG, CONTENT_ENC])
 KEY_REFERENCE_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256"})
 
 
+#: The base64url alphabet (RFC 4648 §5) and nothing else: no padding, no whitespace.
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
+#: The characters that may end a segment whose length leaves 2 or 3 characters in the last
+#: quantum: those whose bits past the last whole byte are zero (RFC 4648 §3.5, canonical form).
+_CANONICAL_LAST = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
+
+
+def is_b64url(segment: str) -> bool:
+    """Whether ``segment`` is the one canonical unpadded base64url encoding of some bytes.
+
+    Python's decoder skips characters outside the alphabet and ignores the unused low bits
+    of the last character, so ``QQ``, ``QR`` and ``Q!Q`` all decode to ``A``: several
+    spellings of one value. Where a digest is taken over the encoded form (SD-JWT
+    disclosures) or two parsers read the same segment (ours and joserfc's), only one
+    spelling may be accepted.
+    """
+    if not _B64URL.fullmatch(segment):
+        return False
+    rest = len(segment) % 4
+    return rest == 0 or (rest != 1 and segment[-1] in _CANONICAL_LAST[rest])
+
+
 def b64url_decode(segment: str) -> bytes:
-    if any(c in segment for c in "+/="):
-        raise MalformedMessage("base64url segment has non-url-safe characters or padding")
-    try:
-        return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
-        raise MalformedMessage("segment is not base64url") from None
+    """Decode strict base64url: the alphabet only, no padding, canonical last character.
+
+    The refusal never quotes the segment: it may be anything an attacker sent.
+    """
+    if not is_b64url(segment):
+        raise MalformedMessage("a segment is not canonical unpadded base64url")
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 def b64url_encode(raw: bytes) -> str:
@@ -79,11 +105,33 @@ def loads_json(raw: bytes | str, what: str) -> Any:
         raise MalformedMessage(f"{what} is not JSON") from None
 
 
-def peek_header(token: str, parts: int) -> dict[str, Any]:
-    """Decode the protected header of a compact JOSE object without verifying anything."""
+def compact_segments(token: str, parts: int) -> list[str]:
+    """The segments of a compact JWS (3) or JWE (5) from the wire, each checked strict base64url.
+
+    joserfc decodes the segments again on its own. It happens to be strict today, but the
+    profile should not rest on a dependency's leniency staying as it is, and a segment one
+    decoder reads differently from the other is a parser differential: so every segment is
+    checked here, before any of it is decoded by either, and refused as ``MalformedMessage``.
+    An empty segment is the valid encoding of nothing; what it means is for the caller.
+    """
     segments = token.split(".")
     if len(segments) != parts:
         raise MalformedMessage(f"compact serialization must have {parts} segments")
+    for number, segment in enumerate(segments, start=1):
+        if not is_b64url(segment):
+            raise MalformedMessage(f"segment {number} of the compact serialization is not "
+                                   "canonical unpadded base64url")
+    return segments
+
+
+def peek_header(token: str, parts: int) -> dict[str, Any]:
+    """Decode the protected header of a compact JOSE object without verifying anything.
+
+    Every segment, not only the header, must be strict base64url (``compact_segments``):
+    each entry point that takes a token from the wire (``verify``, ``decrypt``, the callers
+    that only peek) passes through here first.
+    """
+    segments = compact_segments(token, parts)
     header = loads_json(b64url_decode(segments[0]), "protected header")
     if not isinstance(header, dict):
         raise MalformedMessage("protected header is not a JSON object")
@@ -169,6 +217,13 @@ def decrypt(token: str | bytes, keys: Mapping[str, OKPKey], cty: str,
     epk = header.get("epk")
     if not isinstance(epk, dict) or epk.get("kty") != "OKP" or epk.get("crv") != "X25519":
         raise DecryptionFailed("JWE ephemeral key must be an X25519 OKP key")
+    # base64url inside the header reaches joserfc's decoder too: the same strictness
+    x = epk.get("x")
+    if not isinstance(x, str) or len(b64url_decode(x)) != X25519_KEY_BYTES:
+        raise DecryptionFailed("JWE ephemeral key must be an X25519 OKP key")
+    for name in ("apu", "apv"):
+        if name in header and not (isinstance(header[name], str) and is_b64url(header[name])):
+            raise MalformedMessage(f"JWE header parameter {name} is not canonical unpadded base64url")
     try:
         return jwe.decrypt_compact(token, key, registry=_JWE_REGISTRY).plaintext or b""
     except (JoseError, ValueError):

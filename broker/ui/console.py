@@ -24,6 +24,7 @@ from broker.ui.web import (
     ConsoleRoute,
     checked_form,
     exchange_of,
+    forget_cookie,
     go,
     render,
     secure_cookie,
@@ -78,7 +79,7 @@ async def sign_in(request: Request) -> Response:
 async def sign_out(request: Request) -> Response:
     await checked_form(request)
     response = go(request, "/ui/sign-in")
-    response.delete_cookie(SESSION_COOKIE, path="/ui")
+    forget_cookie(request, response, SESSION_COOKIE, path="/ui")
     return response
 
 
@@ -115,7 +116,7 @@ async def oidc_callback(request: Request, code: str, state: str) -> Response:
     except ValueError:
         raise Forbidden(f"the identity provider's role {role!r} is not a MASP role") from None
     response = _start_session(request, token, via_provider=True)
-    response.delete_cookie(OIDC_COOKIE, path="/ui/oidc")
+    forget_cookie(request, response, OIDC_COOKIE, path="/ui/oidc", samesite="lax")
     return response
 
 

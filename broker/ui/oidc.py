@@ -19,7 +19,8 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
-from broker.errors import ConfigurationError, Unauthorized
+from broker.crypto import jose
+from broker.errors import ConfigurationError, MalformedMessage, Unauthorized
 from broker.settings import Settings
 
 if TYPE_CHECKING:
@@ -91,6 +92,10 @@ class OidcClient:
             keys = (await http.get(meta["jwks_uri"])).json()
         if not isinstance(id_token, str):
             raise Unauthorized("the identity provider returned no ID token")
+        try:  # the same strict base64url as every other token the broker reads
+            jose.compact_segments(id_token, 3)
+        except MalformedMessage:
+            raise Unauthorized("the ID token is not a compact JWS in strict base64url") from None
         try:
             token = jwt.decode(id_token, KeySet.import_key_set(keys), algorithms=ID_TOKEN_ALGS)
             jwt.JWTClaimsRegistry(

@@ -13,7 +13,7 @@ import hmac
 import secrets
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import Request, Response
@@ -90,7 +90,25 @@ async def checked_form(request: Request) -> FormData:
 
 
 def secure_cookie(request: Request) -> bool:
+    """Whether the console's cookies carry ``Secure``.
+
+    ``MASP_UI_COOKIE_SECURE=always``: every time, whatever the request says, so no header can
+    take it away. ``auto``: when the request came over HTTPS, as this process saw it or as a
+    proxy in ``MASP_FORWARDED_ALLOW_IPS`` reports it in ``X-Forwarded-Proto`` (applied to
+    ``request.url`` by the proxy-headers middleware, ``broker/api/app.py``); the header from
+    any other peer changes nothing.
+    """
+    if request.app.state.settings.ui_cookie_secure == "always":
+        return True
     return request.url.scheme == "https"
+
+
+def forget_cookie(request: Request, response: Response, name: str, *, path: str,
+                  samesite: Literal["lax", "strict"] = "strict") -> None:
+    """Clear a console cookie with the attributes it was set with: a browser may refuse to
+    overwrite a ``Secure`` cookie from a ``Set-Cookie`` without them."""
+    response.delete_cookie(name, path=path, secure=secure_cookie(request), httponly=True,
+                           samesite=samesite)
 
 
 def finish(request: Request, response: Response) -> Response:
@@ -131,7 +149,7 @@ class ConsoleRoute(APIRoute):
                 return await original(request)
             except SignInRequired:
                 response = go(request, "/ui/sign-in")
-                response.delete_cookie(SESSION_COOKIE, path="/ui")
+                forget_cookie(request, response, SESSION_COOKIE, path="/ui")
                 return response
             except MaspError as exc:
                 return error_page(request, exc.status, exc.title, exc.detail)

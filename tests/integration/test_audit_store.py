@@ -18,6 +18,7 @@ from broker.audit.note import Checkpoint, CosignatureSigner
 from broker.audit.witness import witness_name, witness_verifier
 from broker.crypto.keys import AgencyKeys
 from broker.service import BrokerService, init_state
+from broker.store.assertions import UsedAssertions
 from broker.store.audit_export import export_log, verify_database, verify_export
 from broker.store.audit_log import AuditLog, read_checkpoints, read_entries
 from broker.store.audit_witness import add_cosignature
@@ -187,8 +188,11 @@ async def test_runtime_role_may_only_insert_and_select_audit_rows(service: Broke
                 with pytest.raises(DBAPIError, match="permission denied"):
                     async with engine.begin() as conn:
                         await conn.execute(text(stmt))
-        async with engine.begin() as conn:  # working state stays writable
-            await conn.execute(text("DELETE FROM used_assertion"))
+        # working state stays writable: the single-use assertion store records and prunes as this role
+        used = UsedAssertions(sessionmaker(engine), skew=timedelta(minutes=5))
+        assert await used.spend("rt-jti", "police", AT - timedelta(hours=1), AT)  # its first insert prunes
+        async with engine.connect() as conn:
+            assert (await conn.execute(text("SELECT count(*) FROM used_assertion"))).scalar_one() == 0
         report = await verify_database(service)
         assert report.ok and report.entries == 5 and report.checkpoints == 2
     finally:

@@ -123,6 +123,43 @@ def _deep_disclosure(api: Api) -> str:
     return _seal(api, inner.encode("ascii"), header={"kid": _broker_kid(api)})
 
 
+_RFC4648 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+def _respelt(segment: str) -> str:
+    """The same bytes with a non-zero unused bit in the last character: a lenient decoder
+    (Python's) reads it as the original, a strict one refuses it."""
+    assert len(segment) % 4 in (2, 3)
+    return segment[:-1] + _RFC4648[_RFC4648.index(segment[-1]) + 1]
+
+
+def _jwe_segment(index: int, change: Callable[[str], str]) -> Callable[[Api], str]:
+    def build(api: Api) -> str:
+        parts = _seal(api, _honest_inner(api), header={"kid": _broker_kid(api)}).split(".")
+        parts[index] = change(parts[index])
+        return ".".join(parts)
+    return build
+
+
+def _jws_signature(change: Callable[[str], str]) -> Callable[[Api], str]:
+    def build(api: Api) -> str:
+        jwt, _, disclosures = _honest_inner(api).decode("ascii").partition("~")
+        head, body, signature = jwt.split(".")
+        return _seal(api, f"{head}.{body}.{change(signature)}~{disclosures}".encode("ascii"),
+                     header={"kid": _broker_kid(api)})
+    return build
+
+
+def _disclosure(change: Callable[[str], str]) -> Callable[[Api], str]:
+    def build(api: Api) -> str:
+        jwt, *disclosures, end = _honest_inner(api).decode("ascii").split("~")
+        partial = next(i for i, d in enumerate(disclosures) if len(d) % 4 in (2, 3))
+        disclosures[partial] = change(disclosures[partial])
+        return _seal(api, "~".join([jwt, *disclosures, end]).encode("ascii"),
+                     header={"kid": _broker_kid(api)})
+    return build
+
+
 ATTACKS = [
     # --- the JWE around the message ----------------------------------------------------
     Attack("jwe alg none", _outer(lambda a: {"alg": "none"}), "decryption-failed", 400),
@@ -158,6 +195,12 @@ ATTACKS = [
            "decryption-failed", 400),
     Attack("jwe deeply nested header", lambda a: ".".join(
         [jose.b64url_encode(b"[" * 50_000 + b"]" * 50_000), "AA", "AA", "AA", "AA"]), "malformed", 400),
+    Attack("jwe ciphertext outside the base64url alphabet", _jwe_segment(3, lambda c: c[:4] + "!" + c[4:]),
+           "malformed", 400),
+    Attack("jwe GCM tag spelt non-canonically", _jwe_segment(4, _respelt), "malformed", 400),
+    Attack("jwe IV padded", _jwe_segment(2, lambda iv: iv + "=="), "malformed", 400),
+    Attack("jwe key length 1 mod 4", _jwe_segment(1, lambda k: k + "A" * ((1 - len(k)) % 4 or 4)),
+           "malformed", 400),
     *(Attack(f"jwe low-order epk {name}",
              lambda a, p=point: _seal(a, _honest_inner(a), header={"kid": _broker_kid(a)}, low_order=p),
              "decryption-failed", 400) for name, point in forge.LOW_ORDER_POINTS.items()),
@@ -186,6 +229,12 @@ ATTACKS = [
     Attack("jws x5u header", _inner(lambda a: _police_header(a, x5u="https://attacker.invalid/c.pem")),
            "malformed", 400),
     Attack("jws crit header", _inner(lambda a: _police_header(a, crit=["b64"], b64=False)), "malformed", 400),
+    Attack("jws signature spelt non-canonically", _jws_signature(_respelt), "malformed", 400),
+    Attack("jws signature outside the base64url alphabet", _jws_signature(lambda g: g[:3] + "%2B" + g[3:]),
+           "malformed", 400),
+    Attack("disclosure outside the base64url alphabet", _disclosure(lambda d: d[:5] + "!" + d[5:]),
+           "malformed", 400),
+    Attack("disclosure spelt non-canonically", _disclosure(_respelt), "malformed", 400),
     Attack("jws wrong typ", _inner(lambda a: _police_header(a, typ="JWT")), "signature-invalid", 401),
 ]
 
@@ -273,3 +322,20 @@ async def test_forged_agency_assertions_are_401(api: Api, name: str, header: dic
     assert resp.status_code == 401, name
     assert resp.json()["type"] == PROBLEM_BASE + "unauthorized"
     assert resp.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_respelt_agency_assertion_is_401_and_spends_nothing(api: Api) -> None:
+    """A bearer assertion whose signature is spelt non-canonically is refused before its
+    signature is checked, and its jti is not recorded: the honest spelling still works once."""
+    token = wire.sign_agency_auth(api.keys["police"], api.service.exchange.clock())
+    head, body, signature = token.split(".")
+    for bad in (f"{head}.{body}.{_respelt(signature)}", f"{head}.{body}.{signature}==",
+                f"{head}.{body[:4]}!{body[4:]}.{signature}"):
+        resp = await api.http.get("/v1/mailbox", headers={"authorization": f"Bearer {bad}"})
+        assert resp.status_code == 401, resp.text
+        assert resp.json()["type"] == PROBLEM_BASE + "unauthorized"
+        assert bad not in resp.text and signature not in resp.text
+    ok = await api.http.get("/v1/mailbox", headers={"authorization": f"Bearer {token}"})
+    assert ok.status_code == 200, ok.text
+    again = await api.http.get("/v1/mailbox", headers={"authorization": f"Bearer {token}"})
+    assert again.status_code == 401 and "already used" in again.json()["detail"]

@@ -316,6 +316,14 @@ def test_cosignature_rejects_tampering() -> None:
         verifier.verify_cosignature(body, _replace_sig_field(line, b"\x01"))
     with pytest.raises(NoteError, match="base64"):
         verifier.verify_cosignature(body, line[:-3] + "!!=")
+    # the same bytes with a non-zero unused bit before the padding: another spelling, refused
+    encoded = line.rsplit(" ", 1)[1]
+    assert encoded.endswith("==")  # 76 bytes: 4 bits of the last character unused
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    respelt = encoded[:-3] + alphabet[alphabet.index(encoded[-3]) + 1] + "=="
+    assert base64.b64decode(respelt, validate=True) == base64.b64decode(encoded)
+    with pytest.raises(NoteError, match="not canonical base64"):
+        verifier.verify_cosignature(body, line[: -len(encoded)] + respelt)
     with pytest.raises(NoteError, match="witness name"):
         _witness("witness.example/w2").verifier().verify_cosignature(body, line)
     # A plain Ed25519 note verifier for the same key must not accept a cosignature.

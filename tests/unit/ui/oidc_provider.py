@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,6 +25,8 @@ class Provider:
         self.claims = claims
         self.challenge = ""
         self.nonce = ""
+        #: applied to the signed ID token before it is sent (a test may respell it)
+        self.respell: Callable[[str], str] = lambda token: token
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         path = request.url.path
@@ -43,5 +46,5 @@ class Provider:
             claims = {"iss": ISSUER, "aud": "masp-console", "sub": "jo.bloggs", "iat": now,
                       "exp": now + 300, "nonce": self.nonce, **self.claims}
             token = jwt.encode({"alg": "ES256", "kid": "k1"}, claims, self.key)
-            return httpx.Response(200, json={"id_token": token, "token_type": "Bearer"})
+            return httpx.Response(200, json={"id_token": self.respell(token), "token_type": "Bearer"})
         return httpx.Response(404)

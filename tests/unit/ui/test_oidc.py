@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -61,6 +62,21 @@ async def test_another_key_is_refused() -> None:
     provider = Provider({"masp_role": "ops"})
     provider.key_dict = {**ECKey.generate_key("P-256").as_dict(private=False), "kid": "k1"}
     with pytest.raises(Unauthorized, match="does not verify"):
+        await sign_in(provider)
+
+
+_RFC4648 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@pytest.mark.parametrize("respell", [
+    lambda t: t[:-1] + _RFC4648[_RFC4648.index(t[-1]) + 1],  # the same signature, non-canonical
+    lambda t: t + "==",
+    lambda t: t.replace(".", ".\n", 1),
+], ids=["non-canonical signature", "padded", "whitespace"])
+async def test_an_id_token_not_in_strict_base64url_is_refused(respell: Callable[[str], str]) -> None:
+    provider = Provider({"masp_role": "ops"})
+    provider.respell = respell
+    with pytest.raises(Unauthorized, match="strict base64url"):
         await sign_in(provider)
 
 

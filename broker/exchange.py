@@ -33,6 +33,7 @@ from broker.audit.entry import (
     EntryKind,
     FieldDigest,
     SubjectRef,
+    normalise_identifier,
     payload_digest,
     pseudonym,
     recipient_pseudonym,
@@ -206,6 +207,11 @@ class Exchange:
             # refused, not evaluated: every recipient denied would look like a silent non-delivery
             raise MalformedMessage("purpose is not one the data-sharing agreements declare",
                                    claim="purpose")
+        refs = {normalise_identifier(s["ref"]) for s in claims["subjects"]}
+        for claim in ("case_id", "consent_ref"):
+            # a reference in the shape of a code is still a reference: not in clear, not logged
+            if normalise_identifier(str(claims.get(claim, ""))) in refs:
+                raise MalformedMessage(f"{claim} repeats a subject's reference", claim=claim)
         if claims["masp_type"] == "consent_change" and not isinstance(claims.get("consent_ref"), str):
             raise SchemaInvalid("consent_change needs a consent_ref naming the consent it changes",
                                 fields=["consent_ref"])

@@ -172,7 +172,7 @@ class VerifiedSdJwt:
 
 
 def issue(clear: Mapping[str, Any], body: Mapping[str, Any], key: OKPKey, *, decoys: int = 0,
-          subjects: Sequence[Mapping[str, Any]] = (),
+          subjects: Sequence[Any] = (),
           envelope: Mapping[str, Any] | None = None) -> SdJwt:
     """Sign ``clear`` claims; every ``body`` field, every subject and every ``envelope``
     claim (``consent_ref``, ``override``) made selectively disclosable."""
@@ -183,7 +183,7 @@ def issue(clear: Mapping[str, Any], body: Mapping[str, Any], key: OKPKey, *, dec
     if extra:
         raise MalformedMessage(f"not a selectively disclosable envelope claim: {sorted(extra)}")
     props = [Disclosure.create(n, v) for n, v in {**body, **(envelope or {})}.items()]
-    elements = [Disclosure.element(dict(s)) for s in subjects]
+    elements = [Disclosure.element(dict(s) if isinstance(s, Mapping) else s) for s in subjects]
     digests = [d.digest for d in props] + [_decoy() for _ in range(decoys)]
     payload = {**clear, SD_ARRAY: [{"...": d.digest} for d in elements],
                "_sd_alg": SD_ALG, "_sd": sorted(digests)}
@@ -251,7 +251,9 @@ def verify(token: str | SdJwt, lookup: jose.KeyLookup) -> VerifiedSdJwt:
         if digest not in props:
             raise DisclosureMismatch("a disclosure is not signed by the issuer")
         assert d.name is not None
-        if d.name in seen_names or d.name in payload:
+        if d.name in payload:
+            raise MalformedMessage("a disclosure names a claim that travels in clear")
+        if d.name in seen_names:
             raise DisclosureMismatch("a claim is disclosed twice")
         seen_names.add(d.name)
     return VerifiedSdJwt(header, payload, sd.disclosures, sd)

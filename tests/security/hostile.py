@@ -8,11 +8,6 @@ from the outside: what each recipient can decrypt with its own keys, what the au
 leaves hold, which rows of the broker's working state changed.
 
 WIRE — the places that know today's wire layout (DESIGN.md §3) are marked ``WIRE:``.
-Subjects and consent_ref travel in clear today; when they become selectively disclosable,
-``_place_envelope`` is the one function that decides where each envelope member goes. The
-others: ``honest`` (the adapter's ``compose`` signature), ``_jti_of`` (jti in clear),
-``Outcome`` (receipt and problem JSON), ``corpus`` (a delivery is JSON under
-``wire.CTY_DELIVERY``; everything inside it is searched without assuming its layout).
 """
 
 from __future__ import annotations
@@ -292,15 +287,19 @@ class Forged:
         return out
 
 
-def _place_envelope(members: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def _place_envelope(members: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[Any]]:
     """WIRE: which envelope members travel in clear and which as disclosures.
 
-    Today (DESIGN.md §3.1) every envelope member is a clear claim of the issuer JWT. When
-    subjects and consent_ref become selectively disclosable, return them in the second dict
-    (or in whatever shape the new wire gives them) here, and nowhere else. Extra claims
-    (``Envelope.extra``) stay in clear: they are what a strict envelope must refuse.
+    ``case_id`` and ``purpose`` travel in clear; ``consent_ref`` and ``override`` as
+    object-property disclosures; each entry of ``subjects`` as an array-element disclosure
+    (whatever it holds: a malformed subject is the broker's to refuse). Returns (clear,
+    property disclosures, subject elements). Extra claims (``Envelope.extra``) stay in
+    clear: they are what a strict envelope must refuse.
     """
-    return dict(members), {}
+    clear = {k: v for k, v in members.items() if k in ("case_id", "purpose")}
+    props = {k: v for k, v in members.items() if k in sdjwt.SD_ENVELOPE}
+    subjects = members.get("subjects", [])
+    return clear, props, list(subjects) if isinstance(subjects, list) else [subjects]
 
 
 def forge(keys: AgencyKeys, broker_enc: OKPKey, masp_type: str, body: Mapping[str, Any],
@@ -313,24 +312,24 @@ def forge(keys: AgencyKeys, broker_enc: OKPKey, masp_type: str, body: Mapping[st
     """
     tamper = tamper or Tamper()
     jti = wire.new_id()
-    clear_members, disclosed_members = _place_envelope(envelope.members())
+    clear_members, props, subjects = _place_envelope(envelope.members())
     clear = {"iss": keys.agency, "jti": jti, "iat": wire.epoch(now), "exp": wire.epoch(now + ttl),
              "masp_type": masp_type, "masp_schema": "1", **clear_members, **envelope.extra}
-    fields_ = {**disclosed_members, **body}
     if tamper.raw:
-        jwt, disclosures = _issue_by_hand(clear, fields_, keys, tamper, decoys)
+        jwt, disclosures = _issue_by_hand(clear, {**props, **body}, subjects, keys, tamper, decoys)
     else:
-        issued = sdjwt.issue(clear, fields_, keys.sig, decoys=decoys)
+        issued = sdjwt.issue(clear, body, keys.sig, decoys=decoys, subjects=subjects, envelope=props)
         jwt, disclosures = issued.jwt, list(issued.disclosures)
     disclosures += [sdjwt.Disclosure.create(n, v) for n, v in tamper.unsigned]
     message = sdjwt.SdJwt(jwt, tuple(disclosures))
     return Forged(jti, message.serialize(), wire.seal_submission(message, broker_enc))
 
 
-def _issue_by_hand(clear: Mapping[str, Any], fields_: Mapping[str, Any], keys: AgencyKeys,
-                   tamper: Tamper, decoys: int) -> tuple[str, list[sdjwt.Disclosure]]:
+def _issue_by_hand(clear: Mapping[str, Any], fields_: Mapping[str, Any], subjects: list[Any],
+                   keys: AgencyKeys, tamper: Tamper, decoys: int) -> tuple[str, list[sdjwt.Disclosure]]:
     """``sdjwt.issue`` with the tampering it refuses to do."""
     disclosures = [sdjwt.Disclosure.create(n, v) for n, v in fields_.items()]
+    elements = [sdjwt.Disclosure.element(v) for v in subjects]
     if tamper.junk_in_disclosure is not None and disclosures:
         first = disclosures[0]
         cut = len(first.encoded) // 2
@@ -340,7 +339,9 @@ def _issue_by_hand(clear: Mapping[str, Any], fields_: Mapping[str, Any], keys: A
     if tamper.duplicate_digest and digests:
         digests.append(digests[0])
     digests += [sdjwt.digest_of(jose.b64url_encode(secrets.token_bytes(32))) for _ in range(decoys)]
-    payload = {**clear, "_sd_alg": sdjwt.SD_ALG, "_sd": sorted(digests)}
+    payload = {**clear, "subjects": [{"...": e.digest} for e in elements],
+               "_sd_alg": sdjwt.SD_ALG, "_sd": sorted(digests)}
+    disclosures += elements
     private = keys.sig.private_key
     assert isinstance(private, Ed25519PrivateKey)
     header = {"alg": jose.SIG_ALG, "kid": keys.sig.kid, "typ": sdjwt.TYP}

@@ -347,7 +347,8 @@ async def test_consent_covers_only_its_own_subject(env: Env) -> None:
 async def test_only_the_recording_agency_may_change_a_consent(quiet_env: Env, data: st.DataObject) -> None:
     """Any agency, either kind of consent, given or withdrawn, about the same or unrelated
     subjects, under a reference another agency owns or a fresh one, over HTTP or AMQP:
-    refused whole (state unchanged) unless the sender records that kind and owns the ref."""
+    refused whole (state unchanged) unless the sender records that kind, owns the ref and
+    names the person the decision is about."""
     env = quiet_env
     kind = data.draw(st.sampled_from(sorted(CONSENT_RECORDERS)), "kind")
     owner = data.draw(st.sampled_from(sorted(CONSENT_RECORDERS[kind])), "owner")
@@ -365,7 +366,9 @@ async def test_only_the_recording_agency_may_change_a_consent(quiet_env: Env, da
                                             purpose="case_management", subjects=subjects,
                                             consent_ref=owned).jwe)).accepted
     ref = owned if target == "owned" else f"CONSENT-{attacker.upper()}-{victim.tag.upper()}-F"
-    allowed = attacker in CONSENT_RECORDERS[kind] and (target == "fresh" or attacker == owner)
+    # a decision must be about a subject of its kind (the victim, or the perpetrator)
+    allowed = attacker in CONSENT_RECORDERS[kind] and (target == "fresh" or attacker == owner) \
+        and same_subjects
 
     head, before = await _ready(env)
     body = consent_body(kind, status, recipients=["police", "probation", "advocacy", "nhs"],

@@ -52,7 +52,8 @@ def _refused(call: object, sent: str) -> MalformedMessage:
     assert callable(call)
     with pytest.raises(MalformedMessage) as caught:
         call()
-    assert sent not in caught.value.detail, "a refusal must not echo what was sent"
+    # (a very short input may occur in the fixed wording by chance: only longer ones tell)
+    assert len(sent) < 8 or sent not in caught.value.detail, "a refusal must not echo what was sent"
     return caught.value
 
 

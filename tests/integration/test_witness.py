@@ -230,7 +230,7 @@ async def test_checkpoint_endpoint_serves_the_cosigned_note(env: Env) -> None:
         "perpetrator_name": {"given": "A", "family": "B"}, "offence_codes": ["PH97003"],
         "cj_status": "charged", "referrer": {"name": "DC X", "role": "DC", "agency": "police",
                                              "phone": "023 8047 9999"}},
-        case_id="W-1", purpose="risk_management", subjects=[{"ref": "W-1", "category": "suspect"}])
+        case_id="W-1", purpose="risk_management", subjects=[{"ref": "PNC-W-7", "category": "suspect"}])
     assert (await env.adapters["police"].submit_http(env.http, jwe)).status_code == 202
     ig = {"authorization": "Bearer " + issue_user_token(
         env.service.exchange.broker, "ig-9", "ig_officer", env.service.exchange.clock())}

@@ -29,7 +29,8 @@ from adapters.formats import native_format
 from adapters.host import AgencyAdapter, Sent
 from adapters.runtime import AdapterRuntime, wait_for
 from broker.api.app import create_app
-from broker.audit.entry import AuditEntry, pseudonym
+from broker.audit.entry import AuditEntry, normalise_identifier, pseudonym
+from broker.crypto import jose
 from broker.crypto.keys import AGENCIES, AgencyKeys, KeyRegistry
 from broker.service import BrokerService, init_state
 from broker.settings import Settings
@@ -37,7 +38,8 @@ from broker.store.audit_export import export_log, verify_database
 from broker.store.models import AuditRow, DeliveryRow, OverrideReviewRow
 from broker.transport import connect as amqp
 from broker.transport import topology
-from broker.wire import new_id
+from broker.errors import MaspError
+from broker.wire import CTY_DELIVERY, new_id
 from schemas import NEVER_TO_NHS, data_classes
 
 #: The case as each agency's own system exports it (broker/demo/native/<agency>/).
@@ -294,6 +296,18 @@ class Demo:
         self.result.expect(step, "the refusal cites the hard rule (P4)",
                            any("P4.hard_rule" in e.rules for e in refusal))
         self.result.expect(step, "nhs receives nothing of this message", not self._received("nhs", mid))
+        self._nhs_never_hears_of_the_victim()
+
+    def _nhs_never_hears_of_the_victim(self) -> None:
+        """Over the whole case: no victim subject and no victim reference in anything nhs
+        decrypted (its signed JWTs, disclosures and the broker's tokens, decoded)."""
+        rt = self.adapters["nhs"]
+        seen = [s for r in rt.received() for s in r["message"]["subjects"]]
+        text = "".join(_decoded(rt.keys, f.read_bytes()) for f in (rt.home / "deliveries").glob("*.jwe"))
+        self.result.expect("audit", "nhs never hears of the victim: no victim subject, not her "
+                                    "reference, in any delivery",
+                           bool(seen) and all(s["category"] != "victim" for s in seen)
+                           and normalise_identifier(VICTIM_REF) not in normalise_identifier(text))
 
     async def _subject_lookup(self) -> None:
         step = "audit"
@@ -371,3 +385,19 @@ async def run_demo(out: Path, base: Settings) -> DemoResult:
             await topology.delete(ch, service.names)
     demo.write_artifacts(out)
     return demo.result
+
+
+def _decoded(keys: AgencyKeys, jwe: bytes) -> str:
+    """A delivery as its recipient can read it: the plaintext and every base64url part of
+    the JWTs and disclosures inside it, decoded."""
+    plain = jose.decrypt(jwe, keys.decryption_keys(), CTY_DELIVERY).decode()
+    body = json.loads(plain)
+    parts = [p for token in (body["sd_jwt"], body["delivery"]) for piece in token.split("~")
+             for p in piece.split(".") if p]
+    out = [plain]
+    for part in parts:
+        try:
+            out.append(jose.b64url_decode(part).decode("utf-8", "replace"))
+        except MaspError:
+            continue
+    return "\n".join(out)

@@ -32,13 +32,13 @@ from broker.api.app import create_app
 from broker.audit.entry import AuditEntry, normalise_identifier, pseudonym
 from broker.crypto import jose
 from broker.crypto.keys import AGENCIES, AgencyKeys, KeyRegistry
+from broker.errors import MaspError
 from broker.service import BrokerService, init_state
 from broker.settings import Settings
 from broker.store.audit_export import export_log, verify_database
 from broker.store.models import AuditRow, DeliveryRow, OverrideReviewRow
 from broker.transport import connect as amqp
 from broker.transport import topology
-from broker.errors import MaspError
 from broker.wire import CTY_DELIVERY, new_id
 from schemas import NEVER_TO_NHS, data_classes
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Annotated
+from urllib.parse import unquote, urlparse
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from broker.crypto.keys import AGENCIES
 
 
 class Settings(BaseSettings):
@@ -31,8 +35,16 @@ class Settings(BaseSettings):
     #: Prefix for every exchange and queue, so several deployments (or tests) share a vhost.
     namespace: str = ""
     max_message_bytes: int = 256 * 1024
-    rate_limit: str = Field(default="600/minute", description="submissions per agency on POST /v1/messages "
-                            "(limits notation, per broker process); empty for none")
+    rate_limit: str = Field(default="600/minute", description="submissions per agency, HTTP and AMQP "
+                            "together (limits notation, per broker process); empty for none")
+    #: MASP_AMQP_AGENCY_USERS=police=hiow-police,nhs=hiow-nhs: the RabbitMQ user an agency
+    #: publishes to masp.ingress as, where it is not the agency's own name (the default).
+    amqp_agency_users: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="agency=rabbitmq-user pairs, comma-separated; unlisted "
+        "agencies publish as the user named like the agency")
+    refusal_window_s: float = Field(
+        default=60.0, gt=0, description="repeated ingress refusals of one kind from one sender are "
+        "audited once per window, with a count and digests")
     max_clock_skew_s: int = 300
     delivery_limit: int = 5
     delivery_expiry_s: int = Field(
@@ -64,6 +76,42 @@ class Settings(BaseSettings):
         default=None, description="this console's callback as registered: https://host/ui/oidc/callback")
     oidc_role_claim: str = Field(default="masp_role", description="ID-token claim naming the MASP role")
     oidc_scopes: str = "openid profile"
+
+    @field_validator("amqp_agency_users", mode="before")
+    @classmethod
+    def _agency_users(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in value.split(","))):
+            agency, sep, user = (x.strip() for x in item.partition("="))
+            if not sep or not agency or not user:
+                raise ValueError(f"amqp_agency_users: expected agency=user, got {item!r}")
+            if agency in pairs:
+                raise ValueError(f"amqp_agency_users: {agency} is named twice")
+            pairs[agency] = user
+        return pairs
+
+    @model_validator(mode="after")
+    def _agency_users_are_one_to_one(self) -> Settings:
+        unknown = set(self.amqp_agency_users) - set(AGENCIES)
+        if unknown:
+            raise ValueError(f"amqp_agency_users: not agencies: {', '.join(sorted(unknown))}")
+        users = list(self.amqp_users.values())
+        if len(users) != len(AGENCIES):
+            raise ValueError("amqp_agency_users: two agencies would share one RabbitMQ user")
+        return self
+
+    @property
+    def amqp_users(self) -> dict[str, str]:
+        """RabbitMQ user -> the agency it authenticates (``amqp_agency_users``, else the agency's name)."""
+        return {self.amqp_agency_users.get(a, a): a for a in AGENCIES}
+
+    @property
+    def amqp_user(self) -> str | None:
+        """The RabbitMQ user this process connects as (from ``amqp_url``), if the URL names one."""
+        user = urlparse(self.amqp_url).username
+        return unquote(user) if user else None
 
     @property
     def keys_dir(self) -> Path:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.api.rate_limit import AgencyRateLimit
 from broker.errors import PROBLEM_BASE
+from broker.rate_limit import AgencyRateLimit
 from broker.store.models import SeenMessageRow
 from tests.security.conftest import Api, serve_api
 

@@ -31,10 +31,20 @@ class AgencyRateLimit:
         self.item: RateLimitItem = parse(spec)  # ValueError names a bad spec at start-up
         self.spec = spec
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        #: agency -> when the oldest submission in its full window leaves it (``time.time()``)
+        self._full_until: dict[str, float] = {}
 
     def check(self, agency: str) -> None:
+        now = time.time()
+        # a full moving window stays full until its oldest entry expires, as refused hits add
+        # nothing: a flood is refused from here, without a look at the window per message
+        if (until := self._full_until.get(agency, 0.0)) > now:
+            raise self._refusal(agency, until, now)
         if self._limiter.hit(self.item, agency):
             return
-        reset = self._limiter.get_window_stats(self.item, agency).reset_time
-        retry_after = max(1, math.ceil(reset - time.time()))
-        raise RateLimited(f"agency {agency} exceeded {self.spec}", retry_after)
+        until = self._limiter.get_window_stats(self.item, agency).reset_time
+        self._full_until[agency] = until
+        raise self._refusal(agency, until, now)
+
+    def _refusal(self, agency: str, until: float, now: float) -> RateLimited:
+        return RateLimited(f"agency {agency} exceeded {self.spec}", max(1, math.ceil(until - now)))

@@ -120,7 +120,8 @@ class BrokerService:
         self.workers = BrokerWorkers(self.exchange, self.connection, self.names,
                                      delivery_limit=self.settings.delivery_limit,
                                      identities=AmqpIdentities.from_settings(self.settings),
-                                     rate_limit=self.rate_limit)
+                                     rate_limit=self.rate_limit,
+                                     refusal_rate=self.settings.ingress_refusal_rate)
         await self.workers.start()
         self.watch = DeliveryWatch(self.exchange, self.connection, self.names,
                                    delivery_expiry=timedelta(seconds=self.settings.delivery_expiry_s),

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     amqp_agency_users: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="agency=rabbitmq-user pairs, comma-separated; unlisted "
         "agencies publish as the user named like the agency")
+    ingress_refusal_rate: float = Field(
+        default=200.0, ge=0, description="AMQP submissions refused unread (over the rate limit, "
+        "unauthenticated) per agency queue and second, per broker process; a flood beyond it waits "
+        "in its own queue. 0: unpaced")
     refusal_window_s: float = Field(
         default=60.0, gt=0, description="repeated ingress refusals of one kind from one sender are "
         "audited once per window, with a count and digests")

@@ -18,7 +18,7 @@ from sqlmodel import col
 from broker import telemetry
 from broker.acks import acknowledge_many
 from broker.crypto.keys import AGENCIES
-from broker.errors import MaspError, MisroutedSubmission
+from broker.errors import MaspError, MisroutedSubmission, Unauthorized
 from broker.exchange import Exchange
 from broker.rate_limit import AgencyRateLimit
 from broker.store.deliveries import QueuedDelivery, claim_queued, lock_queued
@@ -46,7 +46,7 @@ class BrokerWorkers:
     def __init__(self, exchange: Exchange, connection: AbstractRobustConnection, names: Names,
                  *, delivery_limit: int = 5, prefetch: int = 32,
                  identities: AmqpIdentities | None = None,
-                 rate_limit: AgencyRateLimit | None = None) -> None:
+                 rate_limit: AgencyRateLimit | None = None, refusal_rate: float = 200.0) -> None:
         self.exchange = exchange
         self.connection = connection
         self.names = names
@@ -54,10 +54,15 @@ class BrokerWorkers:
         self.prefetch = prefetch  # per agency's ingress queue, and for the acknowledgements
         self.identities = identities or AmqpIdentities({a: a for a in AGENCIES})
         self.rate_limit = rate_limit
+        #: refusals before reading, per ingress queue and second (0: unpaced), and each queue's
+        #: next free slot on the loop's clock
+        self.refusal_rate = refusal_rate
+        self._refusal_slots: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._channel: AbstractChannel | None = None
         self._ingress_channels: list[AbstractChannel] = []
         self._publish_channel: AbstractChannel | None = None
+        self._reply_channel: AbstractChannel | None = None  # no confirms: refusals' replies
         self.topology: Topology | None = None
         self._drain = Drain()
         # group commit: messages that wait on the audit sequencer together commit together
@@ -70,6 +75,7 @@ class BrokerWorkers:
         self.topology = await declare(self._channel, self.names, delivery_limit=self.delivery_limit)
         self._publish_channel = await self.connection.channel(
             publisher_confirms=True, on_return_raises=True)
+        self._reply_channel = await self.connection.channel(publisher_confirms=False)
         for agency in self.topology.ingress_queues:
             # a channel of its own per agency: prefetch is per channel, and a robust channel
             # re-consumes the queue it declared after a reconnect
@@ -92,7 +98,8 @@ class BrokerWorkers:
             with suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
-        await self._drain.close(*self._ingress_channels, self._channel, self._publish_channel)
+        await self._drain.close(*self._ingress_channels, self._channel, self._publish_channel,
+                                self._reply_channel)
         self._ingress_channels.clear()
 
     @property
@@ -106,20 +113,12 @@ class BrokerWorkers:
 
     async def _on_ingress(self, queue_agency: str, message: AbstractIncomingMessage) -> None:
         self.exchange.metrics.rates.record(f"out:masp.ingress.{queue_agency}")
-        agency: str | None = None
         try:
-            try:
-                agency = self.identities.agency_of(message.user_id, queue_agency)
-                telemetry.annotate(agency=agency)
-                if self.rate_limit is not None:
-                    self.rate_limit.check(agency)
-            except MaspError as exc:
-                # refused before anything is decrypted: audited (repeats summarised per window)
-                if isinstance(exc, MisroutedSubmission):
-                    agency = exc.agency
-                await with_backoff(partial(self.exchange.refuse_unread, exc, via="amqp",
-                                           agency=agency, received=message.body), what="ingress")
-                raise
+            agency = self._sender(queue_agency, message)
+        except MaspError as exc:
+            await self._refuse_unread(exc, message, queue_agency)
+            return
+        try:
             # the database away for a while: retry with backoff before giving the message back
             trace = telemetry.inject()
             receipt = await with_backoff(
@@ -142,13 +141,60 @@ class BrokerWorkers:
             await self._reply(message, reply)
         await message.ack()
 
+    def _sender(self, queue_agency: str, message: AbstractIncomingMessage) -> str:
+        """The authenticated agency, within its rate limit; else the (typed) refusal."""
+        agency = self.identities.agency_of(message.user_id, queue_agency)
+        telemetry.annotate(agency=agency)
+        if self.rate_limit is not None:
+            self.rate_limit.check(agency)
+        return agency
+
+    async def _refuse_unread(self, exc: MaspError, message: AbstractIncomingMessage,
+                             queue_agency: str) -> None:
+        """Refuse a message before anything in it is read: audited (repeats of a kind only
+        counted, ``broker/refusals.py``), answered, acknowledged, never requeued.
+
+        This is the path a flood takes, so it is kept cheap: no decryption, and the problem
+        reply goes without a publisher confirm (it is advice to the sender; the audit entry
+        or count is the record). And it is paced, per queue: however fast a partner
+        publishes, its refusals take at most ``refusal_rate`` messages' worth of this
+        process's time a second; the rest of its flood waits in its own queue, where it
+        holds back nobody else. Only the audit write waiting for the database requeues.
+        """
+        await self._pace(queue_agency)
+        telemetry.annotate(outcome="refused", code=exc.code)
+        agency: str | None = queue_agency  # authenticated, and e.g. over its rate limit
+        if isinstance(exc, MisroutedSubmission):
+            agency = exc.agency
+        elif isinstance(exc, Unauthorized):
+            agency = None
+        try:
+            await with_backoff(partial(self.exchange.refuse_unread, exc, via="amqp", agency=agency,
+                                       received=message.body), what="ingress")
+        except Exception:
+            log.exception("ingress_failed", redelivered=message.redelivered, agency=agency)
+            await message.nack(requeue=True)
+            return
+        if message.reply_to and self._reply_channel is not None:
+            with suppress(aio_pika.exceptions.AMQPError):  # a vanished reply queue loses nothing
+                await self._reply_channel.default_exchange.publish(
+                    _reply_message(message, exc.problem()), routing_key=message.reply_to)
+        await message.ack()
+
+    async def _pace(self, queue_agency: str) -> None:
+        if self.refusal_rate <= 0:
+            return
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self._refusal_slots.get(queue_agency, 0.0))
+        self._refusal_slots[queue_agency] = slot + 1.0 / self.refusal_rate
+        if slot > now:  # the handlers holding this queue's prefetch window wait their turn
+            await asyncio.sleep(slot - now)
+
     async def _reply(self, message: AbstractIncomingMessage, body: dict[str, object]) -> None:
         assert self._publish_channel is not None
         with suppress(aio_pika.exceptions.PublishError):  # a vanished reply queue loses nothing
             await self._publish_channel.default_exchange.publish(
-                aio_pika.Message(json.dumps(body).encode(), content_type="application/json",
-                                 correlation_id=message.correlation_id),
-                routing_key=message.reply_to or "")
+                _reply_message(message, body), routing_key=message.reply_to or "")
 
     async def _on_ack(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -284,3 +330,8 @@ class BrokerWorkers:
         if failed:
             log.warning("outbox_publish_partly_failed", failed=len(failed), error=type(failed[0]).__name__)
         return published
+
+
+def _reply_message(message: AbstractIncomingMessage, body: dict[str, object]) -> aio_pika.Message:
+    return aio_pika.Message(json.dumps(body).encode(), content_type="application/json",
+                            correlation_id=message.correlation_id)

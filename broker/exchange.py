@@ -128,9 +128,10 @@ class Exchange:
         Checks that need no sequencer (decrypt, signatures, schema) run first, one message at
         a time; the accepted ones then share one hold of the sequencer, one checkpoint and
         one commit. If that shared unit of work fails, each message is retried alone, so
-        one bad message cannot take the others down with it. Each item is (token, the trace
-        headers of the consumer that took it, so its spans stay in its own trace, the agency
-        the channel authenticated, whose ``iss`` the message must carry; None: unauthenticated).
+        one bad message cannot take the others down with it. Each item is ``(token, trace,
+        agency)``: the trace headers of the consumer that took it, so its spans stay in its
+        own trace, and the agency the channel authenticated, which the message's ``iss`` must
+        name (None: no authenticated agency).
         """
         results: list[Receipt | Exception | None] = [None] * len(items)
         ready: list[tuple[int, _Prepared]] = []

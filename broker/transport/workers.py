@@ -176,7 +176,8 @@ class BrokerWorkers:
             await message.nack(requeue=True)
             return
         if message.reply_to and self._reply_channel is not None:
-            with suppress(aio_pika.exceptions.AMQPError):  # a vanished reply queue loses nothing
+            # advice only: a vanished reply queue, or a reply channel being restored, loses nothing
+            with suppress(aio_pika.exceptions.AMQPError, aio_pika.exceptions.ChannelInvalidStateError):
                 await self._reply_channel.default_exchange.publish(
                     _reply_message(message, exc.problem()), routing_key=message.reply_to)
         await message.ack()

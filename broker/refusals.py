@@ -31,6 +31,12 @@ log = structlog.get_logger("masp.refusals")
 
 
 class RefusalLog:
+    """The refusal windows of one broker process and what writes them to its audit log.
+
+    The audit log is the one of the ``Exchange`` that owns this (taken from its first
+    refusal): the timer and ``close`` write the summaries there.
+    """
+
     def __init__(self, window: timedelta = timedelta(seconds=60), keep_digests: int = 16) -> None:
         self.windows = RefusalWindows(window, keep_digests)
         self._audit: AuditLog | None = None

@@ -20,7 +20,12 @@ from typing import Any
 import aio_pika
 import httpx
 import structlog
-from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractIncomingMessage,
+    AbstractRobustConnection,
+)
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from opentelemetry.trace import SpanKind
 
@@ -31,6 +36,7 @@ from broker.clock import Clock, system_clock
 from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry
 from broker.crypto.sdjwt import SdJwt
 from broker.errors import MaspError
+from broker.transport.connect import connection_user
 from broker.transport.drain import Drain
 from broker.transport.topology import Names
 from broker.transport.traced import traced
@@ -70,15 +76,18 @@ class AdapterRuntime:
 
     async def submit_amqp(self, connection: AbstractRobustConnection, jwe: str,
                           *, timeout: float = 30.0) -> dict[str, Any]:
-        """Publish to ``masp.ingress`` with confirms and wait for the broker's reply."""
+        """Publish to ``masp.ingress`` with confirms and wait for the broker's reply.
+
+        Routing key: this agency; ``user_id``: the RabbitMQ user of ``connection``, which
+        RabbitMQ checks and the broker reads as the sending agency (docs/adapters.md).
+        """
         async with connection.channel(publisher_confirms=True, on_return_raises=True) as ch:
             reply_q = await ch.declare_queue(exclusive=True, auto_delete=True)
             ingress = await ch.get_exchange(self.names.ingress, ensure=False)
             with telemetry.step("masp.adapter.submit", SpanKind.PRODUCER, agency=self.agency, via="amqp"):
-                await ingress.publish(aio_pika.Message(
-                    jwe.encode("ascii"), content_type="application/jose",
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT, reply_to=reply_q.name,
-                    correlation_id=wire.new_id(), headers=telemetry.inject()), routing_key="", mandatory=True)
+                await ingress.publish(ingress_message(
+                    jwe, connection, reply_to=reply_q.name, correlation_id=wire.new_id(),
+                    headers=telemetry.inject()), routing_key=self.agency, mandatory=True)
             async with reply_q.iterator(timeout=timeout) as it:
                 async for msg in it:
                     await msg.ack()
@@ -197,6 +206,13 @@ class AdapterRuntime:
         if not folder.exists():
             return []
         return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+
+def ingress_message(jwe: str | bytes, connection: AbstractConnection, **properties: Any) -> aio_pika.Message:
+    """A submission as published to ``masp.ingress``: persistent, JOSE, ``user_id`` = our RabbitMQ user."""
+    return aio_pika.Message(jwe.encode("ascii") if isinstance(jwe, str) else jwe,
+                            content_type="application/jose", delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                            user_id=connection_user(connection), **properties)
 
 
 def received_view(delivery: wire.Delivery) -> dict[str, Any]:

@@ -11,17 +11,20 @@ import asyncio
 import json
 from typing import Any
 
-import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractIncomingMessage, AbstractQueue, AbstractRobustConnection
 
+from adapters.runtime import ingress_message
 from broker import wire
 from broker.transport.topology import Names
 
 
 class AmqpSubmitter:
-    def __init__(self, connection: AbstractRobustConnection, names: Names) -> None:
+    """Submits as ``agency`` (the routing key) under the RabbitMQ user of ``connection`` (``user_id``)."""
+
+    def __init__(self, connection: AbstractRobustConnection, names: Names, agency: str) -> None:
         self.connection = connection
         self.names = names
+        self.agency = agency
         self._channel: AbstractChannel | None = None
         self._replies: AbstractQueue | None = None
         self._tag: str | None = None
@@ -52,10 +55,9 @@ class AmqpSubmitter:
         self._pending[correlation] = fut
         try:
             ingress = await self._channel.get_exchange(self.names.ingress, ensure=False)
-            await ingress.publish(aio_pika.Message(
-                jwe.encode("ascii"), content_type="application/jose",
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT, reply_to=self._replies.name,
-                correlation_id=correlation), routing_key="", mandatory=True)
+            await ingress.publish(ingress_message(
+                jwe, self.connection, reply_to=self._replies.name, correlation_id=correlation),
+                routing_key=self.agency, mandatory=True)
             return await asyncio.wait_for(fut, timeout)
         finally:
             self._pending.pop(correlation, None)

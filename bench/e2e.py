@@ -132,7 +132,7 @@ async def run_e2e_bench(opts: Options, workdir: Path) -> dict[str, Any]:
     settings = Settings(state_dir=workdir / "state", database_url=url, amqp_url=opts.amqp_url,
                         dsa_dir=dsa_dir, namespace=f"bench{uuid.uuid4().hex[:10]}.",
                         deployment="bench", log_level="WARNING", timer_interval_s=3600,
-                        ops_sample_s=3600)
+                        ops_sample_s=3600, rate_limit="")  # the pipeline's capacity, not the limit
     init_state(settings, datetime.now(UTC).date())
     service = await BrokerService.open(settings)  # schema once, before the workers race for it
     try:
@@ -178,7 +178,7 @@ async def _pipeline(opts: Options, settings: Settings, service: BrokerService,
                             on_delivery=partial(_handed, tracker, agency))
         await rt.start(connection, prefetch=opts.window)
         receivers.append(rt)
-    submitter = AmqpSubmitter(connection, service.names)
+    submitter = AmqpSubmitter(connection, service.names, "police")
     await submitter.start()
     peak = {"broker": 0.0, "adapters": 0.0}
 

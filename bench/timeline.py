@@ -127,7 +127,7 @@ async def run_timeline(amqp_url: str, count: int, database_url: str | None, work
     settings = Settings(state_dir=workdir / "state", database_url=url, amqp_url=amqp_url,
                         dsa_dir=REPO / "deploy" / "dsa", namespace=f"timeline{uuid.uuid4().hex[:8]}.",
                         deployment="bench", log_level="WARNING", timer_interval_s=3600,
-                        ops_sample_s=3600)
+                        ops_sample_s=3600, rate_limit="")  # the pipeline's capacity, not the limit
     init_state(settings, datetime.now(UTC).date())
     events: list[tuple[str, float, float]] = []
     done: list[float] = []
@@ -149,7 +149,7 @@ async def run_timeline(amqp_url: str, count: int, database_url: str | None, work
                                     on_delivery=partial(_handed, tracker, agency))
                 await rt.start(connection)
                 receivers.append(rt)
-            submitter = AmqpSubmitter(connection, service.names)
+            submitter = AmqpSubmitter(connection, service.names, "police")
             await submitter.start()
             body = demo_body("case_referral")
             try:

@@ -126,6 +126,15 @@ class Forbidden(MaspError):
     title = "Not allowed"
 
 
+class MisroutedSubmission(Forbidden):
+    """An agency's AMQP submission on another agency's ingress queue (its routing key named another)."""
+
+    def __init__(self, agency: str) -> None:
+        super().__init__("published with another agency's routing key: the routing key must be "
+                         "the sending agency")
+        self.agency = agency
+
+
 class NotFound(MaspError):
     code = "not-found"
     status = 404
@@ -188,3 +197,15 @@ class Conflict(MaspError):
     code = "conflict"
     status = 409
     title = "Not possible in the current state"
+
+
+class RateLimited(MaspError):
+    """An agency sent more submissions than ``MASP_RATE_LIMIT`` allows (HTTP or AMQP alike)."""
+
+    code = "rate-limited"
+    status = 429
+    title = "Too many submissions"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.retry_after = retry_after

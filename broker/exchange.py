@@ -38,6 +38,7 @@ from broker.audit.entry import (
     pseudonym,
     recipient_pseudonym,
 )
+from broker.audit.refusals import RefusalKey
 from broker.clock import Clock
 from broker.crypto import jose
 from broker.crypto.keys import AgencyKeys, KeyRegistry
@@ -47,6 +48,7 @@ from broker.outbox import Outbox
 from broker.policy.consent import CATEGORIES_OF_KIND, ConsentRecord, combined_state
 from broker.policy.corrections import correction_recipients, scope_correction
 from broker.policy.escalation import escalation_for
+from broker.refusals import RefusalLog
 from broker.store import consent as consent_registry
 from broker.store import trace_context
 from broker.store.audit_log import AuditLog, Batch
@@ -103,6 +105,8 @@ class Exchange:
     #: Deliveries committed here and not yet published: the outbox relay takes them at once.
     outbox: Outbox = field(default_factory=Outbox)
     metrics: BrokerMetrics = field(default_factory=BrokerMetrics)
+    #: Repeated ingress refusals are audited once per window, with a count and digests.
+    refusals: RefusalLog = field(default_factory=RefusalLog)
 
     def __post_init__(self) -> None:
         self.audit.observers.append(self.metrics.observe_audit)  # counters follow the audit log
@@ -123,22 +127,24 @@ class Exchange:
                            decisions=[f"{d['recipient']}:{d['decision']}" for d in receipt.decisions])
         return receipt
 
-    async def submit_many(self, items: Sequence[tuple[str | bytes, Mapping[str, Any] | None]], *,
-                          via: str) -> list[Receipt | Exception]:
+    async def submit_many(self, items: Sequence[tuple[str | bytes, Mapping[str, Any] | None, str | None]],
+                          *, via: str) -> list[Receipt | Exception]:
         """Several submissions in one audit transaction (group commit); a result per token.
 
         Checks that need no sequencer (decrypt, signatures, schema) run first, one message at
         a time; the accepted ones then share one hold of the sequencer, one checkpoint and
         one commit. If that shared unit of work fails, each message is retried alone, so
-        one bad message cannot take the others down with it. Each item carries the trace
-        headers of the consumer that took it, so its spans stay in its own trace.
+        one bad message cannot take the others down with it. Each item is ``(token, trace,
+        agency)``: the trace headers of the consumer that took it, so its spans stay in its
+        own trace, and the agency the channel authenticated, which the message's ``iss`` must
+        name (None: no authenticated agency).
         """
         results: list[Receipt | Exception | None] = [None] * len(items)
         ready: list[tuple[int, _Prepared]] = []
-        for i, (token, trace) in enumerate(items):
+        for i, (token, trace, agency) in enumerate(items):
             try:
                 with _in_trace(trace):
-                    ready.append((i, await self._prepare(*await self._admit(token, via, None),
+                    ready.append((i, await self._prepare(*await self._admit(token, via, agency),
                                                          trace=trace)))
             except Exception as exc:  # MaspError: refused and audited; else infrastructure
                 results[i] = exc
@@ -222,16 +228,20 @@ class Exchange:
 
     async def _refuse_ingress(self, exc: MaspError, actor: Actor, digest: str,
                               sub: wire.Submission | None = None) -> None:
+        """Audit an ingress refusal: in full if it is the first of its kind from this sender and
+        channel in the window, else counted into that window's summary (``broker/refusals.py``)."""
         now = self.clock()
-        async with self.audit.transaction() as batch:
-            batch.add(lambda seq: AuditEntry(
+        written = await self.refusals.refuse(
+            self.audit, RefusalKey(actor.agency, actor.auth, exc.code, _refusing_rule(exc)), digest,
+            lambda seq: AuditEntry(
                 seq=seq, kind=EntryKind.REFUSED, at=now, actor=actor, decision="deny",
                 # the title, not the detail: a detail may describe what the sender wrote
                 rules=_ingress_rules(exc), reason=exc.title, payload_digest=digest,
                 message_id=sub.message_id if sub else None, sender=sub.sender if sub else None,
                 policy_hash=self.bundle.policy_hash,
-            ))
-        log.info("submission_refused", code=exc.code, via=actor.auth, agency=actor.agency)
+            ), self.bundle.policy_hash)
+        if written:
+            log.info("submission_refused", code=exc.code, via=actor.auth, agency=actor.agency)
 
     async def _prepare(self, sub: wire.Submission, body: schemas.CanonicalBody, actor: Actor,
                        digest: str, *, trace: Mapping[str, Any] | None = None) -> _Prepared:
@@ -543,10 +553,15 @@ def _envelope_digests(sub: wire.Submission) -> tuple[FieldDigest, ...]:
     return tuple(out)
 
 
+def _refusing_rule(exc: MaspError) -> str | None:
+    rule = exc.extensions.get("rule")
+    return rule if isinstance(rule, str) else None
+
+
 def _ingress_rules(exc: MaspError) -> tuple[str, ...]:
     """``ingress.<code>``, and the policy rule that refused, if one did (our ids only)."""
-    rule = exc.extensions.get("rule")
-    return (f"ingress.{exc.code}", rule) if isinstance(rule, str) else (f"ingress.{exc.code}",)
+    rule = _refusing_rule(exc)
+    return (f"ingress.{exc.code}", rule) if rule else (f"ingress.{exc.code}",)
 
 
 def _in_trace(trace: Mapping[str, Any] | None) -> AbstractContextManager[object]:

@@ -150,7 +150,8 @@ class BrokerMetrics:
             "masp_delivery_latency_seconds"])
         self.snapshot = OpsSnapshot()
         inboxes = [f"{d}:inbox.{a}" for a in AGENCIES for d in ("in", "out")]
-        self.rates = RateWindow(["out:masp.ingress", "in:masp.acks", "out:masp.acks",
+        ingress = [f"out:masp.ingress.{a}" for a in AGENCIES]  # the ingress consumers record these
+        self.rates = RateWindow([*ingress, "in:masp.acks", "out:masp.acks",
                                  "in:masp.dead-letters", *inboxes])
         gauges: dict[str, _GaugeRead] = {
             "masp_queue_messages": lambda s: [({"queue": q}, m) for q, (m, _) in s.queues.items()],
@@ -181,12 +182,10 @@ class BrokerMetrics:
                 via = "http" if e.actor.auth == "agency-jwt" else e.actor.auth
                 self.submitted.add(1, {"sender": label(e.sender), "masp_type": label(e.masp_type),
                                        "via": label(via)})
-                if via == "amqp":
-                    self.rates.record("out:masp.ingress")
             elif e.kind == EntryKind.REFUSED:
-                self.refused.add(1, {"rule": label(refusing_rule(e)), "recipient": label(e.recipient)})
-                if e.recipient is None and e.actor.auth == "amqp":
-                    self.rates.record("out:masp.ingress")
+                # a summary of repeated ingress refusals stands for that many refusals
+                self.refused.add(e.repeated.count if e.repeated else 1,
+                                 {"rule": label(refusing_rule(e)), "recipient": label(e.recipient)})
             elif e.kind in (EntryKind.ACKNOWLEDGED, EntryKind.REJECTED_BY_RECIPIENT):
                 self.acknowledged.add(1, {"recipient": label(e.recipient), "status": label(e.decision)})
                 self.rates.record(f"out:inbox.{e.recipient}")

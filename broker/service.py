@@ -21,10 +21,13 @@ from broker.errors import ConfigurationError
 from broker.exchange import Exchange
 from broker.metrics import BrokerMetrics, otlp_readers
 from broker.ops_state import OpsMonitor
+from broker.rate_limit import AgencyRateLimit
+from broker.refusals import RefusalLog
 from broker.settings import Settings
 from broker.store.audit_log import AuditLog
 from broker.store.db import create_schema, is_postgres, make_engine, sessionmaker
 from broker.transport import connect as amqp
+from broker.transport.identity import AmqpIdentities
 from broker.transport.topology import Names
 from broker.transport.watch import DeliveryWatch
 from broker.transport.workers import BrokerWorkers
@@ -88,6 +91,8 @@ class BrokerService:
     workers: BrokerWorkers | None = None
     watch: DeliveryWatch | None = None
     monitor: OpsMonitor | None = None
+    #: One per process, shared by POST /v1/messages and the AMQP ingress: one allowance per agency.
+    rate_limit: AgencyRateLimit | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock = system_clock) -> BrokerService:
@@ -110,13 +115,18 @@ class BrokerService:
                             sessions=sessions, audit=audit, clock=clock,
                             pseudonym_secret=pseudonym_secret(settings),
                             max_message_bytes=settings.max_message_bytes,
-                            metrics=BrokerMetrics(*otlp_readers(settings.otlp_endpoint)))
-        return cls(settings, engine, exchange, Names(settings.namespace))
+                            metrics=BrokerMetrics(*otlp_readers(settings.otlp_endpoint)),
+                            refusals=RefusalLog(timedelta(seconds=settings.refusal_window_s)))
+        limit = AgencyRateLimit(settings.rate_limit) if settings.rate_limit else None
+        return cls(settings, engine, exchange, Names(settings.namespace), rate_limit=limit)
 
     async def start_workers(self) -> None:
         self.connection = await amqp.connect_robust(self.settings)
         self.workers = BrokerWorkers(self.exchange, self.connection, self.names,
-                                     delivery_limit=self.settings.delivery_limit)
+                                     delivery_limit=self.settings.delivery_limit,
+                                     identities=AmqpIdentities.from_settings(self.settings),
+                                     rate_limit=self.rate_limit,
+                                     refusal_rate=self.settings.ingress_refusal_rate)
         await self.workers.start()
         self.watch = DeliveryWatch(self.exchange, self.connection, self.names,
                                    delivery_expiry=timedelta(seconds=self.settings.delivery_expiry_s),
@@ -134,5 +144,6 @@ class BrokerService:
             await self.workers.stop()
         if self.connection is not None:
             await self.connection.close()
+        await self.exchange.refusals.close()  # counted refusals go on record before the store closes
         await self.engine.dispose()
         self.exchange.metrics.shutdown()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import unquote, urlparse
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from broker.crypto.keys import AGENCIES
 
 
 class Settings(BaseSettings):
@@ -33,8 +36,20 @@ class Settings(BaseSettings):
     #: Prefix for every exchange and queue, so several deployments (or tests) share a vhost.
     namespace: str = ""
     max_message_bytes: int = 256 * 1024
-    rate_limit: str = Field(default="600/minute", description="submissions per agency on POST /v1/messages "
-                            "(limits notation, per broker process); empty for none")
+    rate_limit: str = Field(default="600/minute", description="submissions per agency, HTTP and AMQP "
+                            "together (limits notation, per broker process); empty for none")
+    #: MASP_AMQP_AGENCY_USERS=police=hiow-police,nhs=hiow-nhs: the RabbitMQ user an agency
+    #: publishes to masp.ingress as, where it is not the agency's own name (the default).
+    amqp_agency_users: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="agency=rabbitmq-user pairs, comma-separated; unlisted "
+        "agencies publish as the user named like the agency")
+    ingress_refusal_rate: float = Field(
+        default=200.0, ge=0, description="AMQP submissions refused unread (over the rate limit, "
+        "unauthenticated) per agency queue and second, per broker process; a flood beyond it waits "
+        "in its own queue. 0: unpaced")
+    refusal_window_s: float = Field(
+        default=60.0, gt=0, description="repeated ingress refusals of one kind from one sender are "
+        "audited once per window, with a count and digests")
     max_clock_skew_s: int = 300
     delivery_limit: int = 5
     delivery_expiry_s: int = Field(
@@ -93,6 +108,42 @@ class Settings(BaseSettings):
                 raise ValueError(f"MASP_FORWARDED_ALLOW_IPS: {item!r} is not an IP address or network "
                                  "(a network's host bits must be zero)") from None
         return ",".join(items)
+
+    @field_validator("amqp_agency_users", mode="before")
+    @classmethod
+    def _agency_users(cls, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        pairs: dict[str, str] = {}
+        for item in filter(None, (p.strip() for p in value.split(","))):
+            agency, sep, user = (x.strip() for x in item.partition("="))
+            if not sep or not agency or not user:
+                raise ValueError(f"amqp_agency_users: expected agency=user, got {item!r}")
+            if agency in pairs:
+                raise ValueError(f"amqp_agency_users: {agency} is named twice")
+            pairs[agency] = user
+        return pairs
+
+    @model_validator(mode="after")
+    def _agency_users_are_one_to_one(self) -> Settings:
+        unknown = set(self.amqp_agency_users) - set(AGENCIES)
+        if unknown:
+            raise ValueError(f"amqp_agency_users: not agencies: {', '.join(sorted(unknown))}")
+        users = list(self.amqp_users.values())
+        if len(users) != len(AGENCIES):
+            raise ValueError("amqp_agency_users: two agencies would share one RabbitMQ user")
+        return self
+
+    @property
+    def amqp_users(self) -> dict[str, str]:
+        """RabbitMQ user -> the agency it authenticates (``amqp_agency_users``, else the agency's name)."""
+        return {self.amqp_agency_users.get(a, a): a for a in AGENCIES}
+
+    @property
+    def amqp_user(self) -> str | None:
+        """The RabbitMQ user this process connects as (from ``amqp_url``), if the URL names one."""
+        user = urlparse(self.amqp_url).username
+        return unquote(user) if user else None
 
     @property
     def keys_dir(self) -> Path:

@@ -19,9 +19,8 @@ from broker.api import audit_routes, delivery_routes, ig_routes, ops_health, ops
 from broker.api.auth import Principal, authenticate, require_agency, require_role
 from broker.api.params import MAX_INT64
 from broker.api.problems import AUTHENTICATED, declare
-from broker.api.rate_limit import AgencyRateLimit, RateLimited
 from broker.audit.entry import AuditEntry, pseudonym
-from broker.errors import NotFound, PayloadTooLarge
+from broker.errors import NotFound, PayloadTooLarge, RateLimited
 from broker.service import BrokerService
 from broker.store.assertions import UsedAssertions
 from broker.store.audit_queries import EntryFilter
@@ -44,7 +43,7 @@ def create_app(service: BrokerService) -> FastAPI:
     app.state.assertions = UsedAssertions(
         exchange.sessions, skew=timedelta(seconds=service.settings.max_clock_skew_s))
 
-    limit = AgencyRateLimit(service.settings.rate_limit) if service.settings.rate_limit else None
+    limit = service.rate_limit  # shared with the AMQP ingress of this process
     ops_health.install(app)  # /healthz, /readyz, /metrics, overdue acks; a server span per request
 
     @app.get("/.well-known/jwks.json", tags=["keys"])
@@ -64,9 +63,8 @@ def create_app(service: BrokerService) -> FastAPI:
         if limit is not None:
             try:
                 limit.check(agency)
-            except RateLimited as exc:
-                if limit.first_refusal(agency, exc.retry_after):
-                    await exchange.refuse_unread(exc, via="http", agency=agency, received=b"")
+            except RateLimited as exc:  # audited, repeats summarised per window; body never read
+                await exchange.refuse_unread(exc, via="http", agency=agency, received=b"")
                 raise
         body = await _read_bounded(request, exchange.max_message_bytes)
         if isinstance(body, PayloadTooLarge):

@@ -82,6 +82,23 @@ class DsaRef(BaseModel):
     version: int
 
 
+class Repeated(BaseModel):
+    """Refusals of one kind from one sender and channel, summarised in one entry (``broker/refusals.py``).
+
+    Only counts, times and digests: ``digests`` are the first payload digests of the
+    window, ``digests_sha256`` is ``sha-256:<hex>`` over every digest in order, each followed
+    by a line feed, so a sender holding what it sent can show which submissions were counted.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    count: int
+    digests: tuple[str, ...]
+    digests_sha256: str
+    first_at: datetime
+    last_at: datetime
+
+
 class AuditEntry(BaseModel):
     """One audit leaf (DOMAIN.md §4). ``leaf_hash`` is stored beside it, not inside."""
 
@@ -107,6 +124,8 @@ class AuditEntry(BaseModel):
     purpose: str | None = None
     reason: str | None = None
     recipient: str | None = None
+    #: a summary of repeated ingress refusals (kind ``refused``) instead of one entry each
+    repeated: Repeated | None = None
     retention_until: datetime | None = None
     rules: tuple[str, ...] = ()
     sender: str | None = None

@@ -50,4 +50,13 @@ async def connect(settings: Settings, timeout: float = 10) -> AbstractConnection
     return await aio_pika.connect(settings.amqp_url, timeout=timeout, ssl_context=ssl_context(settings))
 
 
-__all__ = ["connect", "connect_robust", "ssl_context"]
+def connection_user(connection: AbstractConnection) -> str | None:
+    """The RabbitMQ user ``connection`` authenticated as, as its URL names it (None if it does not).
+
+    What a publisher puts in the ``user_id`` property: RabbitMQ refuses any other value.
+    """
+    user = getattr(getattr(connection, "url", None), "user", None)
+    return str(user) if user else None
+
+
+__all__ = ["connect", "connect_robust", "connection_user", "ssl_context"]

@@ -33,6 +33,7 @@ from broker.exchange import Exchange
 from broker.store import dead_letters as store
 from broker.store.delivery_models import DeadLetterRow
 from broker.store.models import DeliveryRow
+from broker.transport.connect import connection_user
 from broker.transport.drain import Drain
 from broker.transport.retry import with_backoff
 from broker.transport.topology import Names
@@ -135,7 +136,8 @@ async def record(exchange: Exchange, dead: DeadMessage) -> DeadLetterRow | None:
 
 
 def replay_targets(names: Names) -> frozenset[str]:
-    return frozenset({names.ingress, names.acks, *(names.inbox(a) for a in AGENCIES)})
+    return frozenset({*(names.ingress_queue(a) for a in AGENCIES), names.acks,
+                      *(names.inbox(a) for a in AGENCIES)})
 
 
 async def replay(exchange: Exchange, connection: AbstractConnection, names: Names,
@@ -153,9 +155,11 @@ async def replay(exchange: Exchange, connection: AbstractConnection, names: Name
     if delivery is not None and delivery.state == "expired":
         raise Conflict("the delivery has expired and its sender was told; it is not sent again")
     async with connection.channel(publisher_confirms=True, on_return_raises=True) as channel:
+        # user_id: the broker's own RabbitMQ user, which the ingress consumer accepts for the
+        # agency whose queue the submission died in (transport/identity.py)
         await channel.default_exchange.publish(aio_pika.Message(
             row.body, content_type=row.content_type, message_id=row.amqp_message_id,
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id=connection_user(connection),
             headers={REPLAY_HEADER: row.dead_letter_id}), routing_key=row.queue, mandatory=True)
     now = exchange.clock()
     async with exchange.audit.transaction() as batch:

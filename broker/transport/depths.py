@@ -13,7 +13,8 @@ from broker.transport.topology import Names
 
 
 def queue_names(names: Names) -> list[str]:
-    return [names.ingress, names.acks, names.dead_letters, *(names.inbox(a) for a in AGENCIES)]
+    return [*(names.ingress_queue(a) for a in AGENCIES), names.acks, names.dead_letters,
+            *(names.inbox(a) for a in AGENCIES)]
 
 
 async def queue_depths(connection: AbstractConnection, names: Names) -> list[dict[str, Any]]:

@@ -3,6 +3,13 @@
 Every queue is a durable quorum queue with an explicit delivery limit and at-least-once
 dead-lettering to ``masp.dlx``, so a poison message ends in ``masp.dead-letters`` with its
 reason instead of blocking its queue or being dropped.
+
+Ingress is one queue per agency, ``masp.ingress.<agency>``, fed from the topic exchange
+``masp.ingress`` by routing key = the sending agency: no agency's submissions wait behind
+another's backlog, and each queue has its own consumer and prefetch in the broker. A topic
+exchange because RabbitMQ checks topic permissions (the routing keys a user may publish
+with) on topic exchanges only: ``deploy/rabbitmq/definitions.json`` lets each agency's user
+publish to ``masp.ingress`` with its own name as routing key and nothing else.
 """
 
 from __future__ import annotations
@@ -11,9 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
+import aiormq
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 
 from broker.crypto.keys import AGENCIES
+from broker.errors import ConfigurationError
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,9 @@ class Names:
     @property
     def ingress(self) -> str:
         return self._n("masp.ingress")
+
+    def ingress_queue(self, agency: str) -> str:
+        return self._n(f"masp.ingress.{agency}")
 
     @property
     def deliver(self) -> str:
@@ -68,7 +80,7 @@ class Topology:
     deliver: AbstractExchange
     acks: AbstractExchange
     dlx: AbstractExchange
-    ingress_queue: AbstractQueue
+    ingress_queues: dict[str, AbstractQueue]
     acks_queue: AbstractQueue
     dead_letters: AbstractQueue
     inboxes: dict[str, AbstractQueue]
@@ -77,19 +89,26 @@ class Topology:
 
 async def declare(channel: AbstractChannel, names: Names, *, delivery_limit: int = 5,
                   agencies: tuple[str, ...] = AGENCIES) -> Topology:
-    direct, fanout = aio_pika.ExchangeType.DIRECT, aio_pika.ExchangeType.FANOUT
-    ingress = await channel.declare_exchange(names.ingress, fanout, durable=True)
+    kind = aio_pika.ExchangeType
+    direct, fanout, topic = kind.DIRECT, kind.FANOUT, kind.TOPIC
+    try:
+        ingress = await channel.declare_exchange(names.ingress, topic, durable=True)
+    except aiormq.exceptions.ChannelPreconditionFailed:
+        raise ConfigurationError(
+            f"exchange {names.ingress} exists with another type: it is the fanout of the single "
+            "ingress queue before per-agency ingress; drain and delete it and the queue "
+            f"{names.ingress} (docs/operations.md, upgrading to per-agency ingress)") from None
     deliver = await channel.declare_exchange(names.deliver, direct, durable=True)
     acks = await channel.declare_exchange(names.acks, fanout, durable=True)
     dlx = await channel.declare_exchange(names.dlx, fanout, durable=True)
-    events = await channel.declare_exchange(names.events, aio_pika.ExchangeType.TOPIC, durable=True)
+    events = await channel.declare_exchange(names.events, topic, durable=True)
 
     dead = await channel.declare_queue(
         names.dead_letters, durable=True, arguments=quorum_args(None, delivery_limit))
     await dead.bind(dlx)
     args = quorum_args(names.dlx, delivery_limit)
-    ingress_q = await channel.declare_queue(names.ingress, durable=True, arguments=args)
-    await ingress_q.bind(ingress)
+    ingress_qs = {a: await declare_ingress_queue(channel, names, a, delivery_limit=delivery_limit)
+                  for a in agencies}
     acks_q = await channel.declare_queue(names.acks, durable=True, arguments=args)
     await acks_q.bind(acks)
     inboxes: dict[str, AbstractQueue] = {}
@@ -97,12 +116,24 @@ async def declare(channel: AbstractChannel, names: Names, *, delivery_limit: int
         q = await channel.declare_queue(names.inbox(agency), durable=True, arguments=args)
         await q.bind(deliver, routing_key=agency)
         inboxes[agency] = q
-    return Topology(ingress, deliver, acks, dlx, ingress_q, acks_q, dead, inboxes, events)
+    return Topology(ingress, deliver, acks, dlx, ingress_qs, acks_q, dead, inboxes, events)
+
+
+async def declare_ingress_queue(channel: AbstractChannel, names: Names, agency: str, *,
+                                delivery_limit: int = 5) -> AbstractQueue:
+    """``masp.ingress.<agency>``, bound to ``masp.ingress`` by exactly the agency's name (no
+    wildcard reaches it). Declared, not just looked up, on the channel that consumes it: a
+    robust channel then re-creates and re-binds the queue should it be deleted."""
+    queue = await channel.declare_queue(names.ingress_queue(agency), durable=True,
+                                        arguments=quorum_args(names.dlx, delivery_limit))
+    await queue.bind(names.ingress, routing_key=agency)
+    return queue
 
 
 async def delete(channel: AbstractChannel, names: Names, agencies: tuple[str, ...] = AGENCIES) -> None:
     """Remove a namespace's queues and exchanges (demo and test clean-up)."""
-    for q in (names.ingress, names.acks, names.dead_letters, *(names.inbox(a) for a in agencies)):
+    for q in (*(names.ingress_queue(a) for a in agencies), names.acks, names.dead_letters,
+              *(names.inbox(a) for a in agencies)):
         await channel.queue_delete(q)
     for x in (names.ingress, names.deliver, names.acks, names.dlx, names.events):
         await channel.exchange_delete(x)

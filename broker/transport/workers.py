@@ -1,4 +1,4 @@
-"""AMQP edge of the broker: ingress and acknowledgement consumers, and the outbox relay."""
+"""AMQP edge of the broker: ingress (per agency) and acknowledgement consumers, and the outbox relay."""
 
 from __future__ import annotations
 
@@ -17,32 +17,52 @@ from sqlmodel import col
 
 from broker import telemetry
 from broker.acks import acknowledge_many
-from broker.errors import MaspError
+from broker.crypto.keys import AGENCIES
+from broker.errors import MaspError, MisroutedSubmission, Unauthorized
 from broker.exchange import Exchange
+from broker.rate_limit import AgencyRateLimit
 from broker.store.deliveries import QueuedDelivery, claim_queued, lock_queued
 from broker.store.models import DeliveryRow
 from broker.transport.batching import Batcher
 from broker.transport.drain import Drain
+from broker.transport.identity import AmqpIdentities
 from broker.transport.retry import with_backoff
-from broker.transport.topology import Names, Topology, declare
+from broker.transport.topology import Names, Topology, declare, declare_ingress_queue
 from broker.transport.traced import traced
 
 log = structlog.get_logger("masp.transport")
 
 
 class BrokerWorkers:
-    """Consumers and relay of one broker process; several processes may run side by side."""
+    """Consumers and relay of one broker process; several processes may run side by side.
+
+    Ingress is one queue per agency, each consumed on its own channel with its own prefetch,
+    so one agency's backlog holds at most its own window of messages here, never the others'.
+    Who sent a message is the agency RabbitMQ authenticated (``user_id``, ``transport/identity.py``);
+    the agency's rate limit is checked before anything is decrypted; then the message joins
+    the group commit in its agency's lane, which may take only its share of a batch.
+    """
 
     def __init__(self, exchange: Exchange, connection: AbstractRobustConnection, names: Names,
-                 *, delivery_limit: int = 5, prefetch: int = 32) -> None:
+                 *, delivery_limit: int = 5, prefetch: int = 32,
+                 identities: AmqpIdentities | None = None,
+                 rate_limit: AgencyRateLimit | None = None, refusal_rate: float = 200.0) -> None:
         self.exchange = exchange
         self.connection = connection
         self.names = names
         self.delivery_limit = delivery_limit
-        self.prefetch = prefetch
+        self.prefetch = prefetch  # per agency's ingress queue, and for the acknowledgements
+        self.identities = identities or AmqpIdentities({a: a for a in AGENCIES})
+        self.rate_limit = rate_limit
+        #: refusals before reading, per ingress queue and second (0: unpaced), and each queue's
+        #: next free slot on the loop's clock
+        self.refusal_rate = refusal_rate
+        self._refusal_slots: dict[str, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._channel: AbstractChannel | None = None
+        self._ingress_channels: list[AbstractChannel] = []
         self._publish_channel: AbstractChannel | None = None
+        self._reply_channel: AbstractChannel | None = None  # no confirms: refusals' replies
         self.topology: Topology | None = None
         self._drain = Drain()
         # group commit: messages that wait on the audit sequencer together commit together
@@ -55,7 +75,17 @@ class BrokerWorkers:
         self.topology = await declare(self._channel, self.names, delivery_limit=self.delivery_limit)
         self._publish_channel = await self.connection.channel(
             publisher_confirms=True, on_return_raises=True)
-        await self._drain.consume(self.topology.ingress_queue, traced("masp.ingress", self._on_ingress))
+        self._reply_channel = await self.connection.channel(publisher_confirms=False)
+        for agency in self.topology.ingress_queues:
+            # a channel of its own per agency: prefetch is per channel, and a robust channel
+            # re-consumes the queue it declared after a reconnect
+            channel = await self.connection.channel()
+            await channel.set_qos(prefetch_count=self.prefetch)
+            self._ingress_channels.append(channel)
+            queue = await declare_ingress_queue(channel, self.names, agency,
+                                                delivery_limit=self.delivery_limit)
+            await self._drain.consume(queue, traced("masp.ingress", partial(self._on_ingress, agency),
+                                                    queue=f"masp.ingress.{agency}"))
         await self._drain.consume(self.topology.acks_queue, traced("masp.ack", self._on_ack))
         self._tasks.append(asyncio.create_task(self._relay_loop(), name="outbox-relay"))
 
@@ -68,7 +98,9 @@ class BrokerWorkers:
             with suppress(asyncio.CancelledError):
                 await t
         self._tasks.clear()
-        await self._drain.close(self._channel, self._publish_channel)
+        await self._drain.close(*self._ingress_channels, self._channel, self._publish_channel,
+                                self._reply_channel)
+        self._ingress_channels.clear()
 
     @property
     def consumers(self) -> tuple[tuple[AbstractQueue, str], ...]:
@@ -79,36 +111,91 @@ class BrokerWorkers:
     def relay_alive(self) -> bool:
         return bool(self._tasks) and all(not t.done() for t in self._tasks)
 
-    async def _on_ingress(self, message: AbstractIncomingMessage) -> None:
+    async def _on_ingress(self, queue_agency: str, message: AbstractIncomingMessage) -> None:
+        self.exchange.metrics.rates.record(f"out:masp.ingress.{queue_agency}")
+        try:
+            agency = self._sender(queue_agency, message)
+        except MaspError as exc:
+            await self._refuse_unread(exc, message, queue_agency)
+            return
         try:
             # the database away for a while: retry with backoff before giving the message back
             trace = telemetry.inject()
-            receipt = await with_backoff(lambda: self._ingress.submit((message.body, trace)),
-                                         what="ingress")
+            receipt = await with_backoff(
+                lambda: self._ingress.submit((message.body, trace, agency), lane=agency),
+                what="ingress")
             reply: dict[str, object] = receipt.as_json()
             # the batch ran in the group-commit task: name the message on this message's span
             telemetry.annotate(message_id=receipt.message_id, audit_seq=receipt.audit_seq,
                                outcome="duplicate" if receipt.duplicate else "accepted")
-        except MaspError as exc:  # refused and audited: the message is dealt with
+        except MaspError as exc:  # refused and audited: the message is dealt with, never requeued
             telemetry.annotate(outcome="refused", code=exc.code)
             reply = exc.problem()
         except Exception:
             # infrastructure failure (e.g. database down): let RabbitMQ redeliver; after
             # x-delivery-limit attempts the message is dead-lettered, never dropped
-            log.exception("ingress_failed", redelivered=message.redelivered)
+            log.exception("ingress_failed", redelivered=message.redelivered, agency=agency)
             await message.nack(requeue=True)
             return
         if message.reply_to:
             await self._reply(message, reply)
         await message.ack()
 
+    def _sender(self, queue_agency: str, message: AbstractIncomingMessage) -> str:
+        """The authenticated agency, within its rate limit; else the (typed) refusal."""
+        agency = self.identities.agency_of(message.user_id, queue_agency)
+        telemetry.annotate(agency=agency)
+        if self.rate_limit is not None:
+            self.rate_limit.check(agency)
+        return agency
+
+    async def _refuse_unread(self, exc: MaspError, message: AbstractIncomingMessage,
+                             queue_agency: str) -> None:
+        """Refuse a message before anything in it is read: audited (repeats of a kind only
+        counted, ``broker/refusals.py``), answered, acknowledged, never requeued.
+
+        This is the path a flood takes, so it is kept cheap: no decryption, and the problem
+        reply goes without a publisher confirm (it is advice to the sender; the audit entry
+        or count is the record). And it is paced, per queue: however fast a partner
+        publishes, its refusals take at most ``refusal_rate`` messages' worth of this
+        process's time a second; the rest of its flood waits in its own queue, where it
+        holds back nobody else. Only the audit write waiting for the database requeues.
+        """
+        await self._pace(queue_agency)
+        telemetry.annotate(outcome="refused", code=exc.code)
+        agency: str | None = queue_agency  # authenticated, and e.g. over its rate limit
+        if isinstance(exc, MisroutedSubmission):
+            agency = exc.agency
+        elif isinstance(exc, Unauthorized):
+            agency = None
+        try:
+            await with_backoff(partial(self.exchange.refuse_unread, exc, via="amqp", agency=agency,
+                                       received=message.body), what="ingress")
+        except Exception:
+            log.exception("ingress_failed", redelivered=message.redelivered, agency=agency)
+            await message.nack(requeue=True)
+            return
+        if message.reply_to and self._reply_channel is not None:
+            # advice only: a vanished reply queue, or a reply channel being restored, loses nothing
+            with suppress(aio_pika.exceptions.AMQPError, aio_pika.exceptions.ChannelInvalidStateError):
+                await self._reply_channel.default_exchange.publish(
+                    _reply_message(message, exc.problem()), routing_key=message.reply_to)
+        await message.ack()
+
+    async def _pace(self, queue_agency: str) -> None:
+        if self.refusal_rate <= 0:
+            return
+        now = asyncio.get_running_loop().time()
+        slot = max(now, self._refusal_slots.get(queue_agency, 0.0))
+        self._refusal_slots[queue_agency] = slot + 1.0 / self.refusal_rate
+        if slot > now:  # the handlers holding this queue's prefetch window wait their turn
+            await asyncio.sleep(slot - now)
+
     async def _reply(self, message: AbstractIncomingMessage, body: dict[str, object]) -> None:
         assert self._publish_channel is not None
         with suppress(aio_pika.exceptions.PublishError):  # a vanished reply queue loses nothing
             await self._publish_channel.default_exchange.publish(
-                aio_pika.Message(json.dumps(body).encode(), content_type="application/json",
-                                 correlation_id=message.correlation_id),
-                routing_key=message.reply_to or "")
+                _reply_message(message, body), routing_key=message.reply_to or "")
 
     async def _on_ack(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -244,3 +331,8 @@ class BrokerWorkers:
         if failed:
             log.warning("outbox_publish_partly_failed", failed=len(failed), error=type(failed[0]).__name__)
         return published
+
+
+def _reply_message(message: AbstractIncomingMessage, body: dict[str, object]) -> aio_pika.Message:
+    return aio_pika.Message(json.dumps(body).encode(), content_type="application/json",
+                            correlation_id=message.correlation_id)

@@ -207,3 +207,54 @@ def test_rabbitmq_config_keys_are_known_to_rabbitmq(conf: str) -> None:
             continue
         key = line.split("=", 1)[0].strip()
         assert any(k.fullmatch(key) for k in known), f"{conf}: unknown key {key}"
+
+
+def _definitions() -> dict[str, Any]:
+    import json
+
+    doc: dict[str, Any] = json.loads((DEPLOY / "rabbitmq" / "definitions.json").read_text())
+    return doc
+
+
+def check_ingress_identities(broker_env: dict[str, str]) -> None:
+    """The broker maps exactly definitions.json's agency users to their agencies, and RabbitMQ
+    lets each of them publish to masp.ingress with its own routing key and nothing more."""
+    from broker.rate_limit import AgencyRateLimit
+    from broker.transport.topology import Names
+
+    defs, names = _definitions(), Names()
+    settings = Settings(amqp_agency_users=broker_env["MASP_AMQP_AGENCY_USERS"],
+                        rate_limit=broker_env["MASP_RATE_LIMIT"],
+                        ingress_refusal_rate=broker_env["MASP_INGRESS_REFUSAL_RATE"],
+                        refusal_window_s=broker_env["MASP_REFUSAL_WINDOW_S"])
+    AgencyRateLimit(settings.rate_limit)  # parses
+    users = settings.amqp_users  # RabbitMQ user -> agency
+    assert set(users) == {u["name"] for u in defs["users"]} - {"masp-broker"}
+    perms = {p["user"]: p for p in defs["permissions"]}
+    topics = {(t["user"], t["exchange"]): t for t in defs["topic_permissions"]}
+    for user, agency in users.items():
+        write = re.compile(perms[user]["write"])
+        assert write.fullmatch(names.ingress) and write.fullmatch(names.acks), user
+        for target in ("amq.default", *(names.ingress_queue(a) for a in AGENCIES)):
+            assert not write.fullmatch(target), (user, target)  # only through the exchange
+        read = re.compile(perms[user]["read"])
+        assert not any(read.fullmatch(names.ingress_queue(a)) for a in AGENCIES), user
+        # topic permissions: the routing key must be the agency itself (RabbitMQ checks these on
+        # topic exchanges only, which is why masp.ingress is one)
+        ingress = topics[(user, names.ingress)]
+        allowed = re.compile(ingress["write"])
+        assert allowed.fullmatch(agency) and ingress["read"] == "^$", user
+        assert not any(allowed.fullmatch(k) for k in ("", "#", "*", *(a for a in AGENCIES if a != agency)))
+    broker = perms["masp-broker"]
+    for agency in AGENCIES:  # the broker declares, binds and consumes every ingress queue
+        for kind in ("configure", "read"):
+            assert re.fullmatch(broker[kind], names.ingress_queue(agency)), (kind, agency)
+    assert topics[("masp-broker", names.ingress)]["read"] == ".*"  # it binds every agency's key
+
+
+def test_ingress_identities_and_limits(compose: dict[str, Any]) -> None:
+    for broker in BROKERS:
+        check_ingress_identities(_env(_services(compose)[broker]))
+    for adapter in ADAPTERS:  # an adapter connects as its agency's own RabbitMQ user
+        assert {"source": f"{adapter.removeprefix('adapter-')}_amqp_url", "target": "masp_amqp_url"} in \
+            _services(compose)[adapter]["secrets"]

@@ -158,3 +158,10 @@ def test_settings_config_map_names_real_settings(kustomization: dict[str, Any]) 
         assert key.startswith("MASP_") and "@" not in value, literal
         if key != "MASP_SECRETS_DIR":
             assert key.removeprefix("MASP_").lower() in Settings.model_fields, key
+
+
+def test_broker_ingress_settings_match_the_rabbitmq_definitions(objects: list[dict[str, Any]]) -> None:
+    from tests.deploy.test_compose import check_ingress_identities
+
+    broker = _pod_specs(objects)["masp-broker"]["containers"][0]
+    check_ingress_identities({e["name"]: e["value"] for e in broker["env"] if "value" in e})

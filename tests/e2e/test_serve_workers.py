@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 import psutil
 
+from broker.crypto.keys import AGENCIES
 from broker.transport import topology
 from tests.e2e.test_cli import REPO, masp
 
@@ -61,7 +62,7 @@ async def test_two_workers_consume_the_queues_and_stop_together(tmp_path: Path) 
                 await asyncio.sleep(0.1)
         connection = await aio_pika.connect(AMQP_URL)
         async with connection, connection.channel() as ch:
-            for queue in (names.ingress, names.acks):
+            for queue in (*(names.ingress_queue(a) for a in AGENCIES), names.acks):
                 declared = await ch.declare_queue(queue, passive=True)
                 assert declared.declaration_result.consumer_count == 2, queue
         workers = [p for p in psutil.Process(proc.pid).children(recursive=True)

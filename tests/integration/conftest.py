@@ -3,12 +3,17 @@
 Each test gets its own namespace of exchanges and queues (deleted afterwards), its own
 state directory with fresh keys, and its own database: a SQLite file, or a fresh
 PostgreSQL database on 127.0.0.1:5432 (dropped afterwards). Nothing here is faked.
+
+The adapters connect as their own RabbitMQ users, as in production: one per agency, made
+once per session (``rabbitmq_users.py``) with permissions on this session's namespaces
+only, and mapped to their agencies with ``MASP_AMQP_AGENCY_USERS``. The broker and
+``Env.connection`` (for tests that play RabbitMQ's other clients) use the default user.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,10 +31,13 @@ from broker.crypto.keys import AGENCIES, AgencyKeys, KeyRegistry
 from broker.service import BrokerService, init_state
 from broker.settings import Settings
 from broker.transport import topology
+from tests.integration.rabbitmq_users import AgencyUsers, create_agency_users, delete_users
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REPO = Path(__file__).resolve().parents[2]
+#: Every namespace this session makes starts with it; the agency users may touch only those.
+SESSION_TAG = f"t{uuid.uuid4().hex[:6]}"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -44,6 +52,8 @@ class Env:
     adapters: dict[str, AdapterRuntime]
     registry: KeyRegistry
     http: httpx.AsyncClient
+    #: each agency's own connection, as its RabbitMQ user (its adapter consumes on it)
+    amqp: dict[str, AbstractRobustConnection]
 
     @property
     def keys(self) -> dict[str, AgencyKeys]:
@@ -71,8 +81,18 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncI
 
 def make_settings(tmp_path: Path, database_url: str) -> Settings:
     return Settings(state_dir=tmp_path / "state", database_url=database_url, amqp_url=AMQP_URL,
-                    dsa_dir=REPO / "deploy" / "dsa", namespace=f"t{uuid.uuid4().hex[:10]}.",
+                    dsa_dir=REPO / "deploy" / "dsa", namespace=f"{SESSION_TAG}{uuid.uuid4().hex[:8]}.",
                     deployment="test")
+
+
+@pytest.fixture(scope="session")
+def agency_users() -> Iterator[AgencyUsers]:
+    """One RabbitMQ user per agency for the whole session (a rabbitmqctl call costs a second)."""
+    users = create_agency_users(SESSION_TAG, rf"{SESSION_TAG}[0-9a-f]{{8}}\.")
+    try:
+        yield users
+    finally:
+        delete_users(list(users.names.values()))
 
 
 @pytest.fixture
@@ -88,29 +108,33 @@ def amqp_url() -> str:
 
 
 @pytest.fixture
-async def env(tmp_path: Path, database_url: str, broker_clock: Clock, amqp_url: str) -> AsyncIterator[Env]:
-    settings = make_settings(tmp_path, database_url).model_copy(update={"amqp_url": amqp_url})
+async def env(tmp_path: Path, database_url: str, broker_clock: Clock, amqp_url: str,
+              agency_users: AgencyUsers) -> AsyncIterator[Env]:
+    settings = make_settings(tmp_path, database_url).model_copy(update={
+        "amqp_url": amqp_url, "amqp_agency_users": agency_users.names})
     init_state(settings, datetime.now(UTC).date())
     service = await BrokerService.open(settings, clock=broker_clock)
     await service.start_workers()
     connection = await aio_pika.connect_robust(amqp_url)
+    own = {a: await aio_pika.connect_robust(agency_users.url(a, amqp_url)) for a in AGENCIES}
     registry = KeyRegistry.from_public_dir(settings.keys_dir)
     adapters: dict[str, AdapterRuntime] = {}
     for agency in AGENCIES:
         rt = AdapterRuntime(AgencyKeys.load(settings.keys_dir, agency), registry,
                             tmp_path / "adapters" / agency, names=service.names)
-        await rt.start(connection)
+        await rt.start(own[agency])
         adapters[agency] = rt
     app = create_app(service)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://masp.test")
     try:
-        yield Env(settings, service, connection, adapters, registry, http)
+        yield Env(settings, service, connection, adapters, registry, http, own)
     finally:
         await http.aclose()
         for rt in adapters.values():
             await rt.stop()
         await service.close()
-        await connection.close()
+        for conn in (connection, *own.values()):
+            await conn.close()
         # a fresh connection: clean-up must not depend on the state the test left behind
         cleanup = await aio_pika.connect(AMQP_URL)
         async with cleanup, cleanup.channel() as ch:

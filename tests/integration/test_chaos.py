@@ -26,7 +26,7 @@ import asyncpg
 import pytest
 from structlog.testing import capture_logs
 
-from adapters.runtime import AdapterRuntime
+from adapters.runtime import AdapterRuntime, ingress_message
 from broker import wire
 from broker.audit.entry import AuditEntry
 from broker.crypto import jose
@@ -127,7 +127,8 @@ async def test_broker_killed_mid_batch_loses_and_duplicates_nothing(tmp_path: Pa
                 sent.add(jti := wire.new_id())
                 _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id=f"C-{i}",
                                         purpose="risk_management", subjects=SUBJECTS, jti=jti)
-                await ingress.publish(aio_pika.Message(jwe.encode(), delivery_mode=2), routing_key="")
+                # as the broker's own RabbitMQ user, which may submit for the queue's agency
+                await ingress.publish(ingress_message(jwe, connection), routing_key="police")
 
         log = tmp_path / "broker.log"
         with _broker_process(proc_env, log) as first:
@@ -247,10 +248,11 @@ async def test_database_outage_is_ridden_out_with_backoff(env: Env, database_url
                            purpose="risk_management", subjects=SUBJECTS)[1] for i in range(6)]
     with capture_logs() as logs:
         async with _database_down(database_url):
-            async with env.connection.channel(publisher_confirms=True) as ch:
+            own = env.amqp["police"]
+            async with own.channel(publisher_confirms=True) as ch:
                 ingress = await ch.get_exchange(env.service.names.ingress, ensure=False)
                 for jwe in jwes:
-                    await ingress.publish(aio_pika.Message(jwe.encode(), delivery_mode=2), routing_key="")
+                    await ingress.publish(ingress_message(jwe, own), routing_key="police")
             await asyncio.sleep(3.5)
         assert await eventually(lambda: _all_acknowledged(env, 2 * len(jwes)), timeout=25)
     # the broker held each message and retried with backoff: none went back to RabbitMQ, where
@@ -288,7 +290,8 @@ async def test_hostile_inputs_are_refused_with_a_reason_while_good_traffic_flows
                "decryption-failed": _zip_bomb(broker_kid)}
     order = [("good", good[0]), *hostile.items(), ("good", good[1]), ("good", good[2])]
     replies: dict[str, dict[str, Any]] = {}
-    async with env.connection.channel(publisher_confirms=True) as ch:
+    own = env.amqp["police"]
+    async with own.channel(publisher_confirms=True) as ch:
         reply_q = await ch.declare_queue(exclusive=True, auto_delete=True)
 
         async def on_reply(message: aio_pika.abc.AbstractIncomingMessage) -> None:
@@ -300,8 +303,8 @@ async def test_hostile_inputs_are_refused_with_a_reason_while_good_traffic_flows
         ids = []
         for _, body in order:
             ids.append(str(uuid.uuid4()))
-            await ingress.publish(aio_pika.Message(body, reply_to=reply_q.name, correlation_id=ids[-1],
-                                                   delivery_mode=2), routing_key="")
+            await ingress.publish(ingress_message(body, own, reply_to=reply_q.name, correlation_id=ids[-1]),
+                                  routing_key="police")
         assert await eventually(lambda: _now(len(replies) == len(order)))
     outcome = [(kind, replies[i].get("code", "receipt" if "receipt" in replies[i] else "?"))
                for (kind, _), i in zip(order, ids, strict=True)]

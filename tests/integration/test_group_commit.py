@@ -36,8 +36,8 @@ async def test_a_mixed_batch_gives_each_message_its_own_outcome(env: Env) -> Non
     good = [_referral(env) for _ in range(3)]
     jti = wire.new_id()
     first, replay = _referral(env, jti), _referral(env, jti, case_id="C-2")  # same id, other content
-    items: list[tuple[str | bytes, Any]] = [(t, None) for t in
-                                            [*good, first, good[0], replay, "not-a-jwe"]]
+    items: list[tuple[str | bytes, Any, str | None]] = [(t, None, "police") for t in
+                                                        [*good, first, good[0], replay, "not-a-jwe"]]
     results = await exchange.submit_many(items, via="amqp")
 
     receipts = [r for r in results[:4] if isinstance(r, Receipt)]

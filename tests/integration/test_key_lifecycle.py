@@ -40,7 +40,7 @@ async def test_rotation_with_messages_in_flight_loses_none(env: Env) -> None:
     sealed = [police.compose("case_referral", demo_body("case_referral"), case_id=f"C-ROT-{i}",
                              purpose="risk_management", subjects=SUBJECTS)[1] for i in range(IN_FLIGHT)]
     # submissions signed with police's old key race the rotation of both agencies' keys
-    submitting = [asyncio.create_task(police.submit_amqp(env.connection, jwe)) for jwe in sealed]
+    submitting = [asyncio.create_task(police.submit_amqp(env.amqp["police"], jwe)) for jwe in sealed]
     rotations = await asyncio.to_thread(lambda: [_masp(env, "keys", "rotate", agency, "--overlap", "1",
                                                        "--by", "op-7") for agency in ("police", "probation")])
     assert all(code == 0 for code, _, _ in rotations), rotations
@@ -87,7 +87,7 @@ async def test_rotation_with_messages_in_flight_loses_none(env: Env) -> None:
     write_states(env.settings.keys_dir, states)
     _, stale = police.compose("case_referral", demo_body("case_referral"), case_id="C-OLD-1",
                               purpose="risk_management", subjects=SUBJECTS)
-    refused = await police.submit_amqp(env.connection, stale)
+    refused = await police.submit_amqp(env.amqp["police"], stale)
     assert refused["type"].endswith("key-revoked") and f"key {old_sig} was retired" in refused["detail"]
 
 
@@ -104,7 +104,7 @@ async def test_revoked_key_refused_at_once_and_audited(env: Env) -> None:
     http = await police.submit_http(env.http, jwe)
     assert http.status_code == 401 and http.headers["content-type"].startswith("application/problem+json")
     assert f"key {kid} was revoked" in http.json()["detail"]
-    amqp = await police.submit_amqp(env.connection, jwe)
+    amqp = await police.submit_amqp(env.amqp["police"], jwe)
     assert amqp["type"].endswith("key-revoked") and f"key {kid} was revoked" in amqp["detail"], amqp
 
     revoked = await entries(env, "key_revoked")

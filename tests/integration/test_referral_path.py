@@ -217,10 +217,10 @@ async def test_submission_over_amqp(env: Env) -> None:
     police = env.adapters["police"]
     _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-1",
                             purpose="risk_management", subjects=SUBJECTS)
-    reply = await police.submit_amqp(env.connection, jwe)
+    reply = await police.submit_amqp(env.amqp["police"], jwe)
     mid = reply["message_id"]
     assert await wait_for(lambda: bool(_received(env, "probation", mid)))
-    refused = await police.submit_amqp(env.connection, "not.a.jwe")
+    refused = await police.submit_amqp(env.amqp["police"], "not.a.jwe")
     assert refused["status"] == 400 and refused["code"] == "malformed"
 
 

@@ -66,7 +66,7 @@ async def test_resubmission_after_restart_returns_the_original_receipt_and_deliv
         again = await police.submit_http(env.http, jwe)
         resealed = police.registry.current(BROKER, "enc")
         fresh = await police.submit_http(env.http, wire.seal_submission(message, resealed))
-        over_amqp = await police.submit_amqp(env.connection, jwe)
+        over_amqp = await police.submit_amqp(env.amqp["police"], jwe)
         for resp in (again, fresh):
             assert resp.status_code == 202, resp.text
             assert resp.json()["receipt"] == first.json()["receipt"], "the original receipt, byte for byte"

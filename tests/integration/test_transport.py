@@ -147,7 +147,7 @@ async def test_a_committed_delivery_goes_out_without_being_read_back(
     mid = wire.new_id()
     _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-FRESH-1",
                             purpose="risk_management", subjects=SUBJECTS, jti=mid)
-    reply = await police.submit_amqp(env.connection, jwe)
+    reply = await police.submit_amqp(env.amqp["police"], jwe)
     assert "audit_seq" in reply, reply
 
     def received(agency: str) -> list[dict[str, object]]:

@@ -1,5 +1,6 @@
 """Per-agency rate limit on ``POST /v1/messages``: 429 with ``Retry-After`` and a problem
-document, per agency, audited once per window without personal data, nothing processed."""
+document, per agency, nothing processed; audited without personal data, the first refusal in
+full and the rest of the window as one summary with a count and digests."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from broker.api.rate_limit import AgencyRateLimit
+from broker.audit.entry import payload_digest
 from broker.errors import PROBLEM_BASE
+from broker.rate_limit import AgencyRateLimit
+from broker.store.audit_export import verify_database
 from broker.store.models import SeenMessageRow
 from tests.security.conftest import Api, serve_api
 
@@ -49,10 +52,18 @@ async def test_fourth_submission_in_a_minute_is_429_audited_once(limited: Api) -
     assert refusal.actor.agency == "police" and refusal.reason == "Too many submissions"
     assert refusal.subjects == () and refusal.message_id is None and refusal.fields_disclosed == ()
 
-    # a flood is refused but audited once per window
+    # a flood is refused, and audited as one more entry per window, not one per request
     for _ in range(3):
         assert (await api.post_message(api.referral("police")[1])).status_code == 429
     assert len(await api.entries(after=head)) == 1
+    assert await api.service.exchange.refusals.flush(everything=True) == 1  # the window closes
+    summary = (await api.entries(after=head))[1:]
+    assert [(e.kind, e.rules, e.actor.agency, e.actor.auth) for e in summary] == [
+        ("refused", ("ingress.rate-limited",), "police", "agency-jwt")]
+    assert summary[0].repeated is not None and summary[0].repeated.count == 3
+    assert summary[0].repeated.digests == (payload_digest(b""),) * 3  # nothing of the body was read
+    assert summary[0].message_id is None and summary[0].subjects == ()
+    assert (await verify_database(api.service)).ok
 
     # the limit is per agency: another agency is not held back by police's flood
     assert (await api.post_message(api.referral("probation")[1], agency="probation")).status_code != 429

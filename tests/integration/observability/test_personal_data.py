@@ -50,7 +50,7 @@ async def test_no_personal_data_in_logs_metrics_spans_or_ops_views(
 
     over_http = await police.submit_http(env.http, compose_referral(env))
     assert over_http.status_code == 202, over_http.text
-    over_amqp = await police.submit_amqp(env.connection, compose_referral(env))
+    over_amqp = await police.submit_amqp(env.amqp["police"], compose_referral(env))
     invalid = dict(demo_body("case_referral"), sdash_yes_count="Claire Hutton, 14 Larkspur Road")
     refused = await police.submit_http(env.http, compose_referral(env, invalid))
     assert refused.status_code == 422
@@ -93,6 +93,6 @@ async def test_no_personal_data_in_logs_metrics_spans_or_ops_views(
     latency = [s for s in families["masp_delivery_latency_seconds"].samples if s.name.endswith("_count")]
     assert acked == 4 and sum(s.value for s in latency) == 4
     depths = {s.labels["queue"] for s in families["masp_queue_messages"].samples}
-    assert {"masp.ingress", "masp.acks", "inbox.nhs"} <= depths
+    assert {"masp.ingress.police", "masp.acks", "inbox.nhs"} <= depths
     assert families["masp_audit_entries"].samples[0].value > 0
     assert views["readyz"]["ready"] is True

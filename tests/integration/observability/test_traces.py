@@ -103,7 +103,7 @@ async def test_one_trace_from_sending_adapter_to_receiving_adapter(spans: InMemo
         assert all(k.startswith("masp.") or k in ALLOWED_ATTRIBUTES for k in s.attributes or {}), s.name
 
     # the same over AMQP: the ingress consumer continues the adapter's producer span
-    reply = await env.adapters["police"].submit_amqp(env.connection, compose_referral(env))
+    reply = await env.adapters["police"].submit_amqp(env.amqp["police"], compose_referral(env))
     ingress = await _finished(spans, "masp.ingress", message_id=reply["message_id"])
     producer = [s for s in spans.get_finished_spans() if s.name == "masp.adapter.submit"
                 and (s.attributes or {}).get("masp.via") == "amqp"]
@@ -165,5 +165,5 @@ async def test_trace_context_crosses_the_untraced_broker_without_baggage(env: En
     assert unacked.get("nhs") == 1
     queues = (await env.http.get("/v1/ops/queues", headers=ops_headers(env))).json()["queues"]
     by_name = {q["queue"].removeprefix(env.service.names.namespace): q for q in queues}
-    assert by_name["inbox.nhs"]["messages"] == 1 and by_name["masp.ingress"]["consumer_alive"] is True
+    assert by_name["inbox.nhs"]["messages"] == 1 and by_name["masp.ingress.police"]["consumer_alive"] is True
     assert by_name["inbox.nhs"]["rates_per_s"]["in"] > 0  # this process published to it

@@ -50,9 +50,9 @@ def test_audit_leaves_are_rfc8785() -> None:
 
 def test_leaf_models_declare_their_fields_in_sorted_order() -> None:
     """``AuditEntry.leaf_bytes`` lets pydantic-core write fields in declaration order."""
-    from broker.audit.entry import Actor, AuditEntry, DsaRef, FieldDigest, SubjectRef
+    from broker.audit.entry import Actor, AuditEntry, DsaRef, FieldDigest, Repeated, SubjectRef
 
-    for model in (Actor, AuditEntry, DsaRef, FieldDigest, SubjectRef):
+    for model in (Actor, AuditEntry, DsaRef, FieldDigest, Repeated, SubjectRef):
         names = list(model.model_fields)
         assert names == sorted(names), model.__name__
 
@@ -60,7 +60,7 @@ def test_leaf_models_declare_their_fields_in_sorted_order() -> None:
 def _entries() -> st.SearchStrategy[object]:
     from datetime import UTC, timedelta, timezone
 
-    from broker.audit.entry import Actor, AuditEntry, DsaRef, EntryKind, FieldDigest, SubjectRef
+    from broker.audit.entry import Actor, AuditEntry, DsaRef, EntryKind, FieldDigest, Repeated, SubjectRef
 
     text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)  # no lone surrogates
     maybe = st.none() | text
@@ -75,7 +75,10 @@ def _entries() -> st.SearchStrategy[object]:
         dsa=st.none() | st.builds(DsaRef, id=text, version=st.integers(0, 99), clause=maybe),
         rules=st.lists(text, max_size=3).map(tuple), fields_withheld=st.lists(text, max_size=3).map(tuple),
         fields_disclosed=st.lists(st.builds(FieldDigest, name=text, digest=text), max_size=3).map(tuple),
-        consent=mappings, override=mappings)
+        consent=mappings, override=mappings,
+        repeated=st.none() | st.builds(Repeated, count=st.integers(1, 2**53 - 1),
+                                       digests=st.lists(text, min_size=1, max_size=3).map(tuple),
+                                       digests_sha256=text, first_at=moments, last_at=moments))
 
 
 @settings(max_examples=300)

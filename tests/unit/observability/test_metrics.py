@@ -75,3 +75,16 @@ def test_rates_only_for_what_is_measured() -> None:
     rates.record("in:inbox.nhs", 5)
     rates.record("in:elsewhere")
     assert rates.rate("in:inbox.nhs") == 0.5 and rates.rate("in:elsewhere") is None
+
+
+def test_a_summary_of_repeated_refusals_counts_as_that_many() -> None:
+    from broker.audit.entry import Actor, AuditEntry, EntryKind, Repeated
+
+    m = BrokerMetrics()
+    first = AuditEntry(seq=0, kind=EntryKind.REFUSED, at=T0, actor=Actor(agency="nhs", auth="amqp"),
+                       decision="deny", rules=("ingress.rate-limited",))
+    summary = first.model_copy(update={"seq": 1, "repeated": Repeated(
+        count=2399, digests=("sha-256:00",), digests_sha256="sha-256:11", first_at=T0, last_at=T0)})
+    m.observe_audit([first, summary])
+    refused = parse(prometheus.render(FAMILIES, m.collect()))["masp_refusals_total"].samples
+    assert [(s.labels["rule"], s.value) for s in refused] == [("ingress.rate-limited", 2400)]

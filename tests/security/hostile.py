@@ -520,8 +520,10 @@ def _strings(value: Any) -> Iterator[str]:
 async def refusal_entries(env: Env, after: int, forged: Forged, *,
                           timeout: float = 5.0) -> list[dict[str, Any]]:
     """Refused entries that account for ``forged``: one citing its payload digest (alone, or in
-    a list of digests of an aggregated entry) or its message id. Waits a little, since an
-    aggregated entry may be written just after the response."""
+    the digests of a window's summary of repeated refusals) or its message id. A repeat of an
+    earlier refusal's kind is only counted until its window closes (broker/refusals.py): the
+    windows are closed first, so the summary that holds it is on record to be found."""
+    await env.service.exchange.refusals.flush(everything=True)
     digests = forged.digests()
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

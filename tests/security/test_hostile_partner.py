@@ -83,6 +83,7 @@ amqp_url = integration.amqp_url
 broker_clock = integration.broker_clock
 database_url = integration.database_url
 env = integration.env
+agency_users = integration.agency_users
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ async def test_a_junk_flood_does_not_hold_back_another_agency(env: Env, agency_u
     def referral(sender: str) -> Callable[[], Awaitable[dict[str, object]]]:
         rt, submitter = env.adapters[sender], probation if sender == "probation" else police
         return lambda: submitter.submit(rt.compose(
-            "case_referral", demo_body("case_referral"), case_id="C-FLOOD", purpose="risk_management",
+            "case_referral", demo_body("case_referral"), case_id="C-FLOOD-1", purpose="risk_management",
             subjects=SUBJECTS)[1], timeout=60)
 
     settle_heap()  # as `masp serve` does: no full collection rescans the start-up heap mid-test

@@ -53,7 +53,7 @@ async def _publish(env: Env, connection: AbstractRobustConnection, message: aio_
 
 
 def _referral(env: Env, sender: str = "police") -> str:
-    return env.adapters[sender].compose("case_referral", demo_body("case_referral"), case_id="C-ID",
+    return env.adapters[sender].compose("case_referral", demo_body("case_referral"), case_id="C-ID-1",
                                         purpose="risk_management", subjects=SUBJECTS)[1]
 
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
+import structlog
 import typer
 
 from broker import keys_cli
@@ -46,6 +47,7 @@ keys_app.command("rotate")(keys_cli.rotate)
 keys_app.command("revoke")(keys_cli.revoke)
 
 T = TypeVar("T")
+log = structlog.get_logger("masp.cli")
 
 
 def fail(message: str, code: int = 2, *, reasons: Iterable[str] = ()) -> NoReturn:
@@ -55,9 +57,40 @@ def fail(message: str, code: int = 2, *, reasons: Iterable[str] = ()) -> NoRetur
     raise typer.Exit(code)
 
 
+#: How long a finished command waits for tasks it leaves behind to end once cancelled.
+STRAY_TASK_GRACE_S = 5.0
+
+
+def _run_bounded(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run``, except that tasks left behind are given a bounded time to end.
+
+    ``asyncio.run`` waits without limit for every task still pending when the command's
+    coroutine returns. A database driver's connection close orphaned by a cancellation can
+    stay pending for ever (seen with aiosqlite at ``masp serve`` shutdown), and a SIGTERM
+    must end the process: such tasks are named in the log and abandoned.
+    """
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            stray = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in stray:
+                task.cancel()
+            if stray:
+                _, stuck = loop.run_until_complete(asyncio.wait(stray, timeout=STRAY_TASK_GRACE_S))
+                if stuck:
+                    log.warning("stray_tasks_abandoned", count=len(stuck))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
-        return asyncio.run(coro)
+        return _run_bounded(coro)
     except DsaRejected as exc:
         fail(f"{exc.title}: {exc.detail}", reasons=map(str, exc.findings))
     except MaspError as exc:

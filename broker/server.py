@@ -51,6 +51,10 @@ class _Server(uvicorn.Server):
         self._captured_signals.clear()
 
 
+#: How long a stopping ``serve --demo`` waits for the demo's cancelled task.
+DEMO_STOP_GRACE_S = 5.0
+
+
 async def serve(settings: Settings, *, demo: bool = False, workers: int = 1) -> None:
     """``workers`` > 1 adds that many minus one worker processes (consumers and relay, no
     HTTP) beside this one; they share the sequencer and outbox through PostgreSQL."""
@@ -85,8 +89,11 @@ async def serve(settings: Settings, *, demo: bool = False, workers: int = 1) -> 
     finally:
         if demo_task is not None:
             demo_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await demo_task
+            # Bounded: a cancellation that lands inside an aiosqlite query can leave the
+            # driver's connection close pending for ever, and SIGTERM must still end serve.
+            done, _ = await asyncio.wait({demo_task}, timeout=DEMO_STOP_GRACE_S)
+            if not done:
+                log.warning("demo_abandoned_at_shutdown", grace_s=DEMO_STOP_GRACE_S)
         if player is not None:
             await player.stop_adapters()
         await asyncio.to_thread(pool.close)

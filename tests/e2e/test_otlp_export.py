@@ -7,6 +7,7 @@ OpenTelemetry protobuf definitions, as a real collector's OTLP receiver would.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
 import signal
@@ -21,11 +22,13 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import aio_pika
 import pytest
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
+from broker.transport import topology
 from tests.integration.observability.flow import personal_values
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,10 +149,11 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: Callable[[], str]
 def test_serve_exports_traces_and_metrics_over_otlp(tmp_path: Path,
                                                     collector: tuple[str, Collector]) -> None:
     endpoint, received = collector
+    namespace = f"t{uuid.uuid4().hex[:10]}."
     env = {**os.environ, "MASP_STATE_DIR": str(tmp_path / "state"),
            "MASP_DSA_DIR": str(REPO / "deploy" / "dsa"),
            "MASP_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'masp.db'}",
-           "MASP_NAMESPACE": f"t{uuid.uuid4().hex[:10]}.", "MASP_AMQP_URL": AMQP_URL,
+           "MASP_NAMESPACE": namespace, "MASP_AMQP_URL": AMQP_URL,
            "MASP_HTTP_PORT": str(_free_port()), "MASP_OTLP_ENDPOINT": endpoint, "MASP_LOG_LEVEL": "WARNING",
            "MASP_WITNESS_EVERY_S": "3600", "OTEL_BSP_SCHEDULE_DELAY": "500"}
     init = subprocess.run([sys.executable, "-m", "broker.cli", "init"], env=env, cwd=REPO,
@@ -169,6 +173,7 @@ def test_serve_exports_traces_and_metrics_over_otlp(tmp_path: Path,
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        asyncio.run(_delete_namespace(namespace))
 
     assert received.content_types == {"application/x-protobuf"}
     metrics = received.metric_names()
@@ -181,3 +186,10 @@ def test_serve_exports_traces_and_metrics_over_otlp(tmp_path: Path,
     # and not hidden anywhere else in the payloads (names of people, addresses, references)
     blob = b"\n".join(received.raw).lower()
     assert [v for v in personal_values() if v.lower().encode() in blob] == []
+
+
+async def _delete_namespace(namespace: str) -> None:
+    """The queues and exchanges ``masp serve`` declared: a test removes what it made."""
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection, connection.channel() as channel:
+        await topology.delete(channel, topology.Names(namespace))

@@ -9,14 +9,17 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 import zlib
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,8 +40,10 @@ from broker.store import dead_letters
 from broker.store.audit_export import verify_database
 from broker.store.models import DeliveryRow
 from broker.transport import topology
-from tests.integration.conftest import AMQP_URL, PG_ADMIN, REPO, Env, make_settings
+from tests.integration.conftest import AMQP_URL, PG_ADMIN, REPO, SESSION_TAG, Env, make_settings
 from tests.integration.delivery_support import SUBJECTS, audit_entries, entries, eventually, refer
+from tests.integration.rabbitmq_node import Node, start_node
+from tests.integration.rabbitmq_users import REPLY_QUEUES, AgencyUsers
 
 SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 POSTGRES_ONLY = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -175,26 +180,55 @@ async def _now(value: bool) -> bool:
 # --- (b) RabbitMQ restarted in the middle of a run ------------------------------------------
 
 
-def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=120)  # noqa: S607
+@pytest.fixture(scope="module")
+def rabbit_node() -> Iterator[Node]:
+    """A throw-away RabbitMQ node for this module's whole-broker tests: the restart below stops
+    it, never the shared node on 5672, so another suite can run beside this one."""
+    base = Path(tempfile.mkdtemp(prefix="masp-rmq-chaos-"))
+    node = start_node(base / "node", "listeners.tcp.default = 127.0.0.1:{port}\n")
+    try:
+        yield node
+    finally:
+        node.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def agency_users(rabbit_node: Node) -> AgencyUsers:
+    """The agencies' users on the throw-away node (dropped with it)."""
+    names = {a: f"{SESSION_TAG}-{a}" for a in AGENCIES}
+    passwords = {a: secrets.token_urlsafe(18) for a in AGENCIES}
+    for a in AGENCIES:
+        for args in (("add_user", names[a], passwords[a]),
+                     ("set_permissions", names[a], f"^({REPLY_QUEUES})$",
+                      rf"^(t[0-9a-f]{{6}}[0-9a-f]{{8}}\.masp\.(ingress|acks)|{REPLY_QUEUES})$",
+                      rf"^(t[0-9a-f]{{6}}[0-9a-f]{{8}}\.inbox\.{a}|{REPLY_QUEUES})$")):
+            done = rabbit_node.ctl(*args)
+            assert done.returncode == 0, done.stderr
+    return AgencyUsers(SESSION_TAG, names, passwords)
 
 
 @pytest.fixture
-def amqp_url() -> str:
-    return AMQP_URL + "?reconnect_interval=1"
+def amqp_url(rabbit_node: Node) -> str:
+    return f"amqp://guest:guest@127.0.0.1:{rabbit_node.port}/?reconnect_interval=1"
 
 
 @pytest.fixture
-def rabbitmq_restorer() -> Any:
-    """Whatever happens in the test, RabbitMQ is running again afterwards."""
-    yield _rabbitmqctl
-    _rabbitmqctl("start_app")
-    _rabbitmqctl("await_startup")
+def rabbitmq_restorer(rabbit_node: Node) -> Iterator[Callable[[str], None]]:
+    """Whatever happens in the test, the module's node is running again afterwards."""
+    def ctl(command: str) -> None:
+        done = rabbit_node.ctl(command)
+        assert done.returncode == 0, done.stderr
+
+    yield ctl
+    ctl("start_app")
+    ctl("await_startup")
 
 
 @pytest.mark.chaos
 @SQLITE_ONLY
-async def test_rabbitmq_restart_mid_run_loses_nothing(env: Env, rabbitmq_restorer: Any) -> None:
+async def test_rabbitmq_restart_mid_run_loses_nothing(env: Env,
+                                                      rabbitmq_restorer: Callable[[str], None]) -> None:
     handed = Handovers()
     for agency, rt in env.adapters.items():
         rt.on_delivery = handed.hook(agency)
@@ -207,7 +241,7 @@ async def test_rabbitmq_restart_mid_run_loses_nothing(env: Env, rabbitmq_restore
 
     stream = asyncio.create_task(run())
     await asyncio.sleep(0.5)
-    await asyncio.to_thread(rabbitmq_restorer, "stop_app")
+    await asyncio.to_thread(rabbitmq_restorer, "stop_app")  # the module's own node
     await asyncio.to_thread(rabbitmq_restorer, "start_app")
     await asyncio.to_thread(rabbitmq_restorer, "await_startup")
     await stream

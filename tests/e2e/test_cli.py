@@ -217,3 +217,31 @@ def test_audit_verify_catches_a_rolled_back_export_with_a_witnessed_checkpoint(
                   "--witnessed", str(witnessed))
     assert caught.returncode == 1  # ...but not against what the nhs witness cosigned
     assert "NOT intact" in caught.stderr
+
+
+def test_consent_record_keeps_to_the_registry_rules(tmp_path: Path) -> None:
+    """``masp consent record`` under the rules a consent_change obeys: only a DSA consent
+    recorder of the kind, never under a reference another agency holds for the person, and
+    the reference a code. A refusal is one line, exit non-zero, and records nothing."""
+    env = {"MASP_STATE_DIR": str(tmp_path)}
+    assert masp("init", env=env).returncode == 0
+    base = ("consent", "record", "--subject", "VIC-2026-0147-1", "--recipient", "advocacy",
+            "--purpose", "victim_support")
+
+    given = masp(*base, "--ref", "CONSENT-CLI-1", "--agency", "police", env=env)
+    assert given.returncode == 0, given.stderr
+    forged = masp(*base, "--ref", "CONSENT-CLI-1", "--agency", "nhs", "--status", "withdrawn", env=env)
+    assert forged.returncode != 0 and "not a recorder of victim consent" in forged.stderr
+    taken = masp(*base, "--ref", "CONSENT-CLI-1", "--agency", "advocacy", "--status", "withdrawn", env=env)
+    assert taken.returncode != 0 and "held by another agency" in taken.stderr
+    prose = masp(*base, "--ref", "given by Jane Smith", "--agency", "police", env=env)
+    assert prose.returncode != 0 and "Jane" not in prose.stderr
+    own = masp(*base, "--ref", "CONSENT-CLI-1", "--agency", "police", "--status", "withdrawn", env=env)
+    assert own.returncode == 0, own.stderr
+
+    listed = masp("consent", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    rows = [line for line in listed.stdout.splitlines() if "CONSENT-CLI-1" in line]
+    assert [("given" in r, "withdrawn" in r, r.rstrip().endswith("by police")) for r in rows] == [
+        (True, False, True), (False, True, True)]
+    assert "VIC-2026-0147-1" not in listed.stdout  # pseudonyms only

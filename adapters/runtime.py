@@ -26,7 +26,6 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustConnection,
 )
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from opentelemetry.trace import SpanKind
 
 from adapters.files import atomic_write
@@ -34,6 +33,7 @@ from adapters.witness import LogWitness, Witnessed
 from broker import telemetry, wire
 from broker.clock import Clock, system_clock
 from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry
+from broker.crypto.log_keys import trusted_log_keys
 from broker.crypto.sdjwt import SdJwt
 from broker.errors import MaspError
 from broker.transport.connect import connection_user
@@ -111,11 +111,11 @@ class AdapterRuntime:
 
         Raises ``LogRollback`` / ``LogInconsistent`` if the log shrank or forked.
         """
-        broker_key = self.registry.current(BROKER, "sig").public_key
-        if not isinstance(broker_key, Ed25519PublicKey):
-            raise MaspError("the broker signing key is not an Ed25519 key")
-        witness = LogWitness(self.keys, broker_key, self.home / "witness" / "checkpoint",
-                             self.clock, origin)
+        keys_dir = self.registry.directory
+        if keys_dir is None:
+            raise MaspError("the adapter has no key directory to read the audit log's keys from")
+        witness = LogWitness(self.keys, lambda o: trusted_log_keys(keys_dir, self.clock(), o)[1],
+                             self.home / "witness" / "checkpoint", self.clock, origin)
         return await witness.run(client)
 
     # --- receiving -----------------------------------------------------------------------

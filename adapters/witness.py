@@ -10,13 +10,14 @@ that presents a smaller tree (a restored database) or another history raises
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.files import atomic_write
 from broker import wire
@@ -40,23 +41,24 @@ class Witnessed:
 @dataclass
 class LogWitness:
     keys: AgencyKeys
-    broker_key: Ed25519PublicKey  # pinned: the broker's registered signing key
+    #: pinned: the log's public keys for an origin (``broker/crypto/log_keys.py``)
+    log_keys: Callable[[str], list[NoteVerifier]]
     state: Path  # the last checkpoint this agency cosigned, as the broker signed it
     clock: Clock
     #: The log's origin; when not configured, the origin first witnessed is kept for good.
     origin: str | None = None
 
-    def _log_key(self, presented: str) -> NoteVerifier:
+    def _log_key(self, presented: str) -> list[NoteVerifier]:
         origin = self.origin
         if origin is None:
             source = self.state.read_text(encoding="utf-8") if self.state.exists() else presented
             origin = source.split("\n", 1)[0]
-        try:
-            return NoteVerifier(origin, self.broker_key)
-        except NoteError as exc:
-            raise SignatureInvalid(f"checkpoint origin is not a valid key name: {exc}") from None
+        keys = self.log_keys(origin)
+        if not keys:
+            raise SignatureInvalid("no trusted key for the log's origin")
+        return keys
 
-    def last_seen(self, log_key: NoteVerifier) -> Checkpoint | None:
+    def last_seen(self, log_key: list[NoteVerifier]) -> Checkpoint | None:
         if not self.state.exists():
             return None
         try:
@@ -87,7 +89,7 @@ class LogWitness:
             found = await self._consistency(client, **{"from": old.size, "to": new.size})
             proof = [base64.b64decode(h, validate=True) for h in found["proof"]]
         check_advance(old, new, proof)
-        note = _log_signed(latest["checkpoint"], log_key.name)
+        note = _log_signed(latest["checkpoint"], log_key[0].name)
         atomic_write(self.state, note.encode("utf-8"))
         private = self.keys.sig.private_key
         if not isinstance(private, Ed25519PrivateKey):

@@ -6,17 +6,16 @@ import gc
 import os
 import secrets
 from dataclasses import dataclass
-from datetime import date, timedelta
-from pathlib import Path
+from datetime import UTC, date, datetime, timedelta
 
 from aio_pika.abc import AbstractRobustConnection
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker import policy
-from broker.audit.note import NoteSigner, NoteVerifier
+from broker.audit.note import NoteVerifier
 from broker.clock import Clock, system_clock
 from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry, init_keys
+from broker.crypto.log_keys import LogKeyStore, LogSigners
 from broker.errors import ConfigurationError
 from broker.exchange import Exchange
 from broker.metrics import BrokerMetrics, otlp_readers
@@ -49,6 +48,8 @@ def init_state(settings: Settings, today: date) -> list[str]:
     """Create what a fresh deployment needs under the state dir (idempotent)."""
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     created = init_keys(settings.keys_dir, today)
+    if log_keys(settings).create(datetime.now(UTC)) is not None:
+        created.append("log")
     pseudonym_secret(settings)
     return created
 
@@ -65,20 +66,14 @@ def pseudonym_secret(settings: Settings) -> bytes:
     return path.read_text().strip().encode()
 
 
-def audit_signer(settings: Settings, broker: AgencyKeys) -> NoteSigner:
-    private = broker.sig.private_key
-    if not isinstance(private, Ed25519PrivateKey):
-        raise ConfigurationError("the broker signing key is not an Ed25519 private key")
-    return NoteSigner(settings.audit_origin, private)
+def log_keys(settings: Settings) -> LogKeyStore:
+    """The audit log's own keys (``<keys_dir>/log``), named by its origin."""
+    return LogKeyStore(settings.keys_dir, settings.audit_origin)
 
 
-def audit_verifier(settings: Settings, broker_sig_public: Path | None = None,
-                   registry: KeyRegistry | None = None) -> NoteVerifier:
-    reg = registry or KeyRegistry.from_public_dir(settings.keys_dir, [BROKER])
-    public = reg.current(BROKER, "sig").public_key
-    if not isinstance(public, Ed25519PublicKey):
-        raise ConfigurationError("the broker signing key is not an Ed25519 key")
-    return NoteVerifier(settings.audit_origin, public)
+def audit_verifiers(settings: Settings) -> list[NoteVerifier]:
+    """Every key this deployment's log has been signed with (this operator's own copy)."""
+    return [k.verifier for k in log_keys(settings).all_keys()]
 
 
 @dataclass
@@ -109,7 +104,7 @@ class BrokerService:
         engine = make_engine(settings.db_url)
         await create_schema(engine)
         sessions = sessionmaker(engine)
-        audit = AuditLog(sessions, audit_signer(settings, broker), settings.audit_origin, clock,
+        audit = AuditLog(sessions, LogSigners(log_keys(settings), now=clock()), settings.audit_origin, clock,
                          postgres=is_postgres(engine))
         exchange = Exchange(broker=broker, registry=registry, bundle=bundle,
                             sessions=sessions, audit=audit, clock=clock,

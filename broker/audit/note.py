@@ -283,13 +283,15 @@ def open_note(note: str, verifiers: Sequence[Verifier]) -> tuple[str, list[str]]
     signature that fails rejects the whole note, and at least one must verify.
     Unlike Go, repeated signatures by a known key are all checked, not skipped.
     """
-    known: dict[tuple[str, bytes], Verifier] = {}
-    for verifier in verifiers:
-        ident = (verifier.name, verifier.key_id)
-        if ident in known and known[ident] != verifier:
-            raise NoteError("two verifiers share a key name and key id")
-        known[ident] = verifier
+    text, found = open_note_keys(note, verifiers)
+    names: list[str] = []
+    for verifier in found:
+        if verifier.name not in names:
+            names.append(verifier.name)
+    return text, names
 
+
+def _split_note(note: str) -> tuple[str, list[str]]:
     _check_text(note, "note")
     if not note.endswith("\n"):
         raise NoteError("note must end with a newline")
@@ -302,20 +304,44 @@ def open_note(note: str, verifiers: Sequence[Verifier]) -> tuple[str, list[str]]
         raise NoteError("note has no signature lines")
     if len(lines) > MAX_SIGNATURES:
         raise NoteError("note has too many signatures")
+    return text, lines
 
-    verified: list[str] = []
+
+def open_note_keys(note: str, verifiers: Sequence[Verifier]) -> tuple[str, list[Verifier]]:
+    """``open_note``, returning the verifiers whose signatures verified (each once, in the
+    note's order): several keys of one name (a log during a key rotation) stay apart."""
+    known: dict[tuple[str, bytes], Verifier] = {}
+    for verifier in verifiers:
+        ident = (verifier.name, verifier.key_id)
+        if ident in known and known[ident] != verifier:
+            raise NoteError("two verifiers share a key name and key id")
+        known[ident] = verifier
+
+    text, lines = _split_note(note)
+    verified: list[Verifier] = []
     for line in lines:
         name, raw = _parse_sig_line(line)
         match = known.get((name, raw[:4]))
         if match is None:
             continue
         if not match.verify(text, raw[4:]):
-            raise NoteError("a signature by a known key failed to verify")
-        if name not in verified:
-            verified.append(name)
+            raise NoteError(f"a signature by the known key {name}+{raw[:4].hex()} failed to verify")
+        if match not in verified:
+            verified.append(match)
     if not verified:
         raise NoteError("no signature by a known key")
     return text, verified
+
+
+def signature_key_ids(note: str, name: str) -> list[bytes]:
+    """The key ids of the signature lines by ``name`` (unverified: for routing, not trust)."""
+    _, lines = _split_note(note)
+    found = []
+    for line in lines:
+        signer, raw = _parse_sig_line(line)
+        if signer == name and raw[:4] not in found:
+            found.append(raw[:4])
+    return found
 
 
 @dataclass(frozen=True)

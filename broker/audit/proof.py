@@ -82,7 +82,7 @@ class TlogProof:
         hashes = tuple(_unb64(line, "inclusion proof hash") for line in rest[1:])
         return cls(int(match[1]), hashes, checkpoint, extra)
 
-    def verify(self, log: Verifier, witnesses: Sequence[Verifier] = (), quorum: int = 0,
+    def verify(self, log: Verifier | Sequence[Verifier], witnesses: Sequence[Verifier] = (), quorum: int = 0,
                leaf: bytes | None = None) -> tuple[Checkpoint, list[str]]:
         """Check the note, the witness quorum and the inclusion of ``leaf`` (default: extra).
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from broker.audit.merkle import ProofInvalid, verify_consistency
-from broker.audit.note import Checkpoint, CosignatureVerifier, NoteError, Verifier, open_note
+from broker.audit.note import Checkpoint, CosignatureVerifier, NoteError, Verifier, open_note_keys
 from broker.errors import LogInconsistent, LogRollback
 
 WITNESS_PREFIX = "masp.witness/"
@@ -56,14 +56,30 @@ def check_advance(old: Checkpoint | None, new: Checkpoint, proof: Sequence[bytes
                               presented_size=new.size) from None
 
 
-def open_checkpoint(note: str, log: Verifier, witnesses: Sequence[Verifier] = ()
+def open_checkpoint(note: str, log: Verifier | Sequence[Verifier], witnesses: Sequence[Verifier] = ()
                     ) -> tuple[Checkpoint, list[str]]:
-    """Verify a (cosigned) checkpoint note; return it and the witnesses that cosigned it."""
-    text, names = open_note(note, [log, *witnesses])
+    """Verify a (cosigned) checkpoint note; return it and the witnesses that cosigned it.
+
+    ``log`` is the log's key, or several keys of the log (all named by its origin): one of
+    them must have signed it.
+    """
+    checkpoint, _, cosigners = open_checkpoint_keys(note, log, witnesses)
+    return checkpoint, [w.name for w in cosigners]
+
+
+def open_checkpoint_keys(note: str, log: Verifier | Sequence[Verifier], witnesses: Sequence[Verifier] = ()
+                         ) -> tuple[Checkpoint, list[Verifier], list[Verifier]]:
+    """``open_checkpoint`` returning which log keys signed and which witnesses cosigned."""
+    logs = [log] if not isinstance(log, Sequence) else list(log)
+    if not logs or len({v.name for v in logs}) != 1:
+        raise NoteError("the log's keys must all carry its origin as their name")
+    origin = logs[0].name
+    text, found = open_note_keys(note, [*logs, *(w for w in witnesses if w.name != origin)])
     checkpoint = Checkpoint.parse(text)
-    if log.name not in names or checkpoint.origin != log.name:
+    signed = [v for v in found if v.name == origin]
+    if not signed or checkpoint.origin != origin:
         raise NoteError("checkpoint is not signed by the log under its origin")
-    return checkpoint, [n for n in names if n != log.name]
+    return checkpoint, signed, [v for v in found if v.name != origin]
 
 
 def append_cosignatures(note: str, lines: Sequence[str]) -> str:

@@ -157,6 +157,11 @@ class KeyRegistry:
         self._keys, self._agencies, self._states, self._stamp = (
             fresh._keys, fresh._agencies, fresh._states, fresh._stamp)
 
+    @property
+    def directory(self) -> Path | None:
+        """The key directory this registry reads, if any."""
+        return self._dir
+
     def state(self, kid: str) -> KeyState:
         self._refresh()
         return self._states.get(kid, KeyState("active"))

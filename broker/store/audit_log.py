@@ -24,9 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broker.audit.entry import AuditEntry
 from broker.audit.merkle import CompactRange, leaf_hash
-from broker.audit.note import Checkpoint, NoteSigner, sign_note
+from broker.audit.note import Checkpoint, NoteSigner, sign_note, signature_key_ids
 from broker.audit.tree import completed_nodes
 from broker.clock import Clock
+from broker.crypto.log_keys import LogSigners
+from broker.errors import ConfigurationError
 from broker.store import raw
 from broker.store.models import AuditRow, CheckpointRow
 
@@ -116,10 +118,11 @@ def _sqlite_datetime(dialect: Dialect) -> Callable[[object], object]:
 
 
 class AuditLog:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], signer: NoteSigner, origin: str,
-                 clock: Clock, *, postgres: bool) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], keys: LogSigners | NoteSigner,
+                 origin: str, clock: Clock, *, postgres: bool) -> None:
         self.sessions = sessions
-        self.signer = signer
+        #: the log's signing keys (``broker/crypto/log_keys.py``), re-read under the sequencer
+        self.keys = keys if isinstance(keys, LogSigners) else LogSigners.of(keys)
         self.origin = origin
         self.clock = clock
         self.postgres = postgres
@@ -147,6 +150,7 @@ class AuditLog:
                     # SQLite: hold the write lock before reading the tree head, so a CLI command
                     # appending beside a running broker waits instead of taking the same seq
                     await conn.exec_driver_sql("BEGIN IMMEDIATE")
+                self.keys.refresh(self.clock())  # a rotation reaches this process here
                 batch = Batch(session, await self._tree(session))
                 root = b""
                 yield batch
@@ -184,8 +188,29 @@ class AuditLog:
         size, root = int(newest[0][0]), bytes(newest[0][1])
         if self._head is not None and self._head[:2] == (size, root):
             return CompactRange(size, self._head[2])
-        frontier = await raw.fetch(session, "SELECT frontier FROM audit_checkpoint WHERE size = ?", size)
-        return CompactRange(size, [bytes.fromhex(h) for h in json.loads(frontier[0][0])])
+        found = await raw.fetch(session, "SELECT frontier, note FROM audit_checkpoint WHERE size = ?", size)
+        self._check_keys(str(found[0][1]))
+        return CompactRange(size, [bytes.fromhex(h) for h in json.loads(found[0][0])])
+
+    def _check_keys(self, note: str) -> None:
+        """Refuse to extend a log another process signed with a key this one does not hold.
+
+        After a rotation every checkpoint must carry the new key (``broker/audit/verify.py``):
+        a process still on the old key alone would write a checkpoint that fails verification.
+        """
+        unknown = [kid for kid in signature_key_ids(note, self.origin) if not self.keys.knows(kid)]
+        if unknown:
+            self.keys.refresh(self.clock(), force=True)
+            unknown = [kid for kid in unknown if not self.keys.knows(kid)]
+        if unknown:
+            raise ConfigurationError(
+                f"the audit log is signed by log key {unknown[0].hex()}, which this process does not "
+                "hold: install the log keys of the rotation before appending")
+
+    @property
+    def signer(self) -> NoteSigner:
+        """The log's current signing key."""
+        return self.keys.current
 
     def _checkpoint(self, session: AsyncSession, tree: CompactRange) -> bytes:
         """Sign and add the checkpoint of ``tree``; its root hash."""
@@ -193,7 +218,7 @@ class AuditLog:
         session.add(CheckpointRow(
             size=tree.size, root_hash=cp.root_hash, at=self.clock(),
             frontier=json.dumps([h.hex() for h in tree.hashes]),
-            note=sign_note(cp.body(), [self.signer]),
+            note=sign_note(cp.body(), self.keys.at(self.clock())),
         ))
         return cp.root_hash
 

@@ -21,6 +21,7 @@ import typer
 
 from broker import keys_cli
 from broker.adapter_cli import app as adapter_app
+from broker.audit_cli import app as audit_app
 from broker.consent_cli import app as consent_app
 from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyRegistry, init_keys
 from broker.db_cli import app as db_app
@@ -33,7 +34,6 @@ from broker.settings import Settings
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="MASP Exchange: secure inter-agency referral broker.")
 keys_app = typer.Typer(no_args_is_help=True, help="Agency and broker keys (JWK files, 0600).")
-audit_app = typer.Typer(no_args_is_help=True, help="Verify and export the audit log.")
 policy_app = typer.Typer(no_args_is_help=True, help="Check DSA files and explain decisions.")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
@@ -128,11 +128,6 @@ def init() -> None:
 
 DemoFlag = Annotated[bool, typer.Option("--demo", help="also run the four adapters and seed the demo case")]
 OutDir = Annotated[Path | None, typer.Option(help="leave keys, deliveries, audit export and summary here")]
-ExportDir = Annotated[Path | None, typer.Option(help="verify an export directory instead of the database")]
-VKey = Annotated[str | None, typer.Option(help="pinned note verifier key of the log")]
-WitnessKeys = Annotated[list[str] | None, typer.Option(help="pinned witness vkey (repeat per witness)")]
-Quorum = Annotated[int, typer.Option(help="cosignatures that publish a checkpoint")]
-WitnessedNote = Annotated[list[Path] | None, typer.Option(help="a checkpoint note an agency witnessed")]
 
 
 @app.command()
@@ -178,9 +173,21 @@ def demo(out: OutDir = None,
 def keys_init(force: Annotated[bool, typer.Option(help="replace existing keys")] = False,
               agency: Annotated[list[str] | None, typer.Option(help="only these agencies")] = None) -> None:
     """Create signing (Ed25519) and encryption (X25519) keys for each agency and the broker."""
+    from broker.crypto.log_keys import LOG
+    from broker.service import log_keys
+
     settings = Settings()
-    wanted = agency or [*AGENCIES, BROKER]
+    wanted = [a for a in agency or [*AGENCIES, BROKER, LOG] if a != LOG]
     created = init_keys(settings.keys_dir, datetime.now(UTC).date(), wanted, force=force)
+    if agency is None or LOG in agency:
+        try:
+            if log_keys(settings).create(datetime.now(UTC)) is not None:
+                created.append(LOG)
+            elif force:
+                typer.echo("the audit log's key is kept (replacing it would cut the log's chain of "
+                           "keys): rotate it with `masp keys rotate log`", err=True)
+        except MaspError as exc:
+            fail(f"{exc.title}: {exc.detail}")
     typer.echo(f"keys in {settings.keys_dir}; created for: {', '.join(created) or 'none (kept)'}")
 
 
@@ -203,86 +210,6 @@ def token(role: Annotated[str, typer.Option(help="ig_officer, ops or admin")],
                                     datetime.now(UTC)))
     except (ValueError, MaspError) as exc:
         fail(str(exc))
-
-
-@audit_app.command("verify")
-def audit_verify(export: ExportDir = None, vkey: VKey = None,
-                 witness_vkey: WitnessKeys = None, quorum: Quorum = 2,
-                 witnessed: WitnessedNote = None) -> None:
-    """Recompute every leaf, the tree and every checkpoint; exit 0 only if the log is intact.
-
-    With --export, only the export and the keys given are trusted: pin the log key (--vkey)
-    and the witnesses' keys (--witness-vkey); --witnessed adds a checkpoint an agency
-    cosigned earlier, which the log must still contain (a rolled-back copy fails).
-    """
-    from broker.audit.note import Checkpoint
-
-    seen: list[Checkpoint] = []
-    for path in witnessed or []:
-        try:
-            seen.append(Checkpoint.parse(path.read_text().split("\n\n", 1)[0] + "\n"))
-        except (OSError, ValueError) as exc:
-            fail(f"{path}: not a checkpoint ({type(exc).__name__})")
-    from broker.audit.note import NoteVerifier
-    from broker.store.audit_export import verify_database, verify_export
-
-    if export is not None:
-        if not (export / "entries.jsonl").exists():
-            fail(f"{export} is not an audit export (no entries.jsonl)")
-        report = verify_export(export, vkey, witness_vkeys=witness_vkey, quorum=quorum, witnessed=seen)
-    else:
-        async def from_db() -> Any:
-            from broker.service import BrokerService
-
-            service = await BrokerService.open(Settings())
-            try:
-                return await verify_database(service, NoteVerifier.from_vkey(vkey) if vkey else None,
-                                             witnessed=seen)
-            finally:
-                await service.close()
-
-        report = _run(from_db())
-    if not report.ok:
-        fail(f"audit log NOT intact: first bad seq {report.first_bad_seq}: {report.problem}", 1)
-    typer.echo(f"audit log intact: {report.entries} entries, {report.checkpoints} checkpoints, "
-               f"root {report.root_hex}")
-
-
-@audit_app.command("proof")
-def audit_proof(seq: Annotated[int, typer.Argument(help="the entry's seq")],
-                size: Annotated[int | None, typer.Option(help="checkpoint size to prove against")] = None,
-                ) -> None:
-    """Print the entry's C2SP tlog-proof against the newest published (witnessed) checkpoint."""
-    from broker.service import BrokerService
-    from broker.store.audit_proofs import entry_proof
-
-    async def go() -> str:
-        settings = Settings()
-        service = await BrokerService.open(settings)
-        try:
-            async with service.exchange.sessions() as session:
-                found = await entry_proof(session, seq, quorum=settings.witness_quorum, size=size)
-            return found.proof.text()
-        finally:
-            await service.close()
-
-    typer.echo(_run(go()), nl=False)
-
-
-@audit_app.command("export")
-def audit_export(out: Annotated[Path, typer.Option(help="directory to write")]) -> None:
-    """Export entries, checkpoints and the log's verifier key for offline verification."""
-    from broker.service import BrokerService
-    from broker.store.audit_export import export_log
-
-    async def go() -> int:
-        service = await BrokerService.open(Settings())
-        try:
-            return await export_log(service, out)
-        finally:
-            await service.close()
-
-    typer.echo(f"exported {_run(go())} entries to {out}")
 
 
 @policy_app.command("lint")

@@ -7,9 +7,12 @@ import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from aio_pika.abc import AbstractRobustConnection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import Connection, inspect, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from broker import policy
 from broker.audit.note import NoteVerifier
@@ -74,6 +77,72 @@ def log_keys(settings: Settings) -> LogKeyStore:
 def audit_verifiers(settings: Settings) -> list[NoteVerifier]:
     """Every key this deployment's log has been signed with (this operator's own copy)."""
     return [k.verifier for k in log_keys(settings).all_keys()]
+
+
+@dataclass
+class AuditStore:
+    """The audit log alone: what ``masp audit`` and ``masp keys rotate log`` need.
+
+    No agreement, no queues, no agency keys: a proof, an export or a verification needs only
+    the database (and, to append, the log's own keys). Read-only use never creates or
+    migrates a schema: a database without an audit log is refused as such.
+    """
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    audit: AuditLog | None = None
+
+    @classmethod
+    async def open(cls, settings: Settings, *, append: bool = False,
+                   clock: Clock = system_clock) -> AuditStore:
+        if not append:
+            _require_sqlite_file(settings)
+        engine = make_engine(settings.db_url)
+        try:
+            if append:
+                await create_schema(engine)
+            else:
+                await _require_audit_tables(engine, settings)
+        except BaseException:
+            await engine.dispose()
+            raise
+        sessions = sessionmaker(engine)
+        audit = (AuditLog(sessions, LogSigners(log_keys(settings), now=clock()), settings.audit_origin,
+                          clock, postgres=is_postgres(engine)) if append else None)
+        return cls(settings, engine, sessions, audit)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _where(settings: Settings) -> str:
+    return "MASP_DATABASE_URL" if settings.database_url else f"{settings.state_dir}/masp.db"
+
+
+def _require_sqlite_file(settings: Settings) -> None:
+    """SQLite creates a missing database file on connect: a read must not leave one behind."""
+    url = make_url(settings.db_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" \
+            and not Path(url.database).is_file():
+        raise ConfigurationError(f"no audit log in the database ({_where(settings)}: no such file); "
+                                 "set MASP_DATABASE_URL or MASP_STATE_DIR to the broker's")
+
+
+async def _require_audit_tables(engine: AsyncEngine, settings: Settings) -> None:
+    def tables(conn: Connection) -> set[str]:
+        return set(inspect(conn).get_table_names())
+
+    try:
+        async with engine.connect() as conn:
+            found = await conn.run_sync(tables)
+    except (OSError, SQLAlchemyError) as exc:
+        raise ConfigurationError(f"cannot open the database ({type(exc).__name__}); "
+                                 "set MASP_DATABASE_URL or MASP_STATE_DIR") from None
+    if not {"audit_entry", "audit_checkpoint"} <= found:
+        where = (settings.database_url and "MASP_DATABASE_URL") or f"{settings.state_dir}/masp.db"
+        raise ConfigurationError(f"no audit log in the database ({where}); set MASP_DATABASE_URL "
+                                 "or MASP_STATE_DIR to the broker's")
 
 
 @dataclass

@@ -36,6 +36,7 @@ class EntryKind(StrEnum):
     DSA_LOADED = "dsa_loaded"
     KEY_ROTATED = "key_rotated"
     KEY_REVOKED = "key_revoked"
+    LOG_KEY_ROTATED = "log_key_rotated"
     AUDIT_VIEWED = "audit_viewed"
     AUDIT_EXPORTED = "audit_exported"
     CORRECTION_SENT = "correction_sent"
@@ -116,6 +117,9 @@ class AuditEntry(BaseModel):
     fields_withheld: tuple[str, ...] = ()
     kind: EntryKind
     lawful_basis: str | None = None
+    #: kind ``log_key_rotated``: the signed statement handing the log to its next key
+    #: (``broker/audit/key_rotation.py``)
+    log_key_rotation: str | None = None
     masp_type: str | None = None
     message_id: str | None = None
     override: Mapping[str, str] | None = None  # codes only: keeps leaves float-free (see leaf_bytes)

@@ -1,14 +1,26 @@
-"""Offline verification of an audit log: every leaf, the tree, every checkpoint and cosignature.
+"""Offline verification of an audit log against keys the verifier pinned (``broker/audit/trust.py``).
 
 Streams entries in order with a compact range, so memory stays O(log n) however long the
-log grows. Reports the first bad ``seq`` so an IG officer knows where to look.
+log grows. Reports the first bad ``seq`` so an IG officer knows where to look, and on
+success exactly what was proven: which entries, under which checkpoint, signed by which
+key, cosigned by which witnesses.
 
 Checked, in order of the log: each stored leaf hash against its leaf bytes, each leaf's own
-``seq``, each checkpoint's log signature and every cosignature by a known witness, each
-checkpoint's root against the recomputed tree, a consistency proof between consecutive
-checkpoints when the caller has them, and checkpoints witnessed elsewhere (an agency's last
-cosigned one): a log that is smaller than one of those, or differs at its size, was rolled
-back or rewritten.
+``seq`` and canonical form; each checkpoint's signature by the log key in force at that
+point (see below), every cosignature by a pinned witness, its root against the recomputed
+tree, a consistency proof from the previous checkpoint; each key rotation entry
+(``broker/audit/key_rotation.py``); checkpoints witnessed elsewhere (an agency's last
+cosigned one): a log smaller than one of those, or different at its size, was rolled back
+or rewritten. Then coverage: the newest checkpoint that passed (with the quorum of pinned
+witnesses, when witness keys are pinned) must cover every entry; entries past it are an
+unsigned tail, refused unless the caller allows one.
+
+The log's keys form a chain K0 -> K1 -> ... through rotation entries, each signed by the
+key it replaces and the key it introduces, and each binding the tree before it. Checkpoints
+before the rotation entry of K(i+1) must be signed by K(i); the first checkpoint covering it
+by K(i) or K(i+1); every later one by K(i+1): a retired key alone no longer counts. At least
+one pinned key must be in the chain, and a key pinned ``since`` an entry must be introduced
+exactly there.
 """
 
 from __future__ import annotations
@@ -17,7 +29,7 @@ import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from multiprocessing import get_context
 from typing import Any
@@ -25,19 +37,30 @@ from typing import Any
 import orjson
 import rfc8785
 
+from broker.audit.key_rotation import KeyRotation, open_rotation
 from broker.audit.merkle import CompactRange, ProofInvalid, leaf_hash, verify_consistency
-from broker.audit.note import Checkpoint, NoteError, Verifier
-from broker.audit.witness import open_checkpoint
+from broker.audit.note import Checkpoint, NoteError, NoteVerifier
+from broker.audit.trust import Trust, key_label
+from broker.audit.witness import open_checkpoint_keys
 
 ConsistencyProofs = Mapping[tuple[int, int], Sequence[bytes]]
 Row = tuple[int, bytes, bytes]
 """``(seq, leaf, stored leaf_hash)``."""
+ROTATION_KIND = "log_key_rotated"
+
+
+@dataclass(frozen=True)
+class Rotated:
+    seq: int
+    old: str
+    new: str
 
 
 @dataclass(frozen=True)
 class VerifyReport:
     entries: int
     checkpoints: int
+    #: entries proven: the size of the newest checkpoint that passed every check asked for
     size: int
     root_hex: str
     first_bad_seq: int | None = None
@@ -45,10 +68,114 @@ class VerifyReport:
     cosignatures: int = 0
     #: The largest checkpoint with at least the quorum of witness cosignatures.
     published_size: int | None = None
+    #: the log keys (``name+id``) that signed the covering checkpoint
+    signed_by: tuple[str, ...] = ()
+    #: the pinned witnesses whose cosignatures on it verified
+    cosigned_by: tuple[str, ...] = ()
+    #: entries past the covering checkpoint (allowed only when the caller asked)
+    tail: int = 0
+    rotations: tuple[Rotated, ...] = ()
+    quorum: int = 0
 
     @property
     def ok(self) -> bool:
         return self.problem is None
+
+    def summary(self) -> str:
+        """What was proven, in one paragraph."""
+        if self.size == 0:
+            proven = "no entries are covered by a checkpoint"
+        else:
+            proven = (f"entries 0..{self.size - 1} under checkpoint {self.size} signed by "
+                      f"{', '.join(self.signed_by)}")
+            if self.cosigned_by:
+                proven += f", cosigned by {', '.join(self.cosigned_by)}"
+            elif self.quorum == 0:
+                proven += " (no witness quorum required)"
+        lines = [proven]
+        for r in self.rotations:
+            lines.append(f"log key rotated at entry {r.seq}: {r.old} -> {r.new}")
+        if self.tail:
+            lines.append(f"{self.tail} entries from seq {self.size} are past it (allowed)")
+        return "; ".join(lines)
+
+
+@dataclass
+class _KeyChain:
+    """The log key in force as the log is read (see the module docstring)."""
+
+    trust: Trust
+    #: K0, when the log has rotations (the old key of the first one); else any pinned key
+    first: NoteVerifier | None
+    keys: list[NoteVerifier] = field(default_factory=list)
+    #: a rotation read but not yet covered by a checkpoint: (seq, new key)
+    pending: tuple[int, NoteVerifier] | None = None
+    rotations: list[tuple[int, KeyRotation]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.keys = [self.first] if self.first is not None else [k.verifier for k in self.trust.log]
+
+    def known(self) -> list[NoteVerifier]:
+        return [*self.keys, *([self.pending[1]] if self.pending else [])]
+
+    def in_force(self) -> list[NoteVerifier]:
+        if self.first is None and not self.rotations:
+            return list(self.keys)  # no rotation: any pinned key
+        return [self.keys[-1], *([self.pending[1]] if self.pending else [])]
+
+    def rotate(self, seq: int, statement: object, origin: str, root: bytes) -> str | None:
+        if not isinstance(statement, str):
+            return f"entry {seq}: key rotation entry carries no statement"
+        try:
+            rotation = open_rotation(statement)
+        except NoteError as exc:
+            return f"entry {seq}: {exc}"
+        if rotation.origin != origin:
+            return f"entry {seq}: key rotation is for another log"
+        if rotation.size != seq or rotation.root_hash != root:
+            return f"entry {seq}: key rotation does not commit to the {seq} entries before it"
+        if self.pending is not None:
+            return f"entry {seq}: a second key rotation before the first was covered by a checkpoint"
+        current = self.in_force()
+        if rotation.old.key_id not in {k.key_id for k in current}:
+            return (f"entry {seq}: key rotation is not signed by the key in force "
+                    f"({', '.join(key_label(k) for k in current)})")
+        if any(k.key_id == rotation.new.key_id for k in self._all()):
+            return f"entry {seq}: key rotation brings back a key the log already had"
+        if self.first is None and not self.rotations:
+            self.keys = [rotation.old]  # no rotation was read ahead: the chain starts here
+        self.pending = (seq, rotation.new)
+        self.rotations.append((seq, rotation))
+        return None
+
+    def _all(self) -> list[NoteVerifier]:
+        return [*self.keys, *(r.old for _, r in self.rotations), *(r.new for _, r in self.rotations)]
+
+    def signed(self, size: int, signers: list[NoteVerifier]) -> str | None:
+        """Check a checkpoint's log signers against the key in force; move the chain on."""
+        ids = {k.key_id for k in signers}
+        allowed = self.in_force()
+        if not ids & {k.key_id for k in allowed}:
+            names = ", ".join(key_label(k) for k in signers)
+            return (f"checkpoint at size {size} is signed only by {names}, not by the key in force "
+                    f"({', '.join(key_label(k) for k in allowed)}): a retired or unknown key")
+        if self.pending is not None and size > self.pending[0]:
+            # the first checkpoint covering the rotation: from here the new key alone is in force
+            self.keys.append(self.pending[1])
+            self.pending = None
+        return None
+
+    def anchored(self, size: int) -> str | None:
+        """After the whole log: is it tied to the pinned keys?"""
+        chain = {k.key_id for k in self._all()}
+        if not chain & {p.key_id for p in self.trust.log}:
+            return "none of the keys this log was signed with is pinned"
+        introduced = {seq: r.new.key_id for seq, r in self.rotations}
+        for pin in self.trust.log:
+            if pin.since is not None and size > pin.since and introduced.get(pin.since) != pin.key_id:
+                return (f"the pinned key {key_label(pin.verifier)} was introduced at entry {pin.since}, "
+                        f"but entry {pin.since} of this log is not that rotation: another history")
+        return None
 
 
 @dataclass
@@ -56,15 +183,18 @@ class _Checkpoints:
     """Checks the signed checkpoints as the recomputed tree reaches each size."""
 
     pending: list[tuple[int, str]]
-    log: Verifier
-    witnesses: Sequence[Verifier]
-    quorum: int
+    chain: _KeyChain
+    trust: Trust
     consistency: ConsistencyProofs | None
     witnessed: list[Checkpoint]
     checked: int = 0
     cosignatures: int = 0
     published: int | None = None
     previous: Checkpoint | None = None
+    #: the newest checkpoint that passed with the quorum: (size, log signers, cosigners)
+    covering: tuple[int, list[NoteVerifier], list[str]] | None = None
+    #: the pinned witnesses that cosigned the newest checkpoint read so far
+    newest_cosigners: list[str] = field(default_factory=list)
 
     def at(self, size: int, root: bytes) -> str | None:
         for trusted in [w for w in self.witnessed if w.size == size]:
@@ -74,7 +204,7 @@ class _Checkpoints:
         while self.pending and self.pending[0][0] == size:
             _, note = self.pending.pop(0)
             try:
-                cp, names = open_checkpoint(note, self.log, self.witnesses)
+                cp, signed, cosigners = open_checkpoint_keys(note, self.chain.known(), self.trust.witnesses)
             except NoteError as exc:
                 return f"checkpoint at size {size} does not verify: {exc}"
             if cp.size != size:
@@ -83,10 +213,17 @@ class _Checkpoints:
                 return f"checkpoint at size {size} commits to a different tree"
             if (problem := self._consistent(cp)) is not None:
                 return problem
+            signers = [k for k in signed if isinstance(k, NoteVerifier)]
+            if (problem := self.chain.signed(size, signers)) is not None:
+                return problem
             self.checked += 1
-            self.cosignatures += len(names)
-            if len(names) >= self.quorum:
-                self.published = size
+            self.cosignatures += len(cosigners)
+            names = [w.name for w in cosigners]
+            self.newest_cosigners = names
+            if len(cosigners) >= self.trust.quorum:
+                if self.trust.quorum > 0:
+                    self.published = size
+                self.covering = (size, signers, names)
             self.previous = cp
         return None
 
@@ -104,7 +241,7 @@ class _Checkpoints:
         return None
 
 
-def _leaf_problem(seq: int, leaf: bytes) -> str | None:
+def _leaf_problem(seq: int, leaf: bytes, rotations: dict[int, object] | None = None) -> str | None:
     """A leaf must be canonical JSON of an entry object carrying its own seq.
 
     Checked structurally rather than by full schema validation: verification is about
@@ -123,6 +260,8 @@ def _leaf_problem(seq: int, leaf: bytes) -> str | None:
         return f"entry {seq}: leaf says seq {doc.get('seq')}"
     if not _canonical(doc, leaf):
         return f"entry {seq}: leaf is not in canonical (RFC 8785) form"
+    if doc["kind"] == ROTATION_KIND and rotations is not None:
+        rotations[seq] = doc.get("log_key_rotation")
     return None
 
 
@@ -155,23 +294,6 @@ def _canonical(doc: dict[str, Any], leaf: bytes) -> bool:
         return False
 
 
-def verify_log(entries: Iterable[Row], checkpoints: Iterable[tuple[int, str]],
-               verifier: Verifier, *, witnesses: Sequence[Verifier] = (), quorum: int = 0,
-               consistency: ConsistencyProofs | None = None,
-               witnessed: Iterable[Checkpoint] = ()) -> VerifyReport:
-    """Check ``(seq, leaf, stored leaf_hash)`` rows against each other and the signed checkpoints.
-
-    Checkpoints are ``(size, signed note)``; each must carry the log's signature under
-    ``verifier``, any cosignature by a key in ``witnesses`` must verify, and it must commit
-    to the root of exactly the first ``size`` leaves. ``consistency`` maps consecutive
-    checkpoint sizes to their proofs (all required when given). ``witnessed`` are
-    checkpoints an agency already verified and cosigned: the log must reach and match them.
-    """
-    return verify_checked(map(check_leaves, pages_of(entries)), checkpoints, verifier,
-                          witnesses=witnesses, quorum=quorum, consistency=consistency,
-                          witnessed=witnessed)
-
-
 def pages_of(rows: Iterable[Row], size: int = 1000) -> Iterator[list[Row]]:
     """``rows`` in lists of ``size`` (``itertools.batched`` from Python 3.12)."""
     it = iter(rows)
@@ -190,6 +312,8 @@ class CheckedLeaves:
     seqs: list[int]
     hashes: list[bytes]
     problem: str | None = None
+    #: the statements of the page's key rotation entries, by seq
+    rotations: dict[int, object] = field(default_factory=dict)
 
 
 def check_leaves(rows: Sequence[Row]) -> CheckedLeaves:
@@ -200,15 +324,17 @@ def check_leaves(rows: Sequence[Row]) -> CheckedLeaves:
     """
     seqs: list[int] = []
     hashes: list[bytes] = []
+    rotations: dict[int, object] = {}
     for seq, leaf, stored_hash in rows:
         seqs.append(seq)
         computed = leaf_hash(leaf)
         if computed != stored_hash:
-            return CheckedLeaves(seqs, hashes, f"entry {seq}: leaf bytes do not match the stored leaf hash")
-        if (problem := _leaf_problem(seq, leaf)) is not None:
-            return CheckedLeaves(seqs, hashes, problem)
+            return CheckedLeaves(seqs, hashes, f"entry {seq}: leaf bytes do not match the stored leaf hash",
+                                 rotations)
+        if (problem := _leaf_problem(seq, leaf, rotations)) is not None:
+            return CheckedLeaves(seqs, hashes, problem, rotations)
         hashes.append(computed)
-    return CheckedLeaves(seqs, hashes)
+    return CheckedLeaves(seqs, hashes, None, rotations)
 
 
 def check_in_workers(pages: Iterable[Sequence[Row]], workers: int) -> Iterator[CheckedLeaves]:
@@ -234,10 +360,41 @@ def check_in_workers(pages: Iterable[Sequence[Row]], workers: int) -> Iterator[C
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def verify_checked(pages: Iterable[CheckedLeaves], checkpoints: Iterable[tuple[int, str]],
-                   verifier: Verifier, *, witnesses: Sequence[Verifier] = (), quorum: int = 0,
-                   consistency: ConsistencyProofs | None = None,
-                   witnessed: Iterable[Checkpoint] = (),
+
+
+def first_key(rotations: Iterable[tuple[int, str]]) -> NoteVerifier | None:
+    """K0, read ahead: the old key of the first rotation statement that opens.
+
+    A hint only: the main pass re-checks every rotation at its place in the log, and the
+    chain must reach a pinned key, so a wrong hint can only make verification fail.
+    """
+    for _, statement in rotations:
+        try:
+            return open_rotation(statement).old
+        except NoteError:
+            continue
+    return None
+
+
+def verify_log(entries: Iterable[Row], checkpoints: Iterable[tuple[int, str]], trust: Trust, *,
+               rotations: Iterable[tuple[int, str]] = (), consistency: ConsistencyProofs | None = None,
+               witnessed: Iterable[Checkpoint] = (), allow_unsigned_tail: bool = False) -> VerifyReport:
+    """Check ``(seq, leaf, stored leaf_hash)`` rows against each other and the signed checkpoints.
+
+    Checkpoints are ``(size, signed note)``. ``rotations`` are the log's key rotation entries
+    ``(seq, statement)`` read ahead (to know the log's first key when a newer one is pinned).
+    ``consistency`` maps consecutive checkpoint sizes to their proofs (all required when
+    given). ``witnessed`` are checkpoints an agency already verified and cosigned: the log
+    must reach and match them.
+    """
+    return verify_checked(map(check_leaves, pages_of(entries)), checkpoints, trust,
+                          rotations=rotations, consistency=consistency, witnessed=witnessed,
+                          allow_unsigned_tail=allow_unsigned_tail)
+
+
+def verify_checked(pages: Iterable[CheckedLeaves], checkpoints: Iterable[tuple[int, str]], trust: Trust, *,
+                   rotations: Iterable[tuple[int, str]] = (), consistency: ConsistencyProofs | None = None,
+                   witnessed: Iterable[Checkpoint] = (), allow_unsigned_tail: bool = False,
                    progress: Callable[[int], None] | None = None) -> VerifyReport:
     """``verify_log`` over pages already through ``check_leaves``, in log order.
 
@@ -245,13 +402,23 @@ def verify_checked(pages: Iterable[CheckedLeaves], checkpoints: Iterable[tuple[i
     out-of-order seq before a bad leaf at or after it, a checkpoint before later leaves.
     ``progress`` is told the number of entries verified after each page.
     """
-    state = _Checkpoints(sorted(checkpoints), verifier, witnesses, quorum, consistency,
+    chain = _KeyChain(trust, first_key(rotations))
+    state = _Checkpoints(sorted(checkpoints), chain, trust, consistency,
                          sorted(witnessed, key=lambda c: c.size))
     tree = CompactRange()
 
     def report(bad: int | None, problem: str | None) -> VerifyReport:
-        return VerifyReport(tree.size, state.checked, tree.size, tree.root().hex(), bad, problem,
-                            state.cosignatures, state.published)
+        covered = state.covering
+        size = covered[0] if covered else 0
+        tail = tree.size - size
+        if problem is None and tail and not allow_unsigned_tail:
+            bad, problem = size, _tail_problem(state, trust, tree.size, size)
+        return VerifyReport(
+            tree.size, state.checked, size, tree.root().hex(), bad, problem, state.cosignatures,
+            state.published, tuple(key_label(k) for k in covered[1]) if covered else (),
+            tuple(covered[2]) if covered else (), tail,
+            tuple(Rotated(seq, key_label(r.old), key_label(r.new)) for seq, r in chain.rotations),
+            trust.quorum)
 
     if (problem := state.at(0, tree.root())) is not None:
         return report(0, problem)
@@ -259,12 +426,15 @@ def verify_checked(pages: Iterable[CheckedLeaves], checkpoints: Iterable[tuple[i
     due = {size for size, _ in state.pending} | {w.size for w in state.witnessed}
     append, root = tree.append, tree.root
     for page in pages:
-        hashes = page.hashes
+        hashes, rotated = page.hashes, page.rotations
         for i, seq in enumerate(page.seqs):
             if seq != tree.size:
                 return report(tree.size, f"entry {tree.size} is missing or out of order (found seq {seq})")
             if i == len(hashes):
                 return report(seq, page.problem)
+            if rotated and seq in rotated and (
+                    problem := chain.rotate(seq, rotated[seq], trust.origin, root())) is not None:
+                return report(seq, problem)
             append(hashes[i])
             # the root costs O(log n) hashes: only compute it where a checkpoint is due
             if seq + 1 in due and (problem := state.at(seq + 1, root())) is not None:
@@ -278,4 +448,22 @@ def verify_checked(pages: Iterable[CheckedLeaves], checkpoints: Iterable[tuple[i
     if state.witnessed:
         return report(tree.size, f"the log ends at {tree.size} but a checkpoint of size "
                                  f"{state.witnessed[-1].size} was witnessed: the log was rolled back")
+    if (problem := chain.anchored(tree.size)) is not None:
+        return report(None, problem)
     return report(None, None)
+
+
+def _tail_problem(state: _Checkpoints, trust: Trust, entries: int, covered: int) -> str:
+    count = entries - covered
+    if state.previous is None:
+        return (f"no checkpoint signed by the log covers its {count} entries (from seq 0): "
+                "nothing here is signed")
+    if trust.quorum and state.previous.size > covered:
+        had = state.newest_cosigners
+        by = f" (by {', '.join(had)})" if had else ""
+        return (f"the newest checkpoint (size {state.previous.size}) has {len(had)} of the {trust.quorum} "
+                f"cosignatures required by the pinned witnesses{by}; {count} entries from seq {covered} "
+                "are not covered by a checkpoint that has them (wait for the witnesses, or pass "
+                "--allow-unsigned-tail)")
+    return (f"{count} entries from seq {covered} are past the newest checkpoint (size {covered}): "
+            "they are not signed (pass --allow-unsigned-tail to accept an unsigned tail)")

@@ -28,6 +28,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from broker.audit.note import NoteError, NoteSigner, NoteVerifier
 from broker.errors import ConfigurationError
 
+LOG = "log"
+"""The key owner name of the audit log's keys (``masp keys rotate log``)."""
 LOG_DIR = "log"
 STATE_FILE = "state.json"
 
@@ -55,9 +57,12 @@ class LogKeyState:
     current: str
     pending: str | None
     keys: dict[str, LogKey] = field(default_factory=dict)
+    #: the pending key co-signs: set inside the rotation's own unit of work, before it commits
+    pending_signs: bool = False
 
     def as_json(self) -> dict[str, object]:
         return {"origin": self.origin, "current": self.current, "pending": self.pending,
+                "pending_signs": self.pending_signs,
                 "keys": {k.id: {"added": k.added.isoformat(), "vkey": k.vkey,
                                 "retire_at": k.retire_at.isoformat() if k.retire_at else None}
                          for k in self.keys.values()}}
@@ -117,7 +122,8 @@ class LogKeyStore:
                                   datetime.fromisoformat(retire) if retire else None)
         if doc["current"] not in keys or (doc.get("pending") and doc["pending"] not in keys):
             raise ConfigurationError(f"{path} names a log key it does not hold")
-        return LogKeyState(self.origin, doc["current"], doc.get("pending"), keys)
+        return LogKeyState(self.origin, doc["current"], doc.get("pending"), keys,
+                           bool(doc.get("pending_signs")) and doc.get("pending") is not None)
 
     def signer(self, key_id: str) -> NoteSigner:
         path = self.home / f"{key_id}.skey"
@@ -138,6 +144,8 @@ class LogKeyStore:
         current = state.keys[state.current]
         others = [k for k in state.keys.values()
                   if k.id not in (state.current, state.pending) and k.signs_at(now)]
+        if state.pending is not None and state.pending_signs:
+            others.append(state.keys[state.pending])
         return [(self.signer(k.id), k.retire_at) for k in [current, *others]]
 
     def verifiers(self, now: datetime) -> list[NoteVerifier]:
@@ -191,6 +199,16 @@ class LogKeyStore:
         self._save(state)
         return key
 
+    def start_signing(self, key_id: str) -> None:
+        """The pending key co-signs from now on: called while the rotation entry's unit of work
+        holds the sequencer, so no checkpoint after that entry goes without the new key."""
+        state = self.state()
+        if state.pending != key_id:
+            raise ConfigurationError(f"log key {key_id} is not the one being rotated in")
+        if not state.pending_signs:
+            state.pending_signs = True
+            self._save(state)
+
     def finish_rotation(self, key_id: str, retire_at: datetime) -> LogKeyState:
         """Make the pending key current; the replaced key co-signs until ``retire_at``."""
         state = self.state()
@@ -198,7 +216,7 @@ class LogKeyStore:
             raise ConfigurationError(f"log key {key_id} is not the one being rotated in")
         old = state.keys[state.current]
         state.keys[old.id] = LogKey(old.id, old.verifier, old.added, retire_at)
-        state.current, state.pending = key_id, None
+        state.current, state.pending, state.pending_signs = key_id, None, False
         self._save(state)
         return state
 
@@ -247,7 +265,7 @@ class LogSigners:
         # the keys that sign at ``now`` (a retired key's private file may be gone);
         # ``at`` drops each one as its overlap ends
         self._signers = self.store.signers(now)
-        self._known = {bytes.fromhex(k) for k in state.keys if k != state.pending}
+        self._known = {bytes.fromhex(k) for k in state.keys if k != state.pending or state.pending_signs}
         self._stamp = stamp
 
     @property
@@ -263,4 +281,4 @@ class LogSigners:
         return key_id in self._known
 
 
-__all__ = ["LOG_DIR", "LogKey", "LogKeyState", "LogKeyStore", "LogSigners", "trusted_log_keys"]
+__all__ = ["LOG", "LOG_DIR", "LogKey", "LogKeyState", "LogKeyStore", "LogSigners", "trusted_log_keys"]

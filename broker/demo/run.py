@@ -33,9 +33,9 @@ from broker.audit.entry import AuditEntry, normalise_identifier, pseudonym
 from broker.crypto import jose
 from broker.crypto.keys import AGENCIES, AgencyKeys, KeyRegistry
 from broker.errors import MaspError
-from broker.service import BrokerService, init_state
+from broker.service import BrokerService, init_state, log_keys
 from broker.settings import Settings
-from broker.store.audit_export import export_log, verify_database
+from broker.store.audit_export import export_log, operator_trust, verify_database, witness_verifiers
 from broker.store.models import AuditRow, DeliveryRow, OverrideReviewRow
 from broker.transport import connect as amqp
 from broker.transport import topology
@@ -343,8 +343,16 @@ class Demo:
         return [AuditEntry.from_leaf(r.leaf) for r in rows]
 
     async def verify_and_export(self, out: Path) -> None:
-        report = await verify_database(self.service)
-        await export_log(self.service, out / "audit")
+        service = self.service
+        settings = service.settings
+        # the demo's relying party pins the operator's keys, and the witnesses have cosigned
+        trust = await operator_trust(service.exchange.sessions, log_keys(settings),
+                                     witness_verifiers(service.exchange.registry), settings.witness_quorum)
+        report = await verify_database(service, trust)
+        await export_log(service.exchange.sessions, out / "audit", settings.audit_origin)
+        (out / "audit-trust.txt").write_text(trust.render(
+            f"audit log {trust.origin}: the keys to pin, kept apart from the export\n"
+            f"verify with: masp audit verify --export {out / 'audit'} --trust {out / 'audit-trust.txt'}"))
         self.result.audit = {"entries": report.entries, "checkpoints": report.checkpoints,
                              "root": report.root_hex, "problem": report.problem}
         self.result.expect("audit", f"audit log verifies ({report.entries} entries)", report.ok)

@@ -1,18 +1,22 @@
 """Reading the audit log out of the database: verification in place and export for offline checks.
 
-Export layout (``masp audit export --out DIR``):
+Export layout (``masp audit export --out DIR``), format ``masp-audit-export/2``:
+``manifest.json``  ``{"format", "origin", "size", "checkpoints"}``: what the export says it
+    holds; a verifier refuses another format or another log, and believes nothing else in it
 ``entries.jsonl``  one line per entry: ``{"seq", "leaf" (the canonical JSON, verbatim), "leaf_hash"}``
 ``checkpoints.jsonl``  one line per checkpoint: ``{"size", "note"}``, the C2SP signed note with
     every witness cosignature the broker holds for it
 ``consistency.jsonl``  ``{"from", "to", "proof": [base64]}`` between consecutive checkpoints
-``log.vkey``  the note verifier key of the log; ``witnesses.vkey`` the agencies' cosignature
-    verifier keys, one a line. Both for convenience: verifiers should pin their own.
+
+No keys: a verifier pins its own (``broker/audit/trust.py``; ``masp audit trust`` writes the
+operator's side of them, to be handed over separately).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import json
 import os
 import queue
@@ -20,12 +24,15 @@ from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequen
 from contextlib import suppress
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from broker.audit.note import Checkpoint, CosignatureVerifier, NoteVerifier
+from broker.audit.note import Checkpoint, CosignatureVerifier
+from broker.audit.trust import PinnedLogKey, Trust
 from broker.audit.verify import (
+    ROTATION_KIND,
     ConsistencyProofs,
     Row,
     VerifyReport,
@@ -36,28 +43,34 @@ from broker.audit.verify import (
 )
 from broker.audit.witness import append_cosignatures, witness_verifier
 from broker.crypto.keys import BROKER, KeyRegistry
+from broker.crypto.log_keys import LogKeyStore
 from broker.store import raw
-from broker.store.audit_log import read_checkpoints
+from broker.store.audit_log import read_checkpoints, read_rotations
 from broker.store.audit_tree import consistency_proofs
 from broker.store.audit_witness import all_cosignatures
 
 if TYPE_CHECKING:
     from broker.service import BrokerService
 
+Sessions = async_sessionmaker[AsyncSession]
+EXPORT_FORMAT = "masp-audit-export/2"
+
 _PAGE = 5000
 _PARALLEL_FROM = 100_000
-_PAGE_SQL = "SELECT seq, leaf, leaf_hash FROM audit_entry WHERE seq > ? ORDER BY seq LIMIT ?"
+_PAGE_SQL = "SELECT seq, leaf, leaf_hash FROM audit_entry WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"
+_NO_END = 2**31 - 1  # seq is a 32-bit column
 
 
-async def _pages(service: BrokerService) -> AsyncIterator[Sequence[tuple[int, bytes, bytes]]]:
-    """``(seq, leaf, leaf_hash)`` in order, a page per query, over one connection.
+async def _pages(sessions: Sessions, end: int = _NO_END) -> AsyncIterator[Sequence[tuple[int, bytes, bytes]]]:
+    """``(seq, leaf, leaf_hash)`` of entries before ``end`` in order, a page per query, over one
+    connection.
 
     Keyset pages straight from the driver (aiosqlite rows, asyncpg records): no ORM objects
     nor SQLAlchemy result rows, since this streams the whole log.
     """
-    async with service.exchange.sessions() as session:
+    async with sessions() as session:
         after = -1
-        while rows := await raw.fetch(session, _PAGE_SQL, after, _PAGE):
+        while rows := await raw.fetch(session, _PAGE_SQL, after, end, _PAGE):
             yield rows  # type: ignore[misc]  # driver rows of (seq, leaf, leaf_hash)
             after = rows[-1][0]
 
@@ -85,10 +98,28 @@ def witness_verifiers(registry: KeyRegistry) -> list[CosignatureVerifier]:
     return found
 
 
-async def _checkpoints(service: BrokerService) -> tuple[list[tuple[int, str]], ConsistencyProofs]:
-    """Cosigned checkpoint notes and the consistency proofs between consecutive ones."""
-    async with service.exchange.sessions() as session:
-        rows = await read_checkpoints(session)
+async def operator_trust(sessions: Sessions, log_keys: LogKeyStore, witnesses: Sequence[CosignatureVerifier],
+                         quorum: int) -> Trust:
+    """The trust a relying party should pin, from this operator's own keys: the log's first key,
+    each later one ``since`` the entry that introduced it, the witnesses and the quorum."""
+    keys = log_keys.all_keys()
+    async with sessions() as session:
+        rotations = await read_rotations(session)
+    since = {}
+    for seq, statement in rotations:
+        for key in keys:
+            if f"\nnew {key.vkey}\n" in statement:
+                since[key.id] = seq
+    pinned = tuple(PinnedLogKey(k.verifier, since.get(k.id)) for k in keys)
+    return Trust(pinned, tuple(witnesses), min(quorum, len(witnesses)))
+
+
+async def _checkpoints(sessions: Sessions, end: int | None = None
+                       ) -> tuple[list[tuple[int, str]], ConsistencyProofs]:
+    """Cosigned checkpoint notes (up to size ``end``) and the consistency proofs between
+    consecutive ones."""
+    async with sessions() as session:
+        rows = [r for r in await read_checkpoints(session) if end is None or r.size <= end]
         cosigs = await all_cosignatures(session)
         sizes = [r.size for r in rows if r.size > 0]
         proofs = await consistency_proofs(session, list(pairwise(sizes)))
@@ -96,29 +127,30 @@ async def _checkpoints(service: BrokerService) -> tuple[list[tuple[int, str]], C
     return notes, proofs
 
 
-async def verify_database(service: BrokerService, verifier: NoteVerifier | None = None, *,
-                          witnessed: Sequence[Checkpoint] = (), workers: int | None = None,
-                          progress: Callable[[int], None] | None = None) -> VerifyReport:
-    """Verify the log in place; ``witnessed`` are checkpoints agencies cosigned earlier.
+async def verify_store(sessions: Sessions, trust: Trust, *, witnessed: Sequence[Checkpoint] = (),
+                       workers: int | None = None, allow_unsigned_tail: bool = False,
+                       progress: Callable[[int], None] | None = None) -> VerifyReport:
+    """Verify the log in place against ``trust``; ``witnessed`` are checkpoints agencies
+    cosigned earlier.
 
     Leaves are checked in ``workers`` processes (default: see ``_workers``); the tree and
     the checkpoints are followed in order in one thread either way. Worker processes are
     spawned, so the calling program's main module must be import-safe (the usual
     ``if __name__ == "__main__"`` idiom; the ``masp`` entry point is).
     """
-    checkpoints, proofs = await _checkpoints(service)
+    checkpoints, proofs = await _checkpoints(sessions)
+    async with sessions() as session:
+        rotations = await read_rotations(session)
     workers = _workers(checkpoints) if workers is None else workers
     # Pages flow through a small bounded queue to the verifier running in a thread, so
     # memory stays flat however long the log is, and the event loop stays free meanwhile.
     pages: queue.Queue[Sequence[Row] | None] = queue.Queue(maxsize=4)
-    raw = iter(pages.get, None)
-    checked = check_in_workers(raw, workers) if workers else map(check_leaves, raw)
+    rows = iter(pages.get, None)
+    checked = check_in_workers(rows, workers) if workers else map(check_leaves, rows)
 
     verifying = asyncio.ensure_future(asyncio.to_thread(
-        verify_checked, checked, checkpoints, verifier or service.exchange.audit.signer.verifier(),
-        witnesses=witness_verifiers(service.exchange.registry),
-        quorum=service.settings.witness_quorum, consistency=proofs, witnessed=witnessed,
-        progress=progress))
+        verify_checked, checked, checkpoints, trust, rotations=rotations, consistency=proofs,
+        witnessed=witnessed, allow_unsigned_tail=allow_unsigned_tail, progress=progress))
 
     async def put(item: Sequence[Row] | None) -> bool:
         while not verifying.done():  # the verifier may stop early at the first bad entry
@@ -130,7 +162,7 @@ async def verify_database(service: BrokerService, verifier: NoteVerifier | None 
         return False
 
     try:
-        async for page in _pages(service):
+        async for page in _pages(sessions):
             if not await put(page):
                 break
         await put(None)
@@ -144,66 +176,166 @@ async def verify_database(service: BrokerService, verifier: NoteVerifier | None 
             await asyncio.to_thread(checked.close)  # stop and reap the worker processes
 
 
-async def export_log(service: BrokerService, out: Path) -> int:
+async def verify_database(service: BrokerService, trust: Trust | None = None, *,
+                          witnessed: Sequence[Checkpoint] = (), workers: int | None = None,
+                          allow_unsigned_tail: bool = False,
+                          progress: Callable[[int], None] | None = None) -> VerifyReport:
+    """``verify_store`` for a running broker; by default against the operator's own keys (every
+    log key, the agencies as witnesses, no quorum required: witnesses may lag)."""
+    exchange = service.exchange
+    if trust is None:
+        from broker.service import log_keys
+
+        trust = await operator_trust(exchange.sessions, log_keys(service.settings),
+                                     witness_verifiers(exchange.registry), 0)
+    return await verify_store(exchange.sessions, trust, witnessed=witnessed, workers=workers,
+                              allow_unsigned_tail=allow_unsigned_tail, progress=progress)
+
+
+async def export_log(sessions: Sessions, out: Path, origin: str, *, size: int | None = None) -> int:
+    """Write the log (up to the checkpoint of ``size``, default the newest) to ``out``."""
+    checkpoints, proofs = await _checkpoints(sessions, size)
+    if size is not None and not any(s == size for s, _ in checkpoints):
+        from broker.errors import NotFound
+
+        raise NotFound(f"the log issued no checkpoint of size {size}")
+    end = size if size is not None else _NO_END
     out.mkdir(parents=True, exist_ok=True)
     count = 0
     with (out / "entries.jsonl").open("w", encoding="utf-8") as fh:
-        async for page in _pages(service):
+        async for page in _pages(sessions, end):
             for seq, leaf, lh in page:
-                fh.write(json.dumps({"seq": seq, "leaf": leaf.decode("utf-8"), "leaf_hash": lh.hex()},
-                                    ensure_ascii=False) + "\n")
+                fh.write(json.dumps({"seq": seq, "leaf": bytes(leaf).decode("utf-8"),
+                                     "leaf_hash": bytes(lh).hex()}, ensure_ascii=False) + "\n")
                 count += 1
-    checkpoints, proofs = await _checkpoints(service)
     with (out / "checkpoints.jsonl").open("w", encoding="utf-8") as fh:
-        for size, note in checkpoints:
-            fh.write(json.dumps({"size": size, "note": note}) + "\n")
+        for cp_size, note in checkpoints:
+            fh.write(json.dumps({"size": cp_size, "note": note}) + "\n")
     with (out / "consistency.jsonl").open("w", encoding="utf-8") as fh:
         for (size1, size2), proof in sorted(proofs.items()):
             fh.write(json.dumps({"from": size1, "to": size2, "proof": [
                 base64.b64encode(h).decode("ascii") for h in proof]}) + "\n")
-    (out / "log.vkey").write_text(service.exchange.audit.signer.verifier().vkey + "\n")
-    (out / "witnesses.vkey").write_text("".join(
-        w.vkey + "\n" for w in witness_verifiers(service.exchange.registry)))
+    (out / "manifest.json").write_text(json.dumps(
+        {"format": EXPORT_FORMAT, "origin": origin, "size": count, "checkpoints": len(checkpoints)},
+        indent=2) + "\n")
+    for stale in ("log.vkey", "witnesses.vkey"):  # an older export's keys must not linger beside
+        (out / stale).unlink(missing_ok=True)
     return count
 
 
+class ExportInvalid(ValueError):
+    """A file of the export is not what the format says; names the file and line, not its content."""
+
+
+def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    try:
+        fh = path.open(encoding="utf-8")
+    except FileNotFoundError:
+        raise ExportInvalid(f"{path.name} is missing") from None
+    with fh:
+        number = 0
+        try:
+            for number, line in enumerate(fh, 1):
+                try:
+                    doc = json.loads(line)
+                except ValueError:
+                    raise ExportInvalid(f"{path.name} line {number} is not JSON (truncated?)") from None
+                if not isinstance(doc, dict):
+                    raise ExportInvalid(f"{path.name} line {number} is not a JSON object")
+                yield number, doc
+        except UnicodeDecodeError:
+            raise ExportInvalid(f"{path.name} line {number + 1} is not UTF-8") from None
+
+
 def _read_entries(path: Path) -> Iterator[tuple[int, bytes, bytes]]:
-    with path.open(encoding="utf-8") as fh:
-        for line in fh:
-            row = json.loads(line)
-            yield int(row["seq"]), row["leaf"].encode("utf-8"), bytes.fromhex(row["leaf_hash"])
+    for number, row in _lines(path):
+        seq, leaf, lh = row.get("seq"), row.get("leaf"), row.get("leaf_hash")
+        if type(seq) is not int or not isinstance(leaf, str) or not isinstance(lh, str):
+            raise ExportInvalid(f"entries.jsonl line {number} lacks seq, leaf or leaf_hash")
+        try:
+            yield seq, leaf.encode("utf-8"), bytes.fromhex(lh)
+        except (ValueError, UnicodeEncodeError):
+            raise ExportInvalid(f"entries.jsonl line {number} has an invalid leaf or leaf_hash") from None
 
 
-def _read_consistency(path: Path) -> ConsistencyProofs | None:
-    if not path.exists():
-        return None  # an export from before proofs were exported
-    with path.open(encoding="utf-8") as fh:
-        return {(int(r["from"]), int(r["to"])): [base64.b64decode(h, validate=True) for h in r["proof"]]
-                for r in map(json.loads, fh)}
+def _read_checkpoints(path: Path) -> list[tuple[int, str]]:
+    found = []
+    for number, row in _lines(path):
+        size, note = row.get("size"), row.get("note")
+        if type(size) is not int or not isinstance(note, str):
+            raise ExportInvalid(f"checkpoints.jsonl line {number} lacks size or note")
+        found.append((size, note))
+    return found
 
 
-def verify_export(export_dir: Path, vkey: str | None = None, *,
-                  witness_vkeys: Sequence[str] | None = None, quorum: int = 2,
-                  witnessed: Sequence[Checkpoint] = (), workers: int | None = None) -> VerifyReport:
-    """Verify an export with only its files and pinned keys (default: the export's own).
+def _read_consistency(path: Path) -> ConsistencyProofs:
+    found: dict[tuple[int, int], list[bytes]] = {}
+    for number, row in _lines(path):
+        a, b, proof = row.get("from"), row.get("to"), row.get("proof")
+        if type(a) is not int or type(b) is not int or not isinstance(proof, list):
+            raise ExportInvalid(f"consistency.jsonl line {number} lacks from, to or proof")
+        try:
+            found[(a, b)] = [base64.b64decode(h, validate=True) for h in proof]
+        except (binascii.Error, TypeError, ValueError):
+            raise ExportInvalid(f"consistency.jsonl line {number} has a hash that is not base64") from None
+    return found
 
-    Leaves are checked in ``workers`` processes as for ``verify_database``.
+
+def _rotations_ahead(path: Path) -> list[tuple[int, str]]:
+    """Rotation entries, read ahead of verification (a hint: see ``verify.first_key``)."""
+    found = []
+    for _, row in _lines(path):
+        leaf = row.get("leaf")
+        if isinstance(leaf, str) and ROTATION_KIND in leaf:
+            with suppress(ValueError):
+                doc = json.loads(leaf)
+                if isinstance(doc, dict) and doc.get("kind") == ROTATION_KIND:
+                    statement, seq = doc.get("log_key_rotation"), doc.get("seq")
+                    if isinstance(statement, str) and type(seq) is int:
+                        found.append((seq, statement))
+    return found
+
+
+def _check_manifest(export_dir: Path, trust: Trust) -> None:
+    path = export_dir / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportInvalid("manifest.json is missing: not a masp-audit-export/2 export") from None
+    except (OSError, ValueError):
+        raise ExportInvalid("manifest.json is not JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
+        raise ExportInvalid(f"manifest.json does not say format {EXPORT_FORMAT}")
+    if manifest.get("origin") != trust.origin:
+        raise ExportInvalid(f"the export is not of the log {trust.origin} whose keys are pinned")
+
+
+def verify_export(export_dir: Path, trust: Trust, *, witnessed: Sequence[Checkpoint] = (),
+                  workers: int | None = None, allow_unsigned_tail: bool = False) -> VerifyReport:
+    """Verify an export with only its files and the keys the caller pinned.
+
+    Leaves are checked in ``workers`` processes as for ``verify_store``. A file that does not
+    parse is a failed verification naming the file and line, as is a missing file.
     """
-    key = vkey or (export_dir / "log.vkey").read_text().strip()
-    verifier = NoteVerifier.from_vkey(key)
-    if witness_vkeys is None:
-        path = export_dir / "witnesses.vkey"
-        witness_vkeys = path.read_text().split() if path.exists() else []
-    witnesses = [CosignatureVerifier.from_vkey(v) for v in witness_vkeys]
-    with (export_dir / "checkpoints.jsonl").open(encoding="utf-8") as fh:
-        checkpoints = [(int(r["size"]), str(r["note"])) for r in map(json.loads, fh)]
+    try:
+        _check_manifest(export_dir, trust)
+        checkpoints = _read_checkpoints(export_dir / "checkpoints.jsonl")
+        consistency = _read_consistency(export_dir / "consistency.jsonl")
+        rotations = _rotations_ahead(export_dir / "entries.jsonl")
+    except ExportInvalid as exc:
+        return _invalid(str(exc))
     workers = _workers(checkpoints) if workers is None else workers
     pages = pages_of(_read_entries(export_dir / "entries.jsonl"), _PAGE)
     checked = check_in_workers(pages, workers) if workers else map(check_leaves, pages)
     try:
-        return verify_checked(checked, checkpoints, verifier, witnesses=witnesses, quorum=quorum,
-                              consistency=_read_consistency(export_dir / "consistency.jsonl"),
-                              witnessed=witnessed)
+        return verify_checked(checked, checkpoints, trust, rotations=rotations, consistency=consistency,
+                              witnessed=witnessed, allow_unsigned_tail=allow_unsigned_tail)
+    except ExportInvalid as exc:
+        return _invalid(str(exc))
     finally:
         if isinstance(checked, Generator):
             checked.close()
+
+
+def _invalid(problem: str) -> VerifyReport:
+    return VerifyReport(0, 0, 0, "", None, f"not a valid export: {problem}")

@@ -239,3 +239,24 @@ async def read_entries(session: AsyncSession, *, after: int = -1, limit: int = 1
 async def read_checkpoints(session: AsyncSession) -> Sequence[CheckpointRow]:
     rows = await session.execute(select(CheckpointRow).order_by(CheckpointRow.size))  # type: ignore[arg-type]
     return rows.scalars().all()
+
+
+_ROTATIONS = "SELECT seq, leaf FROM audit_entry WHERE kind = 'log_key_rotated' ORDER BY seq"
+
+
+async def read_rotations(session: AsyncSession) -> list[tuple[int, str]]:
+    """``(seq, signed statement)`` of every log key rotation, in order (unverified)."""
+    found = []
+    for seq, leaf in await raw.fetch(session, _ROTATIONS):
+        statement = json.loads(bytes(leaf)).get("log_key_rotation")
+        if isinstance(statement, str):
+            found.append((int(seq), statement))
+    return found
+
+
+async def find_rotation(session: AsyncSession, new_vkey: str) -> int | None:
+    """The seq of the rotation entry handing the log to ``new_vkey``, if there is one."""
+    for seq, statement in await read_rotations(session):
+        if f"\nnew {new_vkey}\n" in statement:
+            return seq
+    return None

@@ -23,11 +23,16 @@ REPO = Path(__file__).resolve().parents[2]
 MASP = [sys.executable, "-m", "broker.cli"]
 
 
-def masp(*args: str, env: dict[str, str] | None = None,
-         timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "MASP_DSA_DIR": str(REPO / "deploy" / "dsa"), **(env or {})}
+def masp(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+         cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """``masp`` in the repository (or ``cwd``: then with no DSA directory set at all)."""
+    full_env = {**os.environ, **({"MASP_DSA_DIR": str(REPO / "deploy" / "dsa")} if cwd == REPO else {}),
+                **(env or {})}
+    if cwd != REPO:
+        full_env.pop("MASP_DSA_DIR", None)
+        full_env["PYTHONPATH"] = str(REPO)  # the installed package, run from elsewhere
     return subprocess.run([*MASP, *args], capture_output=True, text=True, timeout=timeout,
-                          env=full_env, cwd=REPO, check=False)
+                          env=full_env, cwd=cwd, check=False)
 
 
 @pytest.fixture(scope="module")
@@ -58,24 +63,51 @@ def test_demo_leaves_every_artifact(demo_out: Path) -> None:
     assert (demo_out / "audit" / "entries.jsonl").exists()
 
 
-def test_audit_verify_export(demo_out: Path) -> None:
-    result = masp("audit", "verify", "--export", str(demo_out / "audit"))
+def test_audit_verify_export_trusts_only_pinned_keys(demo_out: Path) -> None:
+    export = demo_out / "audit"
+    assert not (export / "log.vkey").exists() and not (export / "witnesses.vkey").exists()
+    unpinned = masp("audit", "verify", "--export", str(export))
+    assert unpinned.returncode == 2 and "no pinned log key" in unpinned.stderr
+    assert "intact" not in unpinned.stdout
+    result = masp("audit", "verify", "--export", str(export), "--trust", str(demo_out / "audit-trust.txt"))
     assert result.returncode == 0, result.stderr
     assert "intact" in result.stdout
+    entries = len((export / "entries.jsonl").read_text().splitlines())
+    proven = result.stdout.split("proven: ", 1)[1]
+    assert proven.startswith(f"entries 0..{entries - 1} under checkpoint {entries} signed by "
+                             "masp.audit/demo+")
+    assert proven.count("masp.witness/") >= 2  # the quorum of the trust file, named
+
+
+def test_audit_commands_work_outside_the_repository(demo_out: Path, tmp_path: Path) -> None:
+    """An auditor's machine: no checkout, no agreement, only the state (or export) and the pins."""
+    env = {"MASP_STATE_DIR": str(demo_out), "MASP_DEPLOYMENT": "demo"}
+    proof = masp("audit", "proof", "3", env=env, cwd=tmp_path)
+    assert proof.returncode == 0, proof.stderr
+    assert proof.stdout.startswith("c2sp.org/tlog-proof@v1\n")
+    trust = str(demo_out / "audit-trust.txt")
+    in_place = masp("audit", "verify", "--trust", trust, env=env, cwd=tmp_path)
+    assert in_place.returncode == 0, in_place.stderr
+    exported = masp("audit", "verify", "--export", str(demo_out / "audit"), "--trust", trust,
+                    env={"MASP_STATE_DIR": str(tmp_path / "nothing")}, cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    nowhere = masp("audit", "proof", "3", env={"MASP_STATE_DIR": str(tmp_path / "nothing")}, cwd=tmp_path)
+    assert nowhere.returncode == 2 and "no audit log in the database" in nowhere.stderr
+    assert not (tmp_path / "nothing").exists()  # a read creates nothing
 
 
 def test_audit_proof_prints_a_verifiable_tlog_proof(demo_out: Path) -> None:
     from broker.audit.merkle import leaf_hash
-    from broker.audit.note import NoteVerifier
     from broker.audit.proof import TlogProof
+    from broker.audit.trust import Trust
 
     env = {"MASP_STATE_DIR": str(demo_out), "MASP_DEPLOYMENT": "demo"}
     result = masp("audit", "proof", "3", env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("c2sp.org/tlog-proof@v1\nextra ")
     proof = TlogProof.parse(result.stdout)
-    log_key = NoteVerifier.from_vkey((demo_out / "audit" / "log.vkey").read_text().strip())
-    checkpoint, _ = proof.verify(log_key)
+    pins = Trust.load(demo_out / "audit-trust.txt")
+    checkpoint, _ = proof.verify([k.verifier for k in pins.log])
     assert proof.index == 3 and checkpoint.origin == "masp.audit/demo"
     leaf = json.loads((demo_out / "audit" / "entries.jsonl").read_text().splitlines()[3])["leaf"]
     assert leaf_hash(leaf.encode()) == leaf_hash(proof.extra or b"")
@@ -87,8 +119,9 @@ def test_audit_verify_detects_a_changed_byte(demo_out: Path, tmp_path: Path) -> 
     db = tmp_path / "copy.db"
     db.write_bytes((demo_out / "masp.db").read_bytes())
     env = {"MASP_STATE_DIR": str(demo_out), "MASP_DATABASE_URL": f"sqlite+aiosqlite:///{db}",
-           "MASP_DEPLOYMENT": "demo"}
-    assert masp("audit", "verify", env=env).returncode == 0
+           "MASP_DEPLOYMENT": "demo", "MASP_AUDIT_TRUST": str(demo_out / "audit-trust.txt")}
+    intact = masp("audit", "verify", env=env)
+    assert intact.returncode == 0, intact.stderr
     con = sqlite3.connect(db)
     # the append-only trigger refuses the change...
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -192,15 +225,20 @@ def test_audit_verify_catches_a_rolled_back_export_with_a_witnessed_checkpoint(
         demo_out: Path, tmp_path: Path) -> None:
     export = demo_out / "audit"
     witnessed = demo_out / "adapters" / "nhs" / "witness" / "checkpoint"
-    pins = ["--vkey", (export / "log.vkey").read_text().strip()]
-    for key in (export / "witnesses.vkey").read_text().split():
-        pins += ["--witness-vkey", key]
+    trust = (demo_out / "audit-trust.txt").read_text().splitlines()
+    pins = [arg for line in trust if line.startswith("log ")
+            for arg in ("--vkey", line.split()[1])]
+    for line in trust:
+        if line.startswith("witness "):
+            pins += ["--witness-vkey", line.split()[1]]
     intact = masp("audit", "verify", "--export", str(export), *pins, "--witnessed", str(witnessed))
     assert intact.returncode == 0, intact.stderr
     # an operator restores an older, internally consistent copy of the log
     old = tmp_path / "old"
     old.mkdir()
-    keep = 10
+    # an internally consistent copy ends at a checkpoint
+    keep = max(size for line in (export / "checkpoints.jsonl").read_text().splitlines()
+               if (size := json.loads(line)["size"]) <= 10)
     entries = (export / "entries.jsonl").read_text().splitlines(keepends=True)[:keep]
     (old / "entries.jsonl").write_text("".join(entries))
     checkpoints = [line for line in (export / "checkpoints.jsonl").read_text().splitlines(keepends=True)
@@ -209,8 +247,7 @@ def test_audit_verify_catches_a_rolled_back_export_with_a_witnessed_checkpoint(
     proofs = [line for line in (export / "consistency.jsonl").read_text().splitlines(keepends=True)
               if json.loads(line)["to"] <= keep]
     (old / "consistency.jsonl").write_text("".join(proofs))
-    for name in ("log.vkey", "witnesses.vkey"):
-        (old / name).write_text((export / name).read_text())
+    (old / "manifest.json").write_text((export / "manifest.json").read_text())
     alone = masp("audit", "verify", "--export", str(old), *pins, "--quorum", "0")
     assert alone.returncode == 0, alone.stderr  # on its own the old copy looks fine...
     caught = masp("audit", "verify", "--export", str(old), *pins, "--quorum", "0",

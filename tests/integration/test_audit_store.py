@@ -15,11 +15,18 @@ from sqlalchemy.exc import DBAPIError
 
 from broker.audit.entry import Actor, AuditEntry, EntryKind
 from broker.audit.note import Checkpoint, CosignatureSigner
+from broker.audit.trust import Trust
 from broker.audit.witness import witness_name, witness_verifier
 from broker.crypto.keys import AgencyKeys
-from broker.service import BrokerService, init_state
+from broker.service import BrokerService, init_state, log_keys
 from broker.store.assertions import UsedAssertions
-from broker.store.audit_export import export_log, verify_database, verify_export
+from broker.store.audit_export import (
+    export_log,
+    operator_trust,
+    verify_database,
+    verify_export,
+    witness_verifiers,
+)
 from broker.store.audit_log import AuditLog, read_checkpoints, read_entries
 from broker.store.audit_witness import add_cosignature
 from broker.store.db import AUDIT_TABLES, make_engine, runtime_grants, sessionmaker
@@ -137,23 +144,34 @@ async def test_export_tampering_is_named(service: BrokerService, tmp_path: Path)
     for _ in range(3):
         await _append(service, 2, "e")
     out = tmp_path / "export"
-    assert await export_log(service, out) == 6
-    assert verify_export(out).ok
+    assert await _export(service, out) == 6
+    pins = await _pins(service)
+    assert verify_export(out, pins).ok
     lines = (out / "entries.jsonl").read_text().splitlines(keepends=True)
 
     (out / "entries.jsonl").write_text("".join(lines[:-1]))  # the last entry deleted
-    report = verify_export(out)
+    report = verify_export(out, pins)
     assert not report.ok and report.first_bad_seq == 5
 
     (out / "entries.jsonl").write_text("".join([lines[0], lines[2], lines[1], *lines[3:]]))
-    report = verify_export(out)
+    report = verify_export(out, pins)
     assert not report.ok and report.first_bad_seq == 1
 
     forged = lines[4].replace('user_id\\":\\"e-0', 'user_id\\":\\"e-9')
     assert forged != lines[4]
     (out / "entries.jsonl").write_text("".join([*lines[:4], forged, lines[5]]))
-    report = verify_export(out)
+    report = verify_export(out, pins)
     assert not report.ok and report.first_bad_seq == 4
+
+
+async def _pins(service: BrokerService, quorum: int = 0) -> Trust:
+    """What a relying party would pin for this broker: its log keys, the agencies as witnesses."""
+    return await operator_trust(service.exchange.sessions, log_keys(service.settings),
+                                witness_verifiers(service.exchange.registry), quorum)
+
+
+async def _export(service: BrokerService, out: Path) -> int:
+    return await export_log(service.exchange.sessions, out, service.settings.audit_origin)
 
 
 _ANY_COLUMN = {"audit_entry": "kind", "audit_subject": "pseudonym", "audit_checkpoint": "note",
@@ -268,11 +286,19 @@ async def test_export_carries_cosignatures_and_consistency_proofs(service: Broke
         verifier = witness_verifier(agency, keys.sig.private_key.public_key())
         await add_cosignature(exchange.sessions, agency, verifier, line, 4, now, timedelta(minutes=5))
     out = tmp_path / "export"
-    await export_log(service, out)
-    report = verify_export(out)
+    await _export(service, out)
+    pins = await _pins(service, quorum=2)
+    # the newest checkpoint (6) is not cosigned yet: proven up to 4, the rest an allowed tail
+    report = verify_export(out, pins, allow_unsigned_tail=True)
     assert report.ok and report.cosignatures == 2 and report.published_size == 4
-    assert verify_export(out, workers=2) == report
-    assert verify_export(out, quorum=3).published_size is None
+    assert (report.size, report.tail) == (4, 2)
+    assert report.cosigned_by == (witness_name("nhs"), witness_name("police"))
+    assert verify_export(out, pins, workers=2, allow_unsigned_tail=True) == report
+    strict = verify_export(out, pins)
+    assert not strict.ok and strict.first_bad_seq == 4
+    assert "has 0 of the 2 cosignatures" in (strict.problem or "")
+    three = Trust(pins.log, pins.witnesses, 3)
+    assert verify_export(out, three, allow_unsigned_tail=True).published_size is None
     pristine = {name: (out / name).read_text() for name in ("checkpoints.jsonl", "consistency.jsonl")}
 
     def with_last_cosignature_changed(at: int) -> None:
@@ -282,11 +308,11 @@ async def test_export_carries_cosignatures_and_consistency_proofs(service: Broke
         (out / "checkpoints.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
     with_last_cosignature_changed(40)  # inside the Ed25519 signature
-    report = verify_export(out)
+    report = verify_export(out, pins, allow_unsigned_tail=True)
     assert not report.ok and report.first_bad_seq == 3 and "size 4 does not verify" in (report.problem or "")
-    assert verify_export(out, workers=2) == report
+    assert verify_export(out, pins, workers=2, allow_unsigned_tail=True) == report
     with_last_cosignature_changed(0)  # the key id: a line by an unknown key is ignored, so it
-    report = verify_export(out)  # no longer counts towards the quorum
+    report = verify_export(out, pins, allow_unsigned_tail=True)  # no longer counts towards the quorum
     assert report.ok and report.cosignatures == 1 and report.published_size is None
 
     (out / "checkpoints.jsonl").write_text(pristine["checkpoints.jsonl"])
@@ -294,7 +320,7 @@ async def test_export_carries_cosignatures_and_consistency_proofs(service: Broke
     assert [(p["from"], p["to"]) for p in proofs] == [(2, 4), (4, 6)]
     proofs[1]["proof"][0] = base64.b64encode(bytes(32)).decode()
     (out / "consistency.jsonl").write_text("".join(json.dumps(p) + "\n" for p in proofs))
-    report = verify_export(out)
+    report = verify_export(out, pins, allow_unsigned_tail=True)
     assert not report.ok and report.first_bad_seq == 5 and "not consistent" in (report.problem or "")
 
 

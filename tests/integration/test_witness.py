@@ -30,9 +30,15 @@ from broker.audit.proof import TlogProof
 from broker.audit.witness import witness_name
 from broker.crypto.keys import AgencyKeys, KeyRegistry
 from broker.errors import LogInconsistent, LogRollback
-from broker.service import BrokerService, init_state
+from broker.service import BrokerService, init_state, log_keys
 from broker.settings import Settings
-from broker.store.audit_export import export_log, verify_database, verify_export, witness_verifiers
+from broker.store.audit_export import (
+    export_log,
+    operator_trust,
+    verify_database,
+    verify_export,
+    witness_verifiers,
+)
 from broker.store.audit_witness import note_text
 from tests.integration.conftest import PG_ADMIN, Env, make_settings
 
@@ -123,20 +129,22 @@ async def test_quorum_publishes_checkpoints_and_proofs_carry_cosignatures(
         verifiers = witness_verifiers(service.exchange.registry)
         cp, cosigners = TlogProof.parse(text).verify(service.exchange.audit.signer.verifier(),
                                                      verifiers, quorum=2)
+        pins = await operator_trust(service.exchange.sessions, log_keys(settings), verifiers, 2)
         assert cp.size == 2 and len(cosigners) == 2
 
         again = await agencies["police"].witness(http)  # consistency 2 -> 5 checked
         assert (again.previous_size, again.checkpoint.size, again.published) == (2, 5, False)
         assert (await agencies["probation"].witness(http)).published
-        report = await verify_database(service)
+        report = await verify_database(service, pins)
         assert report.ok and report.cosignatures == 4 and report.published_size == 5
 
         out = tmp_path / "export"
-        await export_log(service, out)
-    report = verify_export(out)
+        await export_log(service.exchange.sessions, out, settings.audit_origin)
+    report = verify_export(out, pins)
     assert report.ok and report.checkpoints == 2 and report.cosignatures == 4
-    assert report.published_size == 5
-    assert len((out / "witnesses.vkey").read_text().split()) == 4  # every agency may witness
+    assert report.published_size == 5 and report.size == 5
+    assert report.cosigned_by == (witness_name("police"), witness_name("probation"))
+    assert not list(out.glob("*.vkey"))  # the export carries no keys to trust
     exported = {r["size"]: r["note"] for r in map(json.loads, (out / "checkpoints.jsonl").open())}
     assert exported[2] == TlogProof.parse(text).checkpoint  # the cosigned note, as in the proof
     assert [ln.split()[1] for ln in exported[5].split("\n\n")[1].splitlines()] == [

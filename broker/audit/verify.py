@@ -362,18 +362,26 @@ def check_in_workers(pages: Iterable[Sequence[Row]], workers: int) -> Iterator[C
 
 
 
-def first_key(rotations: Iterable[tuple[int, str]]) -> NoteVerifier | None:
-    """K0, read ahead: the old key of the first rotation statement that opens.
+def first_key(rotations: Iterable[tuple[int, str]], trust: Trust) -> NoteVerifier | None:
+    """K0, read ahead: the old key of the first rotation, when the rotations read ahead form a
+    chain that reaches a pinned key (else None: the pinned keys are in force from the start).
 
     A hint only: the main pass re-checks every rotation at its place in the log, and the
     chain must reach a pinned key, so a wrong hint can only make verification fail.
     """
+    opened: list[KeyRotation] = []
     for _, statement in rotations:
         try:
-            return open_rotation(statement).old
+            rotation = open_rotation(statement)
         except NoteError:
             continue
-    return None
+        if opened and opened[-1].new.key_id != rotation.old.key_id:
+            break  # not a chain: the main pass will say where
+        opened.append(rotation)
+    keys = {k.key_id for r in opened for k in (r.old, r.new)}
+    if not opened or not keys & {p.key_id for p in trust.log}:
+        return None
+    return opened[0].old
 
 
 def verify_log(entries: Iterable[Row], checkpoints: Iterable[tuple[int, str]], trust: Trust, *,
@@ -402,7 +410,7 @@ def verify_checked(pages: Iterable[CheckedLeaves], checkpoints: Iterable[tuple[i
     out-of-order seq before a bad leaf at or after it, a checkpoint before later leaves.
     ``progress`` is told the number of entries verified after each page.
     """
-    chain = _KeyChain(trust, first_key(rotations))
+    chain = _KeyChain(trust, first_key(rotations, trust))
     state = _Checkpoints(sorted(checkpoints), chain, trust, consistency,
                          sorted(witnessed, key=lambda c: c.size))
     tree = CompactRange()

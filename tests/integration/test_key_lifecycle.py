@@ -10,9 +10,10 @@ from typer.testing import CliRunner
 from adapters.runtime import AdapterRuntime, wait_for
 from broker.cli import app
 from broker.crypto import jose
-from broker.crypto.keys import AgencyKeys
+from broker.crypto.keys import BROKER, AgencyKeys
 from broker.crypto.lifecycle import KeyState, read_states, write_states
 from broker.demo.run import demo_body
+from broker.store.audit_export import verify_database
 from tests.integration.conftest import Env
 from tests.integration.delivery_support import SUBJECTS, entries
 
@@ -116,3 +117,29 @@ async def test_revoked_key_refused_at_once_and_audited(env: Env) -> None:
 
     code, _, err = await asyncio.to_thread(_masp, env, "keys", "revoke", "police-sig-19990101")
     assert code == 2 and err.startswith("masp: Key not registered") and err.count("\n") == 1
+
+
+async def test_the_brokers_own_keys_rotate_like_an_agencys(env: Env) -> None:
+    """The broker's JOSE keys are no longer the audit log's: they rotate with messages flowing,
+    and the log (signed by its own key) still verifies."""
+    police, nhs = env.adapters["police"], env.adapters["nhs"]
+    old = AgencyKeys.load(env.settings.keys_dir, BROKER)
+    code, _, err = await asyncio.to_thread(_masp, env, "keys", "rotate", "broker", "--overlap", "1",
+                                           "--by", "op-7")
+    assert code == 0, err
+    assert "restart every broker process" in err
+    new = AgencyKeys.load(env.settings.keys_dir, BROKER)
+    assert new.sig.kid != old.sig.kid and new.enc.kid != old.enc.kid
+    assert env.registry.current(BROKER, "enc").kid == new.enc.kid  # adapters seal to the new key
+
+    _, jwe = police.compose("case_referral", demo_body("case_referral"), case_id="C-BRK-1",
+                            purpose="risk_management", subjects=SUBJECTS)
+    assert jose.peek_header(jwe, 5)["kid"] == str(new.enc.kid)
+    resp = await police.submit_http(env.http, jwe)
+    assert resp.status_code == 202, resp.text  # the running broker opens it with the new key
+    message_id = str(resp.json()["message_id"])
+    assert await wait_for(lambda: message_id in _received_ids(nhs), timeout=30)
+    rotated = [e for e in await entries(env, "key_rotated") if e.sender == BROKER]
+    assert len(rotated) == 1 and rotated[0].actor.user_id == "op-7"
+    report = await verify_database(env.service)
+    assert report.ok, report.problem

@@ -74,7 +74,7 @@ def _witness_routes(app: FastAPI, witness: Witness) -> None:
         except WitnessRefusal as exc:
             log.warning("witness_refused", witness=witness.name, status=exc.status, code=exc.code,
                         latest_size=exc.latest_size)
-            return Response(exc.body, status_code=exc.status, media_type=exc.content_type)
+            return _text(exc.status, exc.body, exc.content_type)
         except MaspError as exc:  # a record that does not parse, keys that cannot be read
             log.error("witness_failed", witness=witness.name, code=exc.code)
             return _text(500, "the witness cannot check checkpoints now\n")
@@ -86,7 +86,7 @@ def _witness_routes(app: FastAPI, witness: Witness) -> None:
         try:
             note = await asyncio.to_thread(witness.monitored, origin_hash)
         except WitnessRefusal as exc:
-            return Response(exc.body, status_code=exc.status, media_type=exc.content_type)
+            return _text(exc.status, exc.body, exc.content_type)
         except MaspError as exc:
             log.error("witness_failed", witness=witness.name, code=exc.code)
             return _text(500, "the witness cannot read its record now\n")
@@ -108,8 +108,10 @@ async def _bounded_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-def _text(status: int, body: str) -> Response:
-    return Response(body, status_code=status, media_type=TEXT_MEDIA)
+def _text(status: int, body: str, content_type: str = TEXT_MEDIA) -> Response:
+    # the header is set as given: Starlette would add "; charset=utf-8" to a media type, and
+    # the spec's 409 is exactly ``text/x.tlog.size``
+    return Response(body.encode("utf-8"), status_code=status, headers={"content-type": content_type})
 
 
 def _problem(status: int, code: str, title: str, detail: str) -> JSONResponse:

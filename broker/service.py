@@ -137,6 +137,7 @@ class BrokerService:
             raise ConfigurationError(f"no broker keys under {settings.keys_dir}; run `masp keys init`")
         broker = AgencyKeys.load(settings.keys_dir, BROKER)
         registry = KeyRegistry.from_public_dir(settings.keys_dir)
+        witnesses = standard_witnesses(settings, registry)  # before anything is opened
         engine = make_engine(settings.db_url)
         await create_schema(engine)
         sessions = sessionmaker(engine)
@@ -150,7 +151,7 @@ class BrokerService:
                             refusals=RefusalLog(timedelta(seconds=settings.refusal_window_s)))
         limit = AgencyRateLimit(settings.rate_limit) if settings.rate_limit else None
         return cls(settings, engine, exchange, Names(settings.namespace), rate_limit=limit,
-                   witnesses=standard_witnesses(settings, registry))
+                   witnesses=witnesses)
 
     async def start_workers(self) -> None:
         self.connection = await amqp.connect_robust(self.settings)

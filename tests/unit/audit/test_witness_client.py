@@ -14,14 +14,17 @@ from pathlib import Path
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from pydantic import ValidationError
 
 from broker.audit.note import CosignatureSigner, CosignatureVerifier, NoteError
 from broker.audit.tlog_witness import Witness, WitnessRefusal
 from broker.audit.witness_client import StandardWitness, WitnessClient
 from broker.errors import CosignatureInvalid
+from broker.settings import Settings
 from tests.unit.audit.tlog_support import (
     FORKED,
     LEAVES,
+    LOG,
     ORIGIN,
     SPEC_RESPONSE,
     WITNESS,
@@ -225,3 +228,44 @@ async def test_a_second_409_gives_up_for_this_round(tmp_path: Path) -> None:
     submitter, pinned = client(log, always_conflict)
     assert (await submitter.round())[0].code == "conflict-again"
     assert pinned.stopped is None and not log.stored
+
+
+# --- MASP_WITNESSES --------------------------------------------------------------------
+
+
+def test_masp_witnesses_is_read_from_the_environment_and_survives_a_json_round_trip(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASP_WITNESSES", f'[{{"url": "https://w.example/w1/", "vkey": "{WITNESS.vkey}"}}]')
+    settings = Settings()
+    (configured,) = settings.witnesses
+    assert (configured.url, configured.name) == ("https://w.example/w1", WITNESS.name)
+    assert configured.verifier == WITNESS.verifier()
+    # worker processes get their settings as JSON
+    assert Settings.model_validate_json(settings.model_dump_json()).witnesses == settings.witnesses
+
+
+@pytest.mark.parametrize(("value", "why"), [
+    ('[{"url": "ftp://w.example", "vkey": "%s"}]', "http(s)"),
+    ('[{"url": "https://", "vkey": "%s"}]', "http(s)"),
+    ('[{"url": "https://u:p@w.example", "vkey": "%s"}]', "credentials"),
+    ('[{"url": "https://w.example?x=1", "vkey": "%s"}]', "query"),
+    ('[{"url": "https://w.example", "vkey": "%s", "extra": 1}]', "Extra inputs"),
+    ('[{"url": "https://w.example"}]', "vkey"),
+    ('[{"url": "https://w.example", "vkey": "%s"}, {"url": "https://x.example", "vkey": "%s"}]', "share"),
+    ('{"url": "https://w.example"}', "list"),
+])
+def test_masp_witnesses_is_checked_at_start_up(monkeypatch: pytest.MonkeyPatch, value: str, why: str) -> None:
+    monkeypatch.setenv("MASP_WITNESSES", value.replace("%s", WITNESS.vkey))
+    with pytest.raises(ValidationError, match=why):
+        Settings()
+
+
+def test_a_witness_vkey_must_be_a_cosignature_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    note_key = LOG.verifier().vkey  # an Ed25519 note key (type 0x01), not cosignature/v1
+    monkeypatch.setenv("MASP_WITNESSES", f'[{{"url": "https://w.example", "vkey": "{note_key}"}}]')
+    with pytest.raises(ValidationError, match="not a cosignature/v1 vkey"):
+        Settings()
+    log_named = CosignatureSigner("masp.audit/dev", Ed25519PrivateKey.generate()).vkey
+    monkeypatch.setenv("MASP_WITNESSES", f'[{{"url": "https://w.example", "vkey": "{log_named}"}}]')
+    with pytest.raises(ValidationError, match="origin"):
+        Settings()

@@ -97,7 +97,7 @@ class LogWitness:
                 if exc.status == 409 and exc.latest_size is not None and attempt == 1:
                     old = exc.latest_size
                     continue
-                raise _pull_error(exc, old, presented.size) from None
+                raise pull_error(exc, old, presented.size) from None
         origin = presented.origin
         body = append_cosignatures(_log_signed(note, origin), lines)
         resp = await client.post("/v1/audit/cosignatures", content=body,
@@ -109,7 +109,7 @@ class LogWitness:
         return Witnessed(presented, old if previous else None, result["witnesses"], result["published"])
 
 
-def _pull_error(refusal: WitnessRefusal, witnessed: int, presented: int) -> MaspError:
+def pull_error(refusal: WitnessRefusal, witnessed: int, presented: int) -> MaspError:
     """The typed error a refusal is in pull mode, where the broker is the one being checked."""
     sizes = {"witnessed_size": witnessed, "presented_size": presented}
     if refusal.code == "old-size-too-large":

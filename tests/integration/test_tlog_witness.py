@@ -25,7 +25,7 @@ from adapters.formats import native_format
 from adapters.host import AgencyAdapter
 from adapters.runtime import AdapterRuntime
 from broker.audit.entry import Actor, AuditEntry, EntryKind
-from broker.audit.note import Checkpoint, note_signatures
+from broker.audit.note import Checkpoint, CosignatureSigner, note_signatures
 from broker.audit.tlog_witness import AddCheckpoint, origin_hash
 from broker.audit.witness import open_checkpoint, witness_verifier
 from broker.crypto.keys import AgencyKeys, KeyRegistry
@@ -237,8 +237,6 @@ async def test_hostile_brokers_get_no_cosignature(settings: Settings, tmp_path: 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_a_pinned_agency_witness_key_must_be_the_agencys(settings: Settings) -> None:
     nhs = AgencyKeys.load(settings.keys_dir, "nhs").sig.private_key
-    from broker.audit.note import CosignatureSigner
-
     wrong = CosignatureSigner(POLICE, nhs).vkey  # police's witness name, nhs's key
     with pytest.raises(ConfigurationError, match="not the registered signing key"):
         async with _broker(settings, "http://127.0.0.1:9", wrong):

@@ -55,8 +55,7 @@ from broker.clock import Clock
 from broker.errors import ConfigurationError
 
 MAX_PROOF_LINES = 63
-"""The spec's bound: a client MUST NOT send more (a proof in a 2^64 tree needs at most 2*64-1
-hashes in theory, 63 in practice for the sizes a witness may accept)."""
+"""The spec's bound: a client MUST NOT send more proof lines, so a request with more is malformed."""
 MAX_REQUEST_BYTES = 256 * 1024
 """Bounds the work of parsing one request: a checkpoint note is a few hundred bytes, and 63
 proof lines about 3 KiB; the rest leaves room for many (post-quantum) signatures."""

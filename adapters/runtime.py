@@ -26,16 +26,20 @@ from aio_pika.abc import (
     AbstractIncomingMessage,
     AbstractRobustConnection,
 )
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from opentelemetry.trace import SpanKind
 
 from adapters.files import atomic_write
 from adapters.witness import LogWitness, Witnessed
 from broker import telemetry, wire
+from broker.audit.note import CosignatureSigner, NoteVerifier
+from broker.audit.tlog_witness import FileWitnessState, Witness
+from broker.audit.witness import witness_name
 from broker.clock import Clock, system_clock
 from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry
 from broker.crypto.log_keys import trusted_log_keys
 from broker.crypto.sdjwt import SdJwt
-from broker.errors import MaspError
+from broker.errors import ConfigurationError, MaspError
 from broker.transport.connect import connection_user
 from broker.transport.drain import Drain
 from broker.transport.topology import Names
@@ -106,17 +110,37 @@ class AdapterRuntime:
 
     # --- witnessing ----------------------------------------------------------------------
 
+    def tlog_witness(self, origin: str | None = None) -> Witness:
+        """This agency as a C2SP tlog witness of the broker's log (push and pull modes alike).
+
+        It knows one log: ``origin``, or the one the key directory's audit log keys name, with
+        those keys (a rotation's overlapping keys included). Its record of that log is
+        ``<home>/witness/checkpoint``, the file the pull mode has always kept.
+        """
+        keys_dir = self.registry.directory
+        if keys_dir is None:
+            raise MaspError("the adapter has no key directory to read the audit log's keys from")
+        private = self.keys.sig.private_key
+        if not isinstance(private, Ed25519PrivateKey):
+            raise ConfigurationError("the agency signing key is not an Ed25519 key")
+        known = trusted_log_keys(keys_dir, self.clock(), origin)[0]
+
+        def log_keys(presented: str) -> list[NoteVerifier]:
+            if presented != known:
+                return []
+            return trusted_log_keys(keys_dir, self.clock(), known)[1]
+
+        state = FileWitnessState(self.home / "witness" / "logs",
+                                 {known: self.home / "witness" / "checkpoint"})
+        return Witness(CosignatureSigner(witness_name(self.agency), private), log_keys, state,
+                       self.clock)
+
     async def witness(self, client: httpx.AsyncClient, origin: str | None = None) -> Witnessed:
         """Check the broker's newest checkpoint against the last one seen here and cosign it.
 
         Raises ``LogRollback`` / ``LogInconsistent`` if the log shrank or forked.
         """
-        keys_dir = self.registry.directory
-        if keys_dir is None:
-            raise MaspError("the adapter has no key directory to read the audit log's keys from")
-        witness = LogWitness(self.keys, lambda o: trusted_log_keys(keys_dir, self.clock(), o)[1],
-                             self.home / "witness" / "checkpoint", self.clock, origin)
-        return await witness.run(client)
+        return await LogWitness(self.keys, self.tlog_witness(origin), self.clock).run(client)
 
     # --- receiving -----------------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 It consumes the agency's inbox queue (verify, de-duplicate, write native files to the
 outbox folder, acknowledge), watches the inbox folder for native files to send, serves the
-local HTTP endpoint for the same, and witnesses the audit log's checkpoints.
+local HTTP endpoint for the same, and witnesses the audit log's checkpoints: it pulls them
+from the broker every ``MASP_WITNESS_EVERY_S``, and its endpoint answers the C2SP
+tlog-witness ``add-checkpoint`` for a broker that pushes them (``MASP_WITNESSES``).
 """
 
 from __future__ import annotations
@@ -63,7 +65,8 @@ async def run_adapter(settings: Settings, agency: str, options: AdapterOptions |
                                     inbox=opts.inbox or home / "inbox", outbox=opts.outbox or home / "outbox")
             await runtime.start(connection)
             endpoint = uvicorn.Server(uvicorn.Config(
-                create_endpoint(adapter), host=opts.host, port=opts.port or DEFAULT_PORTS[agency],
+                create_endpoint(adapter, witness=runtime.tlog_witness()), host=opts.host,
+                port=opts.port or DEFAULT_PORTS[agency],
                 log_level="warning", access_log=False, log_config=None))
             log.info("adapter_running", agency=agency, port=opts.port or DEFAULT_PORTS[agency])
             await asyncio.gather(witness_forever(runtime, client, settings.witness_every_s),

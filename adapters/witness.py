@@ -1,31 +1,44 @@
-"""An agency as a witness of the broker's audit log.
+"""An agency as a witness of the broker's audit log, in two modes over one core.
 
-Each run fetches the newest checkpoint, checks the broker's signature with the pinned log
-key, checks it extends the last checkpoint this agency saw (RFC 6962 consistency proof),
-records it under the adapter's home, and only then posts a ``cosignature/v1``. A broker
-that presents a smaller tree (a restored database) or another history raises
-``LogRollback`` / ``LogInconsistent`` and gets no cosignature.
+Both go through ``broker.audit.tlog_witness.Witness`` (the C2SP tlog-witness checks, the
+record of the last cosigned checkpoint under ``<adapter home>/witness/checkpoint``):
+
+- push: the broker (or any log client) POSTs ``add-checkpoint`` to the adapter's endpoint
+  (``adapters/endpoint.py``);
+- pull (``LogWitness.run``, here): the adapter fetches the newest checkpoint from the broker,
+  submits it to its own witness with the old size it recorded and a consistency proof fetched
+  from the broker, and posts the cosignature back to ``POST /v1/audit/cosignatures``.
+
+In pull mode a broker that presents a smaller tree (a restored database) raises
+``LogRollback``; one whose tree does not extend the recorded one raises ``LogInconsistent``;
+neither gets a cosignature.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-from collections.abc import Callable
+import binascii
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 import structlog
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from adapters.files import atomic_write
 from broker import wire
-from broker.audit.note import Checkpoint, CosignatureSigner, NoteError, NoteVerifier
-from broker.audit.witness import append_cosignatures, check_advance, open_checkpoint, witness_name
+from broker.audit.note import Checkpoint, NoteError, note_signatures
+from broker.audit.tlog_witness import AddCheckpoint, Witness, WitnessRefusal
+from broker.audit.witness import append_cosignatures
 from broker.clock import Clock
 from broker.crypto.keys import AgencyKeys
-from broker.errors import ConfigurationError, SignatureInvalid
+from broker.errors import (
+    Conflict,
+    LogInconsistent,
+    LogRollback,
+    MalformedMessage,
+    MaspError,
+    SignatureInvalid,
+)
 
 log = structlog.get_logger("masp.witness")
 
@@ -40,32 +53,11 @@ class Witnessed:
 
 @dataclass
 class LogWitness:
+    """Pull mode: fetch, check through ``witness`` and cosign the broker's newest checkpoint."""
+
     keys: AgencyKeys
-    #: pinned: the log's public keys for an origin (``broker/crypto/log_keys.py``)
-    log_keys: Callable[[str], list[NoteVerifier]]
-    state: Path  # the last checkpoint this agency cosigned, as the broker signed it
+    witness: Witness
     clock: Clock
-    #: The log's origin; when not configured, the origin first witnessed is kept for good.
-    origin: str | None = None
-
-    def _log_key(self, presented: str) -> list[NoteVerifier]:
-        origin = self.origin
-        if origin is None:
-            source = self.state.read_text(encoding="utf-8") if self.state.exists() else presented
-            origin = source.split("\n", 1)[0]
-        keys = self.log_keys(origin)
-        if not keys:
-            raise SignatureInvalid("no trusted key for the log's origin")
-        return keys
-
-    def last_seen(self, log_key: list[NoteVerifier]) -> Checkpoint | None:
-        if not self.state.exists():
-            return None
-        try:
-            checkpoint, _ = open_checkpoint(self.state.read_text(encoding="utf-8"), log_key)
-        except NoteError as exc:  # our own record: if it does not verify, stop rather than reset
-            raise ConfigurationError(f"witness state {self.state} does not verify: {exc}") from None
-        return checkpoint
 
     def _auth(self) -> dict[str, str]:
         return {"authorization": f"Bearer {wire.sign_agency_auth(self.keys, self.clock())}"}
@@ -76,37 +68,68 @@ class LogWitness:
         body: dict[str, Any] = resp.json()
         return body
 
-    async def run(self, client: httpx.AsyncClient) -> Witnessed:
-        latest = await self._consistency(client)
-        log_key = self._log_key(latest["checkpoint"])
-        old = self.last_seen(log_key)
+    async def _proof(self, client: httpx.AsyncClient, old: int, new: int) -> list[bytes]:
+        if not 0 < old < new:
+            return []
+        found = await self._consistency(client, **{"from": old, "to": new})
         try:
-            new, _ = open_checkpoint(latest["checkpoint"], log_key)
-        except NoteError as exc:
-            raise SignatureInvalid(f"checkpoint is not signed by the pinned log key: {exc}") from None
-        proof: list[bytes] = []
-        if old is not None and old.size < new.size:
-            found = await self._consistency(client, **{"from": old.size, "to": new.size})
-            proof = [base64.b64decode(h, validate=True) for h in found["proof"]]
-        check_advance(old, new, proof)
-        note = _log_signed(latest["checkpoint"], log_key[0].name)
-        atomic_write(self.state, note.encode("utf-8"))
-        private = self.keys.sig.private_key
-        if not isinstance(private, Ed25519PrivateKey):
-            raise ConfigurationError("the agency signing key is not an Ed25519 key")
-        signer = CosignatureSigner(witness_name(self.keys.agency), private)
-        line = signer.cosign(new.body(), int(self.clock().timestamp()))
-        resp = await client.post("/v1/audit/cosignatures", content=append_cosignatures(note, [line]),
+            return [base64.b64decode(h, validate=True) for h in found["proof"]]
+        except (binascii.Error, TypeError, ValueError, KeyError):
+            raise MalformedMessage("the broker's consistency proof is not a list of base64 hashes") from None
+
+    async def run(self, client: httpx.AsyncClient) -> Witnessed:
+        note = (await self._consistency(client))["checkpoint"]
+        try:
+            presented = Checkpoint.parse(note_signatures(note)[0])
+        except (NoteError, TypeError) as exc:
+            raise SignatureInvalid(f"the broker's checkpoint is not a signed checkpoint: {exc}") from None
+        # The recorded size may move under us (the broker pushing add-checkpoint meanwhile):
+        # the core then answers 409 and one more try starts from the size it reports.
+        previous = await asyncio.to_thread(self.witness.latest, presented.origin)
+        old = previous.size if previous else 0
+        for attempt in (1, 2):
+            proof = await self._proof(client, old, presented.size)
+            try:
+                request = AddCheckpoint.of(old, proof, note)
+                lines = await asyncio.to_thread(self.witness.submit, request)
+                break
+            except WitnessRefusal as exc:
+                if exc.status == 409 and exc.latest_size is not None and attempt == 1:
+                    old = exc.latest_size
+                    continue
+                raise pull_error(exc, old, presented.size) from None
+        origin = presented.origin
+        body = append_cosignatures(_log_signed(note, origin), lines)
+        resp = await client.post("/v1/audit/cosignatures", content=body,
                                  headers={**self._auth(), "content-type": "text/plain; charset=utf-8"})
         resp.raise_for_status()
         result = resp.json()
-        log.info("checkpoint_witnessed", agency=self.keys.agency, size=new.size,
-                 previous_size=old.size if old else None, witnesses=result["witnesses"])
-        return Witnessed(new, old.size if old else None, result["witnesses"], result["published"])
+        log.info("checkpoint_witnessed", agency=self.keys.agency, size=presented.size,
+                 previous_size=old if previous else None, witnesses=result["witnesses"])
+        return Witnessed(presented, old if previous else None, result["witnesses"], result["published"])
+
+
+def pull_error(refusal: WitnessRefusal, witnessed: int, presented: int) -> MaspError:
+    """The typed error a refusal is in pull mode, where the broker is the one being checked."""
+    sizes = {"witnessed_size": witnessed, "presented_size": presented}
+    if refusal.code == "old-size-too-large":
+        return LogRollback(f"the log presents size {presented}, smaller than the {witnessed} "
+                           "already witnessed", **sizes)
+    if refusal.code == "root-mismatch":
+        return LogInconsistent(f"two different trees of size {presented}", **sizes)
+    if refusal.status == 422:
+        return LogInconsistent(f"size {presented} is not an extension of the witnessed size "
+                               f"{witnessed}: {refusal.detail}", **sizes)
+    if refusal.status == 404:
+        return SignatureInvalid("no trusted key for the log's origin")
+    if refusal.status == 403:
+        return SignatureInvalid("checkpoint is not signed by the pinned log key")
+    if refusal.status == 409:
+        return Conflict("the witness record moved twice while this checkpoint was checked")
+    return MalformedMessage(f"the broker's checkpoint was refused: {refusal.detail}")
 
 
 def _log_signed(note: str, log_name: str) -> str:
     """The note with the log's own signature lines only, without anyone's cosignatures."""
-    split = note.rfind("\n\n")
-    lines = [ln for ln in note[split + 2:].split("\n") if ln.startswith(f"\u2014 {log_name} ")]
-    return note[: split + 2] + "".join(ln + "\n" for ln in lines)
+    text, lines = note_signatures(note)
+    return text + "\n" + "".join(line + "\n" for name, _, line in lines if name == log_name)

@@ -66,6 +66,7 @@ async def serve(settings: Settings, *, demo: bool = False, workers: int = 1) -> 
     service = await BrokerService.open(settings)
     settle_heap()
     await service.start_workers()
+    service.start_witnessing()
     pool = contextlib.ExitStack()
     if workers > 1:  # after open(): the schema exists before the other processes start
         await asyncio.to_thread(pool.enter_context,

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import httpx
 from aio_pika.abc import AbstractRobustConnection
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, inspect, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from broker import policy
-from broker.audit.note import NoteVerifier
+from broker.audit.note import NoteVerifier, public_key_raw
+from broker.audit.witness import WITNESS_PREFIX
+from broker.audit.witness_client import StandardWitness, WitnessClient
 from broker.clock import Clock, system_clock
 from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry, init_keys
 from broker.crypto.log_keys import LogKeyStore, LogSigners
@@ -27,6 +33,7 @@ from broker.rate_limit import AgencyRateLimit
 from broker.refusals import RefusalLog
 from broker.settings import Settings
 from broker.store.audit_log import AuditLog
+from broker.store.audit_witness import StoredLog
 from broker.store.db import create_schema, is_postgres, make_engine, sessionmaker
 from broker.transport import connect as amqp
 from broker.transport.identity import AmqpIdentities
@@ -77,6 +84,31 @@ def log_keys(settings: Settings) -> LogKeyStore:
 def audit_verifiers(settings: Settings) -> list[NoteVerifier]:
     """Every key this deployment's log has been signed with (this operator's own copy)."""
     return [k.verifier for k in log_keys(settings).all_keys()]
+
+
+def standard_witnesses(settings: Settings, registry: KeyRegistry) -> list[StandardWitness]:
+    """``MASP_WITNESSES`` as the client submits to them, checked against the key registry.
+
+    A witness named ``masp.witness/<agency>`` is that agency's own witness key (its adapter's
+    endpoint): its pinned key must be the agency's registered signing key, and its
+    cosignatures are stored under the agency, the same rows its pull mode writes.
+    """
+    found = []
+    agencies = registry.agencies() - {BROKER}
+    for item in settings.witnesses:
+        verifier = item.verifier
+        agency = ""
+        if verifier.name.startswith(WITNESS_PREFIX):
+            agency = verifier.name[len(WITNESS_PREFIX):]
+            if agency not in agencies:
+                raise ConfigurationError(f"MASP_WITNESSES: {verifier.name} names no registered agency")
+            public = registry.current(agency, "sig").public_key
+            if not isinstance(public, Ed25519PublicKey) or (
+                    public_key_raw(public) != public_key_raw(verifier.public_key)):
+                raise ConfigurationError(f"MASP_WITNESSES: the key pinned for {verifier.name} is not "
+                                         f"the registered signing key of {agency}")
+        found.append(StandardWitness(item.url, verifier, agency))
+    return found
 
 
 @dataclass
@@ -157,6 +189,10 @@ class BrokerService:
     monitor: OpsMonitor | None = None
     #: One per process, shared by POST /v1/messages and the AMQP ingress: one allowance per agency.
     rate_limit: AgencyRateLimit | None = None
+    #: ``MASP_WITNESSES``, checked at start-up; ``start_witnessing`` submits to them
+    witnesses: list[StandardWitness] = field(default_factory=list)
+    _witnessing: asyncio.Task[None] | None = None
+    _witness_http: httpx.AsyncClient | None = None
 
     @classmethod
     async def open(cls, settings: Settings, *, clock: Clock = system_clock) -> BrokerService:
@@ -170,6 +206,7 @@ class BrokerService:
             raise ConfigurationError(f"no broker keys under {settings.keys_dir}; run `masp keys init`")
         broker = AgencyKeys.load(settings.keys_dir, BROKER)
         registry = KeyRegistry.from_public_dir(settings.keys_dir)
+        witnesses = standard_witnesses(settings, registry)  # before anything is opened
         engine = make_engine(settings.db_url)
         await create_schema(engine)
         sessions = sessionmaker(engine)
@@ -182,7 +219,8 @@ class BrokerService:
                             metrics=BrokerMetrics(*otlp_readers(settings.otlp_endpoint)),
                             refusals=RefusalLog(timedelta(seconds=settings.refusal_window_s)))
         limit = AgencyRateLimit(settings.rate_limit) if settings.rate_limit else None
-        return cls(settings, engine, exchange, Names(settings.namespace), rate_limit=limit)
+        return cls(settings, engine, exchange, Names(settings.namespace), rate_limit=limit,
+                   witnesses=witnesses)
 
     async def start_workers(self) -> None:
         self.connection = await amqp.connect_robust(self.settings)
@@ -199,7 +237,30 @@ class BrokerService:
         self.monitor = OpsMonitor(self)
         self.monitor.start(self.settings.ops_sample_s)
 
+    def witness_client(self, client: httpx.AsyncClient) -> WitnessClient:
+        """Submits this log's checkpoints to ``MASP_WITNESSES`` over ``client``."""
+        view = StoredLog(self.exchange.sessions, self.exchange.clock,
+                         timedelta(seconds=self.settings.max_clock_skew_s))
+        return WitnessClient(self.witnesses, view, client, timeout=self.settings.witness_timeout_s)
+
+    def start_witnessing(self) -> None:
+        """Submit new checkpoints to ``MASP_WITNESSES`` every ``MASP_WITNESS_EVERY_S`` (one
+        process of a deployment does: ``masp serve``'s, not its extra workers)."""
+        if not self.witnesses or self._witnessing is not None:
+            return
+        self._witness_http = httpx.AsyncClient(timeout=self.settings.witness_timeout_s,
+                                               follow_redirects=False)
+        self._witnessing = asyncio.create_task(
+            self.witness_client(self._witness_http).run(self.settings.witness_every_s),
+            name="witness-client")
+
     async def close(self) -> None:
+        if self._witnessing is not None:
+            self._witnessing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._witnessing
+        if self._witness_http is not None:
+            await self._witness_http.aclose()
         if self.monitor is not None:
             await self.monitor.stop()
         if self.watch is not None:

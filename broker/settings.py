@@ -8,10 +8,47 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import unquote, urlparse
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from broker.audit.note import CosignatureVerifier, NoteError
 from broker.crypto.keys import AGENCIES
+
+
+class WitnessEndpoint(BaseModel):
+    """One C2SP tlog-witness the broker submits checkpoints to: its submission prefix and key."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str = Field(description="submission prefix: the broker POSTs <url>/add-checkpoint")
+    vkey: str = Field(description="the witness's cosignature/v1 verifier key (name+id+key)")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise ValueError("MASP_WITNESSES: a witness url must be an http(s) URL with a host")
+        if parsed.query or parsed.fragment or parsed.username or parsed.password:
+            raise ValueError("MASP_WITNESSES: a witness url takes no query, fragment or credentials")
+        return value.rstrip("/")
+
+    @field_validator("vkey")
+    @classmethod
+    def _cosignature_key(cls, value: str) -> str:
+        try:
+            CosignatureVerifier.from_vkey(value)
+        except NoteError as exc:
+            raise ValueError(f"MASP_WITNESSES: not a cosignature/v1 vkey: {exc}") from None
+        return value
+
+    @property
+    def verifier(self) -> CosignatureVerifier:
+        return CosignatureVerifier.from_vkey(self.vkey)
+
+    @property
+    def name(self) -> str:
+        return self.verifier.name
 
 
 class Settings(BaseSettings):
@@ -56,7 +93,15 @@ class Settings(BaseSettings):
         default=24 * 3600, gt=0, description="an unacknowledged delivery expires after this (NDR to sender)")
     timer_interval_s: float = Field(default=15.0, gt=0, description="how often safeguarding timers run")
     auth_token_max_age_s: int = 300
-    witness_every_s: float = Field(default=30.0, description="how often adapters cosign checkpoints")
+    witness_every_s: float = Field(default=30.0, gt=0, description="how often adapters cosign checkpoints, "
+                                   "and how often the broker submits new ones to MASP_WITNESSES")
+    #: MASP_WITNESSES='[{"url": "https://witness.example/w1", "vkey": "witness.example/w1+..."}]':
+    #: C2SP tlog-witness witnesses the broker submits its checkpoints to (``add-checkpoint``);
+    #: ``vkey`` is the witness's pinned ``cosignature/v1`` verifier key.
+    witnesses: list[WitnessEndpoint] = Field(
+        default_factory=list, description="standard witnesses (JSON list of {url, vkey}) the broker "
+        "pushes checkpoints to with the C2SP tlog-witness protocol")
+    witness_timeout_s: float = Field(default=10.0, gt=0, description="timeout of each request to a witness")
     witness_quorum: int = Field(default=2, ge=0, description="witness cosignatures that publish a checkpoint")
     log_json: bool = Field(default=False, description="JSON log lines (production) instead of console")
     log_level: str = "INFO"
@@ -132,6 +177,15 @@ class Settings(BaseSettings):
         users = list(self.amqp_users.values())
         if len(users) != len(AGENCIES):
             raise ValueError("amqp_agency_users: two agencies would share one RabbitMQ user")
+        return self
+
+    @model_validator(mode="after")
+    def _witnesses_are_distinct(self) -> Settings:
+        names = [w.name for w in self.witnesses]
+        if len(set(names)) != len(names):
+            raise ValueError("MASP_WITNESSES: two witnesses share a key name")
+        if self.audit_origin in names:
+            raise ValueError("MASP_WITNESSES: a witness cannot be named like the audit log's origin")
         return self
 
     @property

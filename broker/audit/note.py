@@ -333,6 +333,21 @@ def open_note_keys(note: str, verifiers: Sequence[Verifier]) -> tuple[str, list[
     return text, verified
 
 
+def note_signatures(note: str) -> tuple[str, list[tuple[str, bytes, str]]]:
+    """Split a signed note into its text and its signature lines, checking their syntax only.
+
+    Each line comes as (key name, key id || signature, the line without its newline); nothing
+    is verified: for parsing untrusted input strictly before deciding whom to ask to verify it.
+    """
+    text, lines = _split_note(note)
+    return text, [(*_parse_sig_line(line), line) for line in lines]
+
+
+def parse_signature_line(line: str) -> tuple[str, bytes]:
+    """``— <name> <base64>`` (no newline) as its key name and key id || signature (syntax only)."""
+    return _parse_sig_line(line)
+
+
 def signature_key_ids(note: str, name: str) -> list[bytes]:
     """The key ids of the signature lines by ``name`` (unverified: for routing, not trust)."""
     _, lines = _split_note(note)

@@ -1,22 +1,19 @@
-"""Witnessing the audit log: who cosigns, when a newer checkpoint may be accepted, quorum.
+"""Witnessing the audit log: who cosigns, and opening cosigned checkpoints.
 
 Each agency is a witness. It cosigns (``cosignature/v1``) with its registered Ed25519
 signing key under the name ``masp.witness/<agency>``; the type byte in the key id keeps
-those signatures apart from the agency's JWS signatures. A witness only moves forward:
-a smaller tree, or one whose consistency proof from the last checkpoint it saw does not
-verify, is a rollback or a fork, and is refused with a typed error.
+those signatures apart from the agency's JWS signatures. When a newer checkpoint may be
+cosigned (a witness only moves forward) is decided in one place, the C2SP tlog-witness core
+``broker/audit/tlog_witness.py``.
 """
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from broker.audit.merkle import ProofInvalid, verify_consistency
 from broker.audit.note import Checkpoint, CosignatureVerifier, NoteError, Verifier, open_note_keys
-from broker.errors import LogInconsistent, LogRollback
 
 WITNESS_PREFIX = "masp.witness/"
 
@@ -27,33 +24,6 @@ def witness_name(agency: str) -> str:
 
 def witness_verifier(agency: str, public_key: Ed25519PublicKey) -> CosignatureVerifier:
     return CosignatureVerifier(witness_name(agency), public_key)
-
-
-def check_advance(old: Checkpoint | None, new: Checkpoint, proof: Sequence[bytes]) -> None:
-    """Refuse ``new`` unless it extends ``old``: same origin, no smaller, consistent.
-
-    ``old`` None means trust on first use. Raises ``LogRollback`` when the log shrank and
-    ``LogInconsistent`` when it forked (same size with another root, or a consistency proof
-    that does not verify).
-    """
-    if old is None:
-        return
-    if new.origin != old.origin:
-        raise LogInconsistent("checkpoint is for another log origin")
-    if new.size < old.size:
-        raise LogRollback(f"the log presents size {new.size}, smaller than the {old.size} "
-                          "already witnessed", witnessed_size=old.size, presented_size=new.size)
-    if new.size == old.size:
-        if proof or not hmac.compare_digest(new.root_hash, old.root_hash):
-            raise LogInconsistent(f"two different trees of size {new.size}",
-                                  witnessed_size=old.size, presented_size=new.size)
-        return
-    try:
-        verify_consistency(old.size, new.size, proof, old.root_hash, new.root_hash)
-    except ProofInvalid as exc:
-        raise LogInconsistent(f"size {new.size} is not an extension of the witnessed size "
-                              f"{old.size}: {exc}", witnessed_size=old.size,
-                              presented_size=new.size) from None
 
 
 def open_checkpoint(note: str, log: Verifier | Sequence[Verifier], witnesses: Sequence[Verifier] = ()

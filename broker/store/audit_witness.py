@@ -3,6 +3,11 @@
 A cosignature is stored only after it verified under the witness's registered key and only
 for a checkpoint body this log issued byte for byte, so the broker never holds a
 cosignature for a tree it did not sign, and never two for one witness and size.
+
+Cosignatures come from agencies posting them (``POST /v1/audit/cosignatures``, ``agency`` is
+the agency) and from C2SP tlog witnesses the broker pushes checkpoints to (``StoredLog``,
+``broker/audit/witness_client.py``): those verify under their pinned vkey, and ``agency`` is
+empty unless the witness is an agency's own witness key.
 """
 
 from __future__ import annotations
@@ -10,15 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from broker.audit.note import Checkpoint, CosignatureVerifier, NoteError
 from broker.audit.witness import append_cosignatures
+from broker.clock import Clock
 from broker.errors import CheckpointMismatch, CosignatureInvalid, InvalidRange, NotFound
 from broker.store.audit_models import CosignatureRow
+from broker.store.audit_tree import consistency_proof
 from broker.store.models import CheckpointRow
 
 
@@ -131,3 +138,39 @@ async def add_cosignature(sessions: async_sessionmaker[AsyncSession], agency: st
         stored = await cosignatures(session, size)
     kept = next(r.timestamp for r in stored if r.witness == verifier.name)
     return CosignatureReceipt(size, verifier.name, kept, len(stored), duplicate)
+
+
+async def cosigned_size(session: AsyncSession, witness: str) -> int:
+    """The largest checkpoint size ``witness`` cosigned here; 0 if none."""
+    found = (await session.execute(select(func.max(col(CosignatureRow.size))).where(
+        col(CosignatureRow.witness) == witness))).scalar_one_or_none()
+    return int(found or 0)
+
+
+@dataclass
+class StoredLog:
+    """The log as ``WitnessClient`` sees it: newest checkpoint, proofs, stored cosignatures."""
+
+    sessions: async_sessionmaker[AsyncSession]
+    clock: Clock
+    max_skew: timedelta
+
+    async def newest(self) -> tuple[int, str] | None:
+        async with self.sessions() as session:
+            row = await latest_checkpoint(session)
+        return (row.size, row.note) if row is not None else None
+
+    async def cosigned_size(self, witness: str) -> int:
+        async with self.sessions() as session:
+            return await cosigned_size(session, witness)
+
+    async def issued(self, size: int) -> bool:
+        async with self.sessions() as session:
+            return await checkpoint_at(session, size) is not None
+
+    async def proof(self, old: int, new: int) -> list[bytes]:
+        async with self.sessions() as session:
+            return await consistency_proof(session, old, new)
+
+    async def store(self, agency: str, verifier: CosignatureVerifier, size: int, line: str) -> None:
+        await add_cosignature(self.sessions, agency, verifier, line, size, self.clock(), self.max_skew)

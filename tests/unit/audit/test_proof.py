@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import base64
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from adapters.witness import pull_error
 from broker.audit.merkle import CompactRange, consistency_proof, inclusion_proof, leaf_hash
 from broker.audit.note import Checkpoint, CosignatureSigner, NoteSigner, sign_note
 from broker.audit.proof import HEADER, TlogProof, TlogProofError
-from broker.audit.witness import append_cosignatures, check_advance, witness_name
+from broker.audit.tlog_witness import AddCheckpoint, FileWitnessState, Witness, WitnessRefusal
+from broker.audit.witness import append_cosignatures, witness_name
 from broker.errors import LogInconsistent, LogRollback
 
 ORIGIN = "masp.audit/unit"
@@ -106,21 +110,29 @@ def test_malformed_proofs_are_refused(bad: str) -> None:
         TlogProof.parse(bad)
 
 
-def test_witness_moves_forward_only() -> None:
+def test_witness_moves_forward_only(tmp_path: Path) -> None:
+    """The pull mode's view of the tlog-witness core: what it refuses, as typed errors."""
+    witness = Witness(CosignatureSigner(witness_name("police"), Ed25519PrivateKey.generate()),
+                      lambda o: [LOG.verifier()] if o == ORIGIN else [], FileWitnessState(tmp_path),
+                      lambda: datetime(2026, 11, 21, tzinfo=UTC))
+
+    def submit(old: int, cp: Checkpoint, proof: list[bytes]) -> None:
+        try:
+            witness.submit(AddCheckpoint.of(old, proof, sign_note(cp.body(), [LOG])))
+        except WitnessRefusal as exc:
+            raise pull_error(exc, old, cp.size) from None
+
     old, new = _checkpoint(6), _checkpoint(11)
-    check_advance(None, old, [])  # trust on first use
-    check_advance(old, old, [])
-    check_advance(old, new, consistency_proof(6, 11, HASHES.__getitem__))
-    with pytest.raises(LogRollback) as rollback:
-        check_advance(new, old, [])
-    assert rollback.value.extensions == {"witnessed_size": 11, "presented_size": 6}
     forked = Checkpoint(ORIGIN, 11, leaf_hash(b"another history"))
+    submit(0, old, [])  # trust on first use
+    submit(6, old, [])
+    with pytest.raises(LogInconsistent, match="not an extension"):
+        submit(6, forked, consistency_proof(6, 11, HASHES.__getitem__))
+    submit(6, new, consistency_proof(6, 11, HASHES.__getitem__))
+    with pytest.raises(LogRollback) as rollback:
+        submit(11, old, [])
+    assert rollback.value.extensions == {"witnessed_size": 11, "presented_size": 6}
     with pytest.raises(LogInconsistent, match="two different trees"):
-        check_advance(new, forked, [])
-    with pytest.raises(LogInconsistent, match="not an extension"):
-        check_advance(old, forked, consistency_proof(6, 11, HASHES.__getitem__))
-    with pytest.raises(LogInconsistent, match="not an extension"):
-        check_advance(old, new, [])
-    with pytest.raises(LogInconsistent, match="origin"):
-        check_advance(old, Checkpoint("masp.audit/other", 11, new.root_hash), [])
+        submit(11, forked, [])
+    assert witness.latest(ORIGIN) == new
     assert not issubclass(LogInconsistent, LogRollback)

@@ -171,13 +171,14 @@ def trust_file(out: Annotated[Path | None, typer.Option(help="write here instead
 
     from broker.crypto.keys import KeyRegistry
     from broker.service import AuditStore, log_keys
-    from broker.store.audit_export import operator_trust, witness_verifiers
+    from broker.store.audit_export import deployment_witnesses, operator_trust
 
     async def go() -> Trust:
         settings = Settings()
         store = await AuditStore.open(settings)
         try:
-            witnesses = witness_verifiers(KeyRegistry.from_public_dir(settings.keys_dir))
+            witnesses = deployment_witnesses(KeyRegistry.from_public_dir(settings.keys_dir),
+                                             [w.verifier for w in settings.witnesses])
             return await operator_trust(store.sessions, log_keys(settings), witnesses,
                                         settings.witness_quorum)
         finally:

@@ -5,21 +5,22 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from sqlalchemy.exc import SQLAlchemyError
 
 from broker.audit.entry import Actor, AuditEntry, EntryKind
-from broker.audit.key_rotation import sign_rotation
-from broker.audit.note import NoteSigner
 from broker.crypto import rotation
 from broker.crypto.keys import AGENCIES, BROKER
 from broker.crypto.lifecycle import REVOKE_REASONS, locked
 from broker.crypto.log_keys import LOG
 from broker.errors import MaspError
 from broker.settings import Settings
-from broker.store.audit_log import AuditLog, find_rotation
+
+if TYPE_CHECKING:
+    from broker.audit.note import NoteSigner
+    from broker.store.audit_log import AuditLog
 
 Operator = Annotated[str | None, typer.Option("--by", help="operator id recorded in the audit entry")]
 
@@ -133,6 +134,9 @@ async def _log_rotation(settings: Settings, overlap: timedelta, by: str | None
 async def _rotation_entry(audit: AuditLog, old: NoteSigner, new: NoteSigner, until: datetime,
                           by: str | None, co_sign: Callable[[], None]) -> int:
     """Append the rotation statement (or find the one an interrupted run appended)."""
+    from broker.audit.key_rotation import sign_rotation
+    from broker.store.audit_log import find_rotation
+
     async with audit.sessions() as session:
         done = await find_rotation(session, new.verifier().vkey)
     if done is not None:

@@ -35,7 +35,7 @@ from broker.crypto.keys import AGENCIES, AgencyKeys, KeyRegistry
 from broker.errors import MaspError
 from broker.service import BrokerService, init_state, log_keys
 from broker.settings import Settings
-from broker.store.audit_export import export_log, operator_trust, verify_database, witness_verifiers
+from broker.store.audit_export import deployment_witnesses, export_log, operator_trust, verify_database
 from broker.store.models import AuditRow, DeliveryRow, OverrideReviewRow
 from broker.transport import connect as amqp
 from broker.transport import topology
@@ -346,8 +346,9 @@ class Demo:
         service = self.service
         settings = service.settings
         # the demo's relying party pins the operator's keys, and the witnesses have cosigned
-        trust = await operator_trust(service.exchange.sessions, log_keys(settings),
-                                     witness_verifiers(service.exchange.registry), settings.witness_quorum)
+        witnesses = deployment_witnesses(service.exchange.registry, [w.verifier for w in settings.witnesses])
+        trust = await operator_trust(service.exchange.sessions, log_keys(settings), witnesses,
+                                     settings.witness_quorum)
         report = await verify_database(service, trust)
         await export_log(service.exchange.sessions, out / "audit", settings.audit_origin)
         (out / "audit-trust.txt").write_text(trust.render(

@@ -98,6 +98,15 @@ def witness_verifiers(registry: KeyRegistry) -> list[CosignatureVerifier]:
     return found
 
 
+def deployment_witnesses(registry: KeyRegistry, standard: Sequence[CosignatureVerifier] = ()
+                         ) -> list[CosignatureVerifier]:
+    """Every witness of this deployment: each agency, and each standard witness the broker
+    submits to (``MASP_WITNESSES``; an agency's own endpoint listed there is counted once)."""
+    found = witness_verifiers(registry)
+    seen = {(w.name, w.key_id) for w in found}
+    return [*found, *(w for w in standard if (w.name, w.key_id) not in seen)]
+
+
 async def operator_trust(sessions: Sessions, log_keys: LogKeyStore, witnesses: Sequence[CosignatureVerifier],
                          quorum: int) -> Trust:
     """The trust a relying party should pin, from this operator's own keys: the log's first key,
@@ -186,8 +195,8 @@ async def verify_database(service: BrokerService, trust: Trust | None = None, *,
     if trust is None:
         from broker.service import log_keys
 
-        trust = await operator_trust(exchange.sessions, log_keys(service.settings),
-                                     witness_verifiers(exchange.registry), 0)
+        trust = await operator_trust(exchange.sessions, log_keys(service.settings), deployment_witnesses(
+            exchange.registry, [w.verifier for w in service.settings.witnesses]), 0)
     return await verify_store(exchange.sessions, trust, witnessed=witnessed, workers=workers,
                               allow_unsigned_tail=allow_unsigned_tail, progress=progress)
 

@@ -22,7 +22,7 @@ from broker.audit.entry import AuditEntry, EntryKind, pseudonym
 from broker.audit.proof import TlogProofError
 from broker.errors import NotFound
 from broker.service import audit_verifiers
-from broker.store.audit_export import witness_verifiers
+from broker.store.audit_export import deployment_witnesses
 from broker.store.audit_proofs import entry_proof
 from broker.store.audit_queries import EntryFilter
 from broker.store.models import AuditRow
@@ -128,7 +128,8 @@ async def _check_proof(request: Request, seq: int) -> ProofCheck:
             return ProofCheck("pending", exc.detail)
     try:  # an unwitnessed checkpoint is still checked: the log's signature and the inclusion
         checkpoint, cosigners = found.proof.verify(
-            audit_verifiers(settings), witness_verifiers(exchange.registry),
+            audit_verifiers(settings),
+            deployment_witnesses(exchange.registry, [w.verifier for w in settings.witnesses]),
             quorum if found.published else 0, leaf=found.leaf)
     except TlogProofError as exc:
         return ProofCheck("failed", str(exc), found.size)

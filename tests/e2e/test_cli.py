@@ -282,3 +282,43 @@ def test_consent_record_keeps_to_the_registry_rules(tmp_path: Path) -> None:
     assert [("given" in r, "withdrawn" in r, r.rstrip().endswith("by police")) for r in rows] == [
         (True, False, True), (False, True, True)]
     assert "VIC-2026-0147-1" not in listed.stdout  # pseudonyms only
+
+
+def test_the_log_key_rotates_from_the_command_line_and_old_pins_still_verify(tmp_path: Path) -> None:
+    """What an operator does (docs/operations.md): rotate the log's key, hand out the new trust
+    file; a relying party that pinned the old one, or only the new one, verifies the same log.
+    In process (``CliRunner``): the commands are the same, without a start-up each."""
+    from typer.testing import CliRunner
+
+    from broker.cli import app
+
+    env = {"MASP_STATE_DIR": str(tmp_path / "state"), "MASP_DSA_DIR": str(REPO / "deploy" / "dsa")}
+
+    def run(*args: str) -> tuple[int, str, str]:
+        result = CliRunner().invoke(app, list(args), env=env)
+        return result.exit_code, result.stdout, result.stderr
+
+    assert run("init")[0] == 0
+    assert run("audit", "trust", "--out", str(tmp_path / "before.txt"))[0] == 0
+    code, out, err = run("keys", "rotate", "log", "--overlap", "0", "--by", "ops-3")
+    assert code == 0, err
+    assert "audit log key" in out and "masp audit trust" in err
+    assert run("keys", "rotate", "log", "--overlap", "1")[0] == 0  # a second: a chain of three keys
+    assert run("audit", "trust", "--out", str(tmp_path / "after.txt"))[0] == 0
+    lines = (tmp_path / "after.txt").read_text().splitlines()
+    assert sum(line.startswith("log ") for line in lines) == 3
+    newest = next(line for line in reversed(lines) if line.startswith("log "))
+    assert " since " in newest
+    (tmp_path / "newest.txt").write_text(newest + "\n")
+    for pins in ("before.txt", "after.txt", "newest.txt"):
+        code, out, err = run("audit", "verify", "--trust", str(tmp_path / pins), "--quorum", "0")
+        assert code == 0, (pins, err)
+        assert out.count("log key rotated at entry") == 2
+    assert run("audit", "export", "--out", str(tmp_path / "export"))[0] == 0
+    # the log's key is never replaced by `keys init --force`: that would cut the chain
+    code, _, err = run("keys", "init", "--force")
+    assert code == 0 and "rotate it with `masp keys rotate log`" in err
+    # an auditor elsewhere, with the export and the pins taken before any rotation
+    offline = masp("audit", "verify", "--export", str(tmp_path / "export"), "--trust",
+                   str(tmp_path / "before.txt"), "--quorum", "0", cwd=tmp_path)
+    assert offline.returncode == 0, offline.stderr

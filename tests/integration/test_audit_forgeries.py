@@ -29,8 +29,10 @@ from broker.audit.note import Checkpoint, CosignatureSigner, NoteSigner, signatu
 from broker.audit.trust import PinnedLogKey, Trust
 from broker.audit.witness import witness_name, witness_verifier
 from broker.crypto.keys import AGENCIES, AgencyKeys
-from broker.keys_cli import _log_rotation
-from broker.service import BrokerService, init_state, log_keys
+from broker.crypto.log_keys import LogSigners
+from broker.errors import ConfigurationError
+from broker.keys_cli import _log_rotation, _rotation_entry
+from broker.service import AuditStore, BrokerService, init_state, log_keys
 from broker.store.audit_export import (
     export_log,
     operator_trust,
@@ -38,6 +40,7 @@ from broker.store.audit_export import (
     verify_export,
     witness_verifiers,
 )
+from broker.store.audit_log import AuditLog
 from broker.store.audit_witness import add_cosignature
 from tests.integration.audit_forge import ExportLog
 from tests.integration.conftest import make_settings
@@ -432,3 +435,52 @@ async def test_rotation_forgeries_are_refused(service: BrokerService, tmp_path: 
     assert not report.ok and f"introduced at entry {seq}" in (report.problem or "")
     assert verify_export(tmp_path / "genuine", both).ok
     assert genuine.sizes()[-1] == seq + 2
+
+
+async def test_an_interrupted_rotation_completes_and_a_process_without_the_new_key_refuses(
+        service: BrokerService) -> None:
+    settings = service.settings
+    await _referral_log(service)
+    original = await _pins(service, quorum=0)
+    store = log_keys(settings)
+    delivered = _entry(EntryKind.DELIVERED, recipient="nhs")
+
+    # stopped before anything was signed: the pending key signs nothing and is reused
+    pending = store.begin_rotation(AT)
+    await _batch(service, delivered)
+    first = await _log_rotation(settings, timedelta(hours=1), None)
+    assert first[1] == pending.id
+
+    # stopped after the entry committed: brokers already co-sign with the new key; the rerun
+    # finds the entry and only finishes
+    nxt = store.begin_rotation(AT)
+    db = await AuditStore.open(settings, append=True)
+    try:
+        assert db.audit is not None
+        seq = await _rotation_entry(db.audit, store.signer(first[1]), store.signer(nxt.id),
+                                    AT + timedelta(hours=1), None, lambda: store.start_signing(nxt.id))
+    finally:
+        await db.close()
+    await _batch(service, delivered)
+    async with service.exchange.sessions() as s:
+        note = (await s.execute(text("SELECT note FROM audit_checkpoint ORDER BY size DESC LIMIT 1"))
+                ).scalar_one()
+    assert bytes.fromhex(nxt.id) in signature_key_ids(note, settings.audit_origin)
+    again = await _log_rotation(settings, timedelta(hours=1), None)
+    assert (again[1], again[2]) == (nxt.id, seq)
+    async with service.exchange.sessions() as s:
+        rotations = (await s.execute(text("SELECT count(*) FROM audit_entry WHERE kind = 'log_key_rotated'"))
+                     ).scalar_one()
+    assert rotations == 2
+    assert (await verify_database(service, original)).ok
+
+    # a process still holding only a replaced key refuses to extend the log, writing nothing
+    before = (await verify_database(service, original)).entries
+    exchange = service.exchange
+    lagging = AuditLog(exchange.sessions, LogSigners.of(store.signer(first[0])), settings.audit_origin,
+                       exchange.clock, postgres=exchange.audit.postgres)
+    with pytest.raises(ConfigurationError, match="which this process does not hold"):
+        async with lagging.transaction() as batch:
+            batch.add(delivered)
+    after = await verify_database(service, original)
+    assert after.ok and after.entries == before

@@ -126,16 +126,21 @@ class LogKeyStore:
                            bool(doc.get("pending_signs")) and doc.get("pending") is not None)
 
     def signer(self, key_id: str) -> NoteSigner:
-        path = self.home / f"{key_id}.skey"
-        try:
-            signer = NoteSigner.from_skey(path.read_text(encoding="utf-8").strip())
-        except FileNotFoundError:
-            raise ConfigurationError(f"no private key for audit log key {key_id} under {self.home}") from None
-        except NoteError as exc:
-            raise ConfigurationError(f"{path}: {exc}") from None
-        if signer.name != self.origin or signer.key_id.hex() != key_id:
-            raise ConfigurationError(f"{path} is not the log key {key_id} of {self.origin}")
-        return signer
+        """The private key ``key_id``: ``<id>.skey``, else any ``*.skey`` here holding it (a
+        deployment may mount the current key under a fixed name, e.g. ``current.skey``)."""
+        named = self.home / f"{key_id}.skey"
+        for path in [named, *sorted(p for p in self.home.glob("*.skey") if p != named)]:
+            try:
+                signer = NoteSigner.from_skey(path.read_text(encoding="utf-8").strip())
+            except FileNotFoundError:
+                continue
+            except (OSError, NoteError) as exc:
+                raise ConfigurationError(f"{path}: not a log signing key ({type(exc).__name__})") from None
+            if signer.key_id.hex() == key_id:
+                if signer.name != self.origin:
+                    raise ConfigurationError(f"{path} is a key of another log")
+                return signer
+        raise ConfigurationError(f"no private key for audit log key {key_id} under {self.home}")
 
     def signers(self, now: datetime) -> list[tuple[NoteSigner, datetime | None]]:
         """The keys that sign checkpoints: the current one first, then those still in overlap,

@@ -86,3 +86,17 @@ def test_a_tampered_state_file_is_refused(tmp_path: Path) -> None:
     path.write_text("{")
     with pytest.raises(ConfigurationError, match="unreadable"):
         store.state()
+
+
+def test_a_key_mounted_under_a_fixed_name_is_found_by_its_id(tmp_path: Path) -> None:
+    """Deployments mount the current key as ``current.skey`` (deploy/compose.yaml, k8s)."""
+    store = LogKeyStore(tmp_path, ORIGIN)
+    key = store.create(NOW)
+    assert key is not None
+    named = tmp_path / "log" / f"{key.id}.skey"
+    (tmp_path / "log" / "current.skey").write_text(named.read_text())
+    named.unlink()
+    assert store.signer(key.id).vkey == key.vkey
+    (tmp_path / "log" / "current.skey").write_text("PRIVATE+KEY+nonsense\n")
+    with pytest.raises(ConfigurationError, match=r"current\.skey: not a log signing key"):
+        store.signer(key.id)

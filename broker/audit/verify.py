@@ -217,10 +217,12 @@ class _Checkpoints:
             if (problem := self.chain.signed(size, signers)) is not None:
                 return problem
             self.checked += 1
-            self.cosignatures += len(cosigners)
-            names = [w.name for w in cosigners]
+            # a witness is counted once, however many of its keys are pinned (an agency's key
+            # before and after a rotation): the quorum is of witnesses, not of keys
+            names = list(dict.fromkeys(w.name for w in cosigners))
+            self.cosignatures += len(names)
             self.newest_cosigners = names
-            if len(cosigners) >= self.trust.quorum:
+            if len(names) >= self.trust.quorum:
                 if self.trust.quorum > 0:
                     self.published = size
                 self.covering = (size, signers, names)

@@ -48,3 +48,26 @@ def test_malformed_trust_files_are_refused(text: str, why: str) -> None:
     with pytest.raises(TrustInvalid, match=why) as caught:
         Trust.parse(text)
     assert LOG.vkey.rsplit("+", 1)[1] not in str(caught.value)
+
+
+def test_a_witness_with_two_pinned_keys_counts_once_towards_the_quorum() -> None:
+    """An agency's witness key before and after its rotation may both be pinned; one witness
+    cosigning with both is still one witness."""
+    from broker.audit.merkle import leaf_hash
+    from broker.audit.note import Checkpoint, sign_note
+    from broker.audit.verify import verify_log
+    from broker.audit.witness import append_cosignatures
+
+    leaf = b'{"actor":{"auth":"system"},"at":"2026-12-06T09:00:00Z","kind":"audit_viewed","seq":0}'
+    body = Checkpoint("masp.audit/test", 1, leaf_hash(leaf)).body()
+    police_new = CosignatureSigner("masp.witness/police", Ed25519PrivateKey.generate())
+    lines = [w.cosign(body, 1_790_000_000) for w in (WITNESSES[0], police_new)]
+    note = append_cosignatures(sign_note(body, [LOG]), lines)
+    twice = Trust((PinnedLogKey(LOG.verifier()),), (WITNESSES[0].verifier(), police_new.verifier(),
+                                                    WITNESSES[1].verifier()), 2)
+    report = verify_log([(0, leaf, leaf_hash(leaf))], [(1, note)], twice)
+    assert not report.ok and "has 1 of the 2 cosignatures" in (report.problem or "")
+    assert report.cosignatures == 1
+    third = WITNESSES[1].cosign(body, 1_790_000_000)
+    report = verify_log([(0, leaf, leaf_hash(leaf))], [(1, note + third + "\n")], twice)
+    assert report.ok and report.cosigned_by == ("masp.witness/police", "masp.witness/nhs")

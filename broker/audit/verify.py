@@ -76,6 +76,8 @@ class VerifyReport:
     tail: int = 0
     rotations: tuple[Rotated, ...] = ()
     quorum: int = 0
+    #: the newest checkpoint read and the pinned witnesses that cosigned it
+    newest: tuple[int, tuple[str, ...]] | None = None
 
     @property
     def ok(self) -> bool:
@@ -96,7 +98,11 @@ class VerifyReport:
         for r in self.rotations:
             lines.append(f"log key rotated at entry {r.seq}: {r.old} -> {r.new}")
         if self.tail:
-            lines.append(f"{self.tail} entries from seq {self.size} are past it (allowed)")
+            why = ""
+            if self.newest is not None and self.newest[0] > self.size:
+                why = (f"; the newest checkpoint, size {self.newest[0]}, has {len(self.newest[1])} of "
+                       f"the {self.quorum} cosignatures required")
+            lines.append(f"{self.tail} entries from seq {self.size} are past it (allowed{why})")
         return "; ".join(lines)
 
 
@@ -428,7 +434,8 @@ def verify_checked(pages: Iterable[CheckedLeaves], checkpoints: Iterable[tuple[i
             state.published, tuple(key_label(k) for k in covered[1]) if covered else (),
             tuple(covered[2]) if covered else (), tail,
             tuple(Rotated(seq, key_label(r.old), key_label(r.new)) for seq, r in chain.rotations),
-            trust.quorum)
+            trust.quorum,
+            (state.previous.size, tuple(state.newest_cosigners)) if state.previous is not None else None)
 
     if (problem := state.at(0, tree.root())) is not None:
         return report(0, problem)

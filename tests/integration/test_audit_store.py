@@ -292,6 +292,8 @@ async def test_export_carries_cosignatures_and_consistency_proofs(service: Broke
     report = verify_export(out, pins, allow_unsigned_tail=True)
     assert report.ok and report.cosignatures == 2 and report.published_size == 4
     assert (report.size, report.tail) == (4, 2)
+    assert report.summary().endswith("2 entries from seq 4 are past it (allowed; the newest checkpoint, "
+                                     "size 6, has 0 of the 2 cosignatures required)")
     assert report.cosigned_by == (witness_name("nhs"), witness_name("police"))
     assert verify_export(out, pins, workers=2, allow_unsigned_tail=True) == report
     strict = verify_export(out, pins)

@@ -21,7 +21,7 @@ import json
 import os
 import queue
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
-from contextlib import suppress
+from contextlib import asynccontextmanager, suppress
 from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -61,18 +61,40 @@ _PAGE_SQL = "SELECT seq, leaf, leaf_hash FROM audit_entry WHERE seq > ? AND seq 
 _NO_END = 2**31 - 1  # seq is a 32-bit column
 
 
-async def _pages(sessions: Sessions, end: int = _NO_END) -> AsyncIterator[Sequence[tuple[int, bytes, bytes]]]:
-    """``(seq, leaf, leaf_hash)`` of entries before ``end`` in order, a page per query, over one
-    connection.
+async def _pages(session: AsyncSession, end: int = _NO_END
+                 ) -> AsyncIterator[Sequence[tuple[int, bytes, bytes]]]:
+    """``(seq, leaf, leaf_hash)`` of entries before ``end`` in order, a page per query, in the
+    caller's session (a snapshot, ``_snapshot``).
 
     Keyset pages straight from the driver (aiosqlite rows, asyncpg records): no ORM objects
     nor SQLAlchemy result rows, since this streams the whole log.
     """
+    after = -1
+    while rows := await raw.fetch(session, _PAGE_SQL, after, end, _PAGE):
+        yield rows  # type: ignore[misc]  # driver rows of (seq, leaf, leaf_hash)
+        after = rows[-1][0]
+
+
+@asynccontextmanager
+async def _snapshot(sessions: Sessions) -> AsyncIterator[AsyncSession]:
+    """A session that reads the whole log as of one moment.
+
+    The log is read in several queries (checkpoints, cosignatures, rotations, pages of
+    entries); a unit of work committing between them would add entries after the checkpoints
+    were read, which would look like an unsigned tail. Every unit of work commits its entries
+    with their checkpoint, so in one snapshot the newest checkpoint covers every entry.
+    PostgreSQL: a REPEATABLE READ, read-only transaction; SQLite (WAL): one read transaction,
+    begun explicitly since the driver begins none for reads.
+    """
     async with sessions() as session:
-        after = -1
-        while rows := await raw.fetch(session, _PAGE_SQL, after, end, _PAGE):
-            yield rows  # type: ignore[misc]  # driver rows of (seq, leaf, leaf_hash)
-            after = rows[-1][0]
+        bind = session.bind
+        if bind is not None and bind.dialect.name == "postgresql":
+            conn = await session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+            await conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+        else:
+            conn = await session.connection()
+            await conn.exec_driver_sql("BEGIN")
+        yield session
 
 
 def _workers(checkpoints: Sequence[tuple[int, str]]) -> int:
@@ -123,15 +145,14 @@ async def operator_trust(sessions: Sessions, log_keys: LogKeyStore, witnesses: S
     return Trust(pinned, tuple(witnesses), min(quorum, len(witnesses)))
 
 
-async def _checkpoints(sessions: Sessions, end: int | None = None
+async def _checkpoints(session: AsyncSession, end: int | None = None
                        ) -> tuple[list[tuple[int, str]], ConsistencyProofs]:
     """Cosigned checkpoint notes (up to size ``end``) and the consistency proofs between
     consecutive ones."""
-    async with sessions() as session:
-        rows = [r for r in await read_checkpoints(session) if end is None or r.size <= end]
-        cosigs = await all_cosignatures(session)
-        sizes = [r.size for r in rows if r.size > 0]
-        proofs = await consistency_proofs(session, list(pairwise(sizes)))
+    rows = [r for r in await read_checkpoints(session) if end is None or r.size <= end]
+    cosigs = await all_cosignatures(session)
+    sizes = [r.size for r in rows if r.size > 0]
+    proofs = await consistency_proofs(session, list(pairwise(sizes)))
     notes = [(r.size, append_cosignatures(r.note, cosigs.get(r.size, []))) for r in rows]
     return notes, proofs
 
@@ -147,9 +168,16 @@ async def verify_store(sessions: Sessions, trust: Trust, *, witnessed: Sequence[
     spawned, so the calling program's main module must be import-safe (the usual
     ``if __name__ == "__main__"`` idiom; the ``masp`` entry point is).
     """
-    checkpoints, proofs = await _checkpoints(sessions)
-    async with sessions() as session:
-        rotations = await read_rotations(session)
+    async with _snapshot(sessions) as session:
+        return await _verify_snapshot(session, trust, witnessed=witnessed, workers=workers,
+                                      allow_unsigned_tail=allow_unsigned_tail, progress=progress)
+
+
+async def _verify_snapshot(session: AsyncSession, trust: Trust, *, witnessed: Sequence[Checkpoint],
+                           workers: int | None, allow_unsigned_tail: bool,
+                           progress: Callable[[int], None] | None) -> VerifyReport:
+    checkpoints, proofs = await _checkpoints(session)
+    rotations = await read_rotations(session)
     workers = _workers(checkpoints) if workers is None else workers
     # Pages flow through a small bounded queue to the verifier running in a thread, so
     # memory stays flat however long the log is, and the event loop stays free meanwhile.
@@ -171,7 +199,7 @@ async def verify_store(sessions: Sessions, trust: Trust, *, witnessed: Sequence[
         return False
 
     try:
-        async for page in _pages(sessions):
+        async for page in _pages(session):
             if not await put(page):
                 break
         await put(None)
@@ -203,20 +231,21 @@ async def verify_database(service: BrokerService, trust: Trust | None = None, *,
 
 async def export_log(sessions: Sessions, out: Path, origin: str, *, size: int | None = None) -> int:
     """Write the log (up to the checkpoint of ``size``, default the newest) to ``out``."""
-    checkpoints, proofs = await _checkpoints(sessions, size)
-    if size is not None and not any(s == size for s, _ in checkpoints):
-        from broker.errors import NotFound
+    async with _snapshot(sessions) as session:  # the checkpoints cover exactly the entries written
+        checkpoints, proofs = await _checkpoints(session, size)
+        if size is not None and not any(s == size for s, _ in checkpoints):
+            from broker.errors import NotFound
 
-        raise NotFound(f"the log issued no checkpoint of size {size}")
-    end = size if size is not None else _NO_END
-    out.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with (out / "entries.jsonl").open("w", encoding="utf-8") as fh:
-        async for page in _pages(sessions, end):
-            for seq, leaf, lh in page:
-                fh.write(json.dumps({"seq": seq, "leaf": bytes(leaf).decode("utf-8"),
-                                     "leaf_hash": bytes(lh).hex()}, ensure_ascii=False) + "\n")
-                count += 1
+            raise NotFound(f"the log issued no checkpoint of size {size}")
+        end = size if size is not None else _NO_END
+        out.mkdir(parents=True, exist_ok=True)
+        count = 0
+        with (out / "entries.jsonl").open("w", encoding="utf-8") as fh:
+            async for page in _pages(session, end):
+                for seq, leaf, lh in page:
+                    fh.write(json.dumps({"seq": seq, "leaf": bytes(leaf).decode("utf-8"),
+                                         "leaf_hash": bytes(lh).hex()}, ensure_ascii=False) + "\n")
+                    count += 1
     with (out / "checkpoints.jsonl").open("w", encoding="utf-8") as fh:
         for cp_size, note in checkpoints:
             fh.write(json.dumps({"size": cp_size, "note": note}) + "\n")

@@ -20,7 +20,7 @@ from broker.api import audit_routes, ig_routes
 from broker.api.auth import Principal, require_role
 from broker.audit.entry import AuditEntry, EntryKind, pseudonym
 from broker.audit.proof import TlogProofError
-from broker.errors import NotFound
+from broker.errors import ConfigurationError, NotFound
 from broker.service import audit_verifiers
 from broker.store.audit_export import deployment_witnesses
 from broker.store.audit_proofs import entry_proof
@@ -126,9 +126,13 @@ async def _check_proof(request: Request, seq: int) -> ProofCheck:
             found = await entry_proof(session, seq, quorum=quorum)
         except NotFound as exc:
             return ProofCheck("pending", exc.detail)
+    try:
+        log_keys = audit_verifiers(settings)
+    except ConfigurationError as exc:  # this deployment's log keys are missing or another log's
+        return ProofCheck("failed", f"the log's keys cannot be read: {exc.detail}", found.size)
     try:  # an unwitnessed checkpoint is still checked: the log's signature and the inclusion
         checkpoint, cosigners = found.proof.verify(
-            audit_verifiers(settings),
+            log_keys,
             deployment_witnesses(exchange.registry, [w.verifier for w in settings.witnesses]),
             quorum if found.published else 0, leaf=found.leaf)
     except TlogProofError as exc:

@@ -330,3 +330,31 @@ async def _checkpoint_root(service: BrokerService, size: int) -> bytes:
     async with service.exchange.sessions() as s:
         row = next(c for c in await read_checkpoints(s) if c.size == size)
     return row.root_hash
+
+
+async def test_verification_reads_one_moment_of_a_log_still_being_written(
+        service: BrokerService, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Entries committed while a verification reads the log (with their own checkpoints) are
+    not an unsigned tail: the checkpoints, the rotations and every page come from one snapshot."""
+    monkeypatch.setattr("broker.store.audit_export._PAGE", 2)  # many queries, room for a race
+    for _ in range(5):
+        await _append(service, 2, "s")
+    stop = asyncio.Event()
+
+    async def write() -> int:
+        done = 0
+        while not stop.is_set():
+            await _append(service, 2, "w")
+            done += 1
+            await asyncio.sleep(0)
+        return done
+
+    writer = asyncio.ensure_future(write())
+    try:
+        reports = [await verify_database(service) for _ in range(8)]
+    finally:
+        stop.set()
+        written = await writer
+    assert written > 0
+    assert all(r.ok and r.tail == 0 and r.size == r.entries for r in reports), [r.problem for r in reports]
+    assert reports[-1].entries > reports[0].entries or written < 2

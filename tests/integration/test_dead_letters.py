@@ -165,7 +165,7 @@ async def test_dlq_cli_lists_shows_replays_and_purges_metadata_only(env: Env) ->
     runner = CliRunner()
     cli_env = {"MASP_STATE_DIR": str(env.settings.state_dir), "MASP_NAMESPACE": env.settings.namespace,
                "MASP_DATABASE_URL": env.settings.db_url, "MASP_DSA_DIR": str(env.settings.dsa_dir),
-               "MASP_AMQP_URL": env.settings.amqp_url}
+               "MASP_AMQP_URL": env.settings.amqp_url, "MASP_DEPLOYMENT": env.settings.deployment}
 
     async def masp(*args: str) -> str:
         result = await asyncio.to_thread(runner.invoke, cli, list(args), env=cli_env)
@@ -224,7 +224,7 @@ async def test_dlq_collect_moves_waiting_dead_letters_when_no_keeper_runs(env: E
         assert await eventually(lambda: _depth(dead_q, 1))
     cli_env = {"MASP_STATE_DIR": str(env.settings.state_dir), "MASP_NAMESPACE": env.settings.namespace,
                "MASP_DATABASE_URL": env.settings.db_url, "MASP_DSA_DIR": str(env.settings.dsa_dir),
-               "MASP_AMQP_URL": env.settings.amqp_url}
+               "MASP_AMQP_URL": env.settings.amqp_url, "MASP_DEPLOYMENT": env.settings.deployment}
     result = await asyncio.to_thread(CliRunner().invoke, cli, ["dlq", "collect"], env=cli_env)
     assert result.exit_code == 0, result.output
     assert "collected 1 dead letter(s)" in result.output

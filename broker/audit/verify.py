@@ -17,10 +17,11 @@ unsigned tail, refused unless the caller allows one.
 
 The log's keys form a chain K0 -> K1 -> ... through rotation entries, each signed by the
 key it replaces and the key it introduces, and each binding the tree before it. Checkpoints
-before the rotation entry of K(i+1) must be signed by K(i); the first checkpoint covering it
-by K(i) or K(i+1); every later one by K(i+1): a retired key alone no longer counts. At least
-one pinned key must be in the chain, and a key pinned ``since`` an entry must be introduced
-exactly there.
+before the rotation entry of K(i+1) must be signed by K(i); the one that ends at it (the
+rotation's own, of size seq + 1) by K(i) or K(i+1); every later one, and any that covers an
+entry after the rotation, by K(i+1): a retired key alone no longer counts, so whoever still
+holds it cannot vouch for anything appended after the hand-over. At least one pinned key
+must be in the chain, and a key pinned ``since`` an entry must be introduced exactly there.
 """
 
 from __future__ import annotations
@@ -161,6 +162,9 @@ class _KeyChain:
         """Check a checkpoint's log signers against the key in force; move the chain on."""
         ids = {k.key_id for k in signers}
         allowed = self.in_force()
+        if self.pending is not None and size > self.pending[0] + 1:
+            # it covers entries after the rotation entry: only the new key may vouch for those
+            allowed = [self.pending[1]]
         if not ids & {k.key_id for k in allowed}:
             names = ", ".join(key_label(k) for k in signers)
             return (f"checkpoint at size {size} is signed only by {names}, not by the key in force "

@@ -88,5 +88,8 @@ def open_rotation(note: str) -> KeyRotation:
             open_note(note, [verifier])
         except NoteError:
             raise NoteError(f"key rotation is not signed by the {which} key it names") from None
-    return KeyRotation(origin, int(m["size"]), root, old, new,
-                       datetime.fromtimestamp(int(m["retire"]), UTC))
+    try:
+        retire_at = datetime.fromtimestamp(int(m["retire"]), UTC)
+    except (OverflowError, OSError, ValueError):  # 19 digits reach past any calendar
+        raise NoteError("key rotation retire time is out of range") from None
+    return KeyRotation(origin, int(m["size"]), root, old, new, retire_at)

@@ -268,8 +268,11 @@ def _leaf_problem(seq: int, leaf: bytes, rotations: dict[int, object] | None = N
         return f"entry {seq}: leaf is not JSON"
     if type(doc) is not dict or type(doc.get("kind")) is not str:
         return f"entry {seq}: leaf is not an audit entry"
-    if doc.get("seq") != seq:
-        return f"entry {seq}: leaf says seq {doc.get('seq')}"
+    found = doc.get("seq")
+    if type(found) is not int:  # not ``true``, nor ``1.0``, which equal 1 in Python
+        return f"entry {seq}: leaf has no integer seq"
+    if found != seq:
+        return f"entry {seq}: leaf says seq {found}"
     if not _canonical(doc, leaf):
         return f"entry {seq}: leaf is not in canonical (RFC 8785) form"
     if doc["kind"] == ROTATION_KIND and rotations is not None:

@@ -342,6 +342,8 @@ def check_leaves(rows: Sequence[Row]) -> CheckedLeaves:
     rotations: dict[int, object] = {}
     for seq, leaf, stored_hash in rows:
         seqs.append(seq)
+        if type(leaf) is not bytes:  # SQLite keeps whatever type an insert gave the column
+            return CheckedLeaves(seqs, hashes, f"entry {seq}: the stored leaf is not bytes", rotations)
         computed = leaf_hash(leaf)
         if computed != stored_hash:
             return CheckedLeaves(seqs, hashes, f"entry {seq}: leaf bytes do not match the stored leaf hash",
@@ -350,6 +352,11 @@ def check_leaves(rows: Sequence[Row]) -> CheckedLeaves:
             return CheckedLeaves(seqs, hashes, problem, rotations)
         hashes.append(computed)
     return CheckedLeaves(seqs, hashes, None, rotations)
+
+
+def _plain(value: Any) -> Any:
+    """A driver's bytes-like value as bytes (to pickle); anything else as it is, to be refused."""
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else value
 
 
 def check_in_workers(pages: Iterable[Sequence[Row]], workers: int) -> Iterator[CheckedLeaves]:
@@ -365,7 +372,7 @@ def check_in_workers(pages: Iterable[Sequence[Row]], workers: int) -> Iterator[C
     try:
         for page in pages:
             # plain tuples: driver rows (asyncpg records) do not pickle
-            rows = [(seq, bytes(leaf), bytes(lh)) for seq, leaf, lh in page]
+            rows = [(seq, _plain(leaf), _plain(lh)) for seq, leaf, lh in page]
             pending.append(pool.submit(check_leaves, rows))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()

@@ -192,7 +192,7 @@ class _KeyChain:
 class _Checkpoints:
     """Checks the signed checkpoints as the recomputed tree reaches each size."""
 
-    pending: list[tuple[int, str]]
+    pending: deque[tuple[int, str]]
     chain: _KeyChain
     trust: Trust
     consistency: ConsistencyProofs | None
@@ -212,7 +212,7 @@ class _Checkpoints:
                 return f"the log differs from the checkpoint of size {size} witnessed earlier"
             self.witnessed.remove(trusted)
         while self.pending and self.pending[0][0] == size:
-            _, note = self.pending.pop(0)
+            _, note = self.pending.popleft()
             try:
                 cp, signed, cosigners = open_checkpoint_keys(note, self.chain.known(), self.trust.witnesses)
             except NoteError as exc:
@@ -433,7 +433,7 @@ def verify_checked(pages: Iterable[CheckedLeaves], checkpoints: Iterable[tuple[i
     ``progress`` is told the number of entries verified after each page.
     """
     chain = _KeyChain(trust, first_key(rotations, trust))
-    state = _Checkpoints(sorted(checkpoints), chain, trust, consistency,
+    state = _Checkpoints(deque(sorted(checkpoints)), chain, trust, consistency,
                          sorted(witnessed, key=lambda c: c.size))
     tree = CompactRange()
 

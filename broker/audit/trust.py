@@ -22,7 +22,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.audit.note import CosignatureVerifier, NoteError, NoteVerifier
+from broker.audit.note import CosignatureVerifier, NoteError, NoteVerifier, public_key_raw
 
 
 class TrustInvalid(ValueError):
@@ -56,9 +56,14 @@ class Trust:
             raise TrustInvalid("a log key is pinned twice")
         if len({(w.name, w.key_id) for w in self.witnesses}) != len(self.witnesses):
             raise TrustInvalid("a witness key is pinned twice")
-        if self.quorum < 0 or self.quorum > len(self.witnesses):
-            raise TrustInvalid(f"a quorum of {self.quorum} needs at least that many witness keys "
-                               f"({len(self.witnesses)} pinned)")
+        if len({public_key_raw(w.public_key) for w in self.witnesses}) != len(self.witnesses):
+            # one key holder would count as several witnesses toward the quorum
+            raise TrustInvalid("the same key is pinned for two witnesses")
+        # a witness pinned with several keys (it rotated) is still one witness
+        witnesses = len({w.name for w in self.witnesses})
+        if self.quorum < 0 or self.quorum > witnesses:
+            raise TrustInvalid(f"a quorum of {self.quorum} needs at least that many witness keys, one "
+                               f"per witness ({witnesses} witnesses pinned)")
 
     @property
     def origin(self) -> str:
@@ -71,7 +76,7 @@ class Trust:
         up to two."""
         keys = tuple(PinnedLogKey(_log_key(v, f"log key {i + 1}")) for i, v in enumerate(log))
         pinned = tuple(_witness_key(v, f"witness key {i + 1}") for i, v in enumerate(witnesses))
-        return cls(keys, pinned, min(2, len(pinned)) if quorum is None else quorum)
+        return cls(keys, pinned, min(2, len({w.name for w in pinned})) if quorum is None else quorum)
 
     @classmethod
     def parse(cls, text: str, where: str = "trust file") -> Trust:
@@ -95,7 +100,8 @@ class Trust:
                 case _:
                     raise TrustInvalid(f"{at}: expected `log VKEY [since SEQ]`, `witness VKEY` "
                                        "or `quorum N` (once)")
-        return cls(tuple(logs), tuple(witnesses), min(2, len(witnesses)) if quorum is None else quorum)
+        default = min(2, len({w.name for w in witnesses}))
+        return cls(tuple(logs), tuple(witnesses), default if quorum is None else quorum)
 
     @classmethod
     def load(cls, path: Path) -> Trust:

@@ -83,7 +83,9 @@ class Trust:
         logs: list[PinnedLogKey] = []
         witnesses: list[CosignatureVerifier] = []
         quorum: int | None = None
-        for number, line in enumerate(text.splitlines(), 1):
+        # lines end at "\n" only: ``splitlines`` also breaks at U+2028, form feed and more,
+        # which an editor shows inside a comment, and would pin a key written after one
+        for number, line in enumerate(text.split("\n"), 1):
             words = line.split("#", 1)[0].split()
             if not words:
                 continue

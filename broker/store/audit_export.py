@@ -20,11 +20,12 @@ import binascii
 import json
 import os
 import queue
+import stat
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -265,17 +266,53 @@ class ExportInvalid(ValueError):
     """A file of the export is not what the format says; names the file and line, not its content."""
 
 
-def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+_MAX_LINE = 8 << 20
+"""Characters in one line of an export file: a leaf is a few kB, a note at most 1 MiB (a few MiB
+JSON-escaped). Longer is refused before it is read whole."""
+_MAX_MANIFEST = 1 << 16
+
+
+class _KeyTwice(ValueError):
+    pass
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``json.loads`` keeps the last of two equal keys, other readers the first: refuse both."""
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        raise _KeyTwice
+    return doc
+
+
+_JSON = json.JSONDecoder(object_pairs_hook=_unique)  # made once: ``json.loads(hook=)`` makes one a line
+
+
+def _open(path: Path, missing: str = "") -> IO[str]:
+    """A regular file of the export: a FIFO would block for ever, a device never end."""
     try:
-        fh = path.open(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
-        raise ExportInvalid(f"{path.name} is missing") from None
-    with fh:
+        raise ExportInvalid(f"{path.name} is missing{missing}") from None
+    except OSError as exc:
+        raise ExportInvalid(f"{path.name} cannot be read ({type(exc).__name__})") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ExportInvalid(f"{path.name} is not a regular file")
+    return os.fdopen(fd, encoding="utf-8")
+
+
+def _lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with _open(path) as fh:
         number = 0
         try:
-            for number, line in enumerate(fh, 1):
+            while line := fh.readline(_MAX_LINE + 1):
+                number += 1
+                if len(line) > _MAX_LINE:
+                    raise ExportInvalid(f"{path.name} line {number} is too long")
                 try:
-                    doc = json.loads(line)
+                    doc = _JSON.decode(line)
+                except _KeyTwice:
+                    raise ExportInvalid(f"{path.name} line {number} gives a key twice") from None
                 except ValueError:
                     raise ExportInvalid(f"{path.name} line {number} is not JSON (truncated?)") from None
                 if not isinstance(doc, dict):
@@ -335,13 +372,13 @@ def _rotations_ahead(path: Path) -> list[tuple[int, str]]:
 
 
 def _check_manifest(export_dir: Path, trust: Trust) -> None:
-    path = export_dir / "manifest.json"
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ExportInvalid("manifest.json is missing: not a masp-audit-export/2 export") from None
-    except (OSError, ValueError):
-        raise ExportInvalid("manifest.json is not JSON") from None
+    with _open(export_dir / "manifest.json", f": not a {EXPORT_FORMAT} export") as fh:
+        try:
+            manifest = _JSON.decode(fh.read(_MAX_MANIFEST + 1))
+        except _KeyTwice:
+            raise ExportInvalid("manifest.json gives a key twice") from None
+        except (OSError, ValueError):  # also a manifest cut at its limit
+            raise ExportInvalid("manifest.json is not JSON") from None
     if not isinstance(manifest, dict) or manifest.get("format") != EXPORT_FORMAT:
         raise ExportInvalid(f"manifest.json does not say format {EXPORT_FORMAT}")
     if manifest.get("origin") != trust.origin:

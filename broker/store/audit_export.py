@@ -30,7 +30,7 @@ from typing import IO, TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from broker.audit.note import Checkpoint, CosignatureVerifier
+from broker.audit.note import Checkpoint, CosignatureVerifier, NoteError
 from broker.audit.trust import PinnedLogKey, Trust
 from broker.audit.verify import (
     ROTATION_KIND,
@@ -45,6 +45,7 @@ from broker.audit.verify import (
 from broker.audit.witness import append_cosignatures, witness_verifier
 from broker.crypto.keys import BROKER, KeyRegistry
 from broker.crypto.log_keys import LogKeyStore
+from broker.errors import InvalidRange
 from broker.store import raw
 from broker.store.audit_log import read_checkpoints, read_rotations
 from broker.store.audit_tree import consistency_proofs
@@ -60,6 +61,8 @@ _PAGE = 5000
 _PARALLEL_FROM = 100_000
 _PAGE_SQL = "SELECT seq, leaf, leaf_hash FROM audit_entry WHERE seq > ? AND seq < ? ORDER BY seq LIMIT ?"
 _NO_END = 2**31 - 1  # seq is a 32-bit column
+#: rows the sequencer never writes, which the pages above would pass over (2**31 - 1: ``_NO_END``)
+_STRAY_SQL = "SELECT count(*) FROM audit_entry WHERE seq < 0 OR seq >= 2147483647"
 
 
 async def _pages(session: AsyncSession, end: int = _NO_END
@@ -154,8 +157,15 @@ async def _checkpoints(session: AsyncSession, end: int | None = None
     cosigs = await all_cosignatures(session)
     sizes = [r.size for r in rows if r.size > 0]
     proofs = await consistency_proofs(session, list(pairwise(sizes)))
-    notes = [(r.size, append_cosignatures(r.note, cosigs.get(r.size, []))) for r in rows]
+    notes = [(r.size, _cosigned(r.note, cosigs.get(r.size, []))) for r in rows]
     return notes, proofs
+
+
+def _cosigned(note: str, lines: Sequence[str]) -> str:
+    try:
+        return append_cosignatures(note, lines)
+    except NoteError:  # a malformed stored note: the verifier refuses it at its size
+        return note
 
 
 async def verify_store(sessions: Sessions, trust: Trust, *, witnessed: Sequence[Checkpoint] = (),
@@ -177,7 +187,15 @@ async def verify_store(sessions: Sessions, trust: Trust, *, witnessed: Sequence[
 async def _verify_snapshot(session: AsyncSession, trust: Trust, *, witnessed: Sequence[Checkpoint],
                            workers: int | None, allow_unsigned_tail: bool,
                            progress: Callable[[int], None] | None) -> VerifyReport:
-    checkpoints, proofs = await _checkpoints(session)
+    stray = int((await raw.fetch(session, _STRAY_SQL))[0][0])
+    if stray:
+        return VerifyReport(0, 0, 0, "", None, f"the database holds {stray} audit entries outside the "
+                                               f"log's sequence (seq below 0 or from {_NO_END})")
+    try:
+        checkpoints, proofs = await _checkpoints(session)
+    except InvalidRange as exc:  # a stored checkpoint past the stored entries
+        return VerifyReport(0, 0, 0, "", None, f"the stored checkpoints need entries or tree nodes the "
+                                               f"database does not hold ({exc.detail})")
     rotations = await read_rotations(session)
     workers = _workers(checkpoints) if workers is None else workers
     # Pages flow through a small bounded queue to the verifier running in a thread, so

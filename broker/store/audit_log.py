@@ -248,7 +248,11 @@ async def read_rotations(session: AsyncSession) -> list[tuple[int, str]]:
     """``(seq, signed statement)`` of every log key rotation, in order (unverified)."""
     found = []
     for seq, leaf in await raw.fetch(session, _ROTATIONS):
-        statement = json.loads(bytes(leaf)).get("log_key_rotation")
+        try:
+            doc = json.loads(bytes(leaf))
+        except (TypeError, ValueError):  # not an entry: verification refuses it in its place
+            continue
+        statement = doc.get("log_key_rotation") if isinstance(doc, dict) else None
         if isinstance(statement, str):
             found.append((int(seq), statement))
     return found

@@ -72,13 +72,15 @@ def pinned(trust_file: Path | None, vkeys: list[str] | None, witness_vkeys: list
         _fail(str(exc))
 
 
-def _witnessed(paths: list[Path] | None) -> list[Checkpoint]:
+def _witnessed(paths: list[Path] | None, origin: str) -> list[Checkpoint]:
     seen: list[Checkpoint] = []
     for path in paths or []:
         try:
             seen.append(Checkpoint.parse(path.read_text(encoding="utf-8").split("\n\n", 1)[0] + "\n"))
         except (OSError, ValueError) as exc:
             _fail(f"{path}: not a checkpoint ({type(exc).__name__})")
+        if seen[-1].origin != origin:  # else this log would be called rolled back or rewritten
+            _fail(f"{path}: a checkpoint of another log, not of {origin} whose keys are pinned")
     return seen
 
 
@@ -93,7 +95,7 @@ def verify(export: ExportDir = None, trust: TrustFile = None, vkey: VKeys = None
     (a rolled-back copy fails).
     """
     pins = pinned(trust, vkey, witness_vkey, quorum)
-    seen = _witnessed(witnessed)
+    seen = _witnessed(witnessed, pins.origin)
     from broker.store.audit_export import verify_export, verify_store
 
     if export is not None:

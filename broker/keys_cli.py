@@ -150,6 +150,7 @@ async def _rotation_entry(audit: AuditLog, old: NoteSigner, new: NoteSigner, unt
             seq=seq, kind=EntryKind.LOG_KEY_ROTATED, at=at, actor=actor, reason="audit log key rotated",
             log_key_rotation=sign_rotation(audit.origin, seq, root, old, new, until)))
         co_sign()  # before the commit, under the sequencer: every later checkpoint carries the new key
+        audit.keys.refresh(at, force=True)  # and so does this entry's own checkpoint
     return entry.seq
 
 

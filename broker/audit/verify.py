@@ -162,8 +162,10 @@ class _KeyChain:
         """Check a checkpoint's log signers against the key in force; move the chain on."""
         ids = {k.key_id for k in signers}
         allowed = self.in_force()
-        if self.pending is not None and size > self.pending[0] + 1:
-            # it covers entries after the rotation entry: only the new key may vouch for those
+        if self.pending is not None and size > self.pending[0]:
+            # it covers the rotation entry: only the new key may vouch for it and what follows
+            # (the old key co-signs it, and the holder of a retired key must not be able to
+            # rewrite the rotation entry itself)
             allowed = [self.pending[1]]
         if not ids & {k.key_id for k in allowed}:
             names = ", ".join(key_label(k) for k in signers)

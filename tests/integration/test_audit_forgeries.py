@@ -358,8 +358,8 @@ async def test_the_log_key_rotates_under_traffic_and_verifies_from_the_original_
     assert [(p.since) for p in handed.log] == [None, first[2], second[2]]
     assert (await verify_database(service, handed)).ok
 
-    # the checkpoints: the first checkpoint after a rotation entry is still the old key's;
-    # then the replaced key co-signs during its overlap (K0: an hour), K1 had none
+    # the checkpoints: from the rotation entry's own, the new key signs; the replaced key
+    # co-signs during its overlap (K0: an hour; K1 had none)
     async with service.exchange.sessions() as s:
         notes = dict((await s.execute(text("SELECT size, note FROM audit_checkpoint"))).all())
     k0, k1, k2 = first[0], first[1], second[1]
@@ -367,10 +367,10 @@ async def test_the_log_key_rotates_under_traffic_and_verifies_from_the_original_
         ids = set(signature_key_ids(note, settings.audit_origin))
         if size <= first[2]:
             assert ids == {bytes.fromhex(k0)}, size
-        elif size == first[2] + 1:
-            assert ids == {bytes.fromhex(k0)}, size  # the rotation's own checkpoint
-        elif size <= second[2] + 1:
+        elif size <= second[2]:
             assert ids == {bytes.fromhex(k1), bytes.fromhex(k0)}, size
+        elif size == second[2] + 1:  # the second rotation's own: K1 still in force as it began
+            assert ids == {bytes.fromhex(k2), bytes.fromhex(k1), bytes.fromhex(k0)}, size
         else:  # K1 may co-sign the few checkpoints before the rotation command marks its end
             assert bytes.fromhex(k2) in ids and ids <= {bytes.fromhex(k) for k in (k0, k1, k2)}, size
     newest = set(signature_key_ids(notes[max(notes)], settings.audit_origin))

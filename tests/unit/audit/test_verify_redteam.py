@@ -83,13 +83,13 @@ def _printable(text: str) -> bool:
 
 def _rotated_log(k0: NoteSigner, k1: NoteSigner) -> tuple[ExportLog, int]:
     """Three entries, a rotation K0 -> K1 at seq 3, then two more entries; checkpoints as the
-    broker makes them: the rotation's own (size 4) by K0, later ones by K1 (and K0 in overlap)."""
+    broker makes them: the rotation's own (size 4) and later ones by K1 and K0 (in overlap)."""
     log = _log(3)
     seq = _rotate(log, k0, k1)
     log.append({"kind": "delivered", "at": "2026-12-01T10:00:00Z", "actor": SYSTEM, "recipient": "nhs"})
     log.append({"kind": "delivered", "at": "2026-12-01T10:00:01Z", "actor": SYSTEM, "recipient": "nhs"})
     log.sign([3], [k0])
-    log.add_checkpoint(seq + 1, [k0])
+    log.add_checkpoint(seq + 1, [k1, k0])
     log.add_checkpoint(seq + 3, [k1, k0])
     return log, seq
 
@@ -107,6 +107,18 @@ def test_a_rotated_log_verifies_from_the_first_pin_and_from_the_new_one(tmp_path
     log.add_checkpoint(seq + 1, [k1])
     log.add_checkpoint(seq + 3, [k1])
     assert verify_export(log.save(tmp_path / "y"), _pins(k0)).ok
+
+
+def test_a_stolen_old_key_cannot_rewrite_the_rotation_entry_itself(tmp_path: Path) -> None:
+    """The old key's holder keeps the statement but changes the rotation entry's time, actor or
+    reason and signs the log ending there: the rotation's own checkpoint is the new key's too."""
+    k0, k1 = _key(), _key()
+    log = _log(3)
+    seq = _rotate(log, k0, k1, actor={"auth": "system", "user_id": "someone-else"})
+    log.sign([3, seq + 1], [k0])
+    for pins in (_pins(k0), _pins(k1, since={0: seq})):
+        problem = _problem(log.save(tmp_path / "x"), pins)
+        assert f"checkpoint at size {seq + 1} is signed only by {ORIGIN}+{k0.key_id.hex()}" in problem
 
 
 def test_a_stolen_old_key_cannot_vouch_for_entries_after_its_rotation(tmp_path: Path) -> None:
@@ -154,7 +166,8 @@ def test_a_rotation_back_to_an_earlier_key_is_refused(tmp_path: Path) -> None:
     k0, k1 = _key(), _key()
     log = _log(2)
     _rotate(log, k0, k1)
-    log.sign([2, 3], [k0])
+    log.sign([2], [k0])
+    log.add_checkpoint(3, [k1, k0])
     back = _rotate(log, k1, k0)
     log.add_checkpoint(back + 1, [k1])
     problem = _problem(log.save(tmp_path / "x"), _pins(k0))

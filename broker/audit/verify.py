@@ -31,6 +31,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from itertools import islice
 from multiprocessing import get_context
 from typing import Any
@@ -45,8 +46,8 @@ from broker.audit.trust import Trust, key_label
 from broker.audit.witness import open_checkpoint_keys
 
 ConsistencyProofs = Mapping[tuple[int, int], Sequence[bytes]]
-Row = tuple[int, bytes, bytes]
-"""``(seq, leaf, stored leaf_hash)``."""
+Row = tuple[Any, ...]
+"""``(seq, leaf, stored leaf_hash)``, and from a database the row's index (``IndexRow``)."""
 ROTATION_KIND = "log_key_rotated"
 
 
@@ -255,7 +256,8 @@ class _Checkpoints:
         return None
 
 
-def _leaf_problem(seq: int, leaf: bytes, rotations: dict[int, object] | None = None) -> str | None:
+def _leaf_problem(seq: int, leaf: bytes, rotations: dict[int, object] | None = None,
+                  index: IndexRow | None = None) -> str | None:
     """A leaf must be canonical JSON of an entry object carrying its own seq.
 
     Checked structurally rather than by full schema validation: verification is about
@@ -279,7 +281,50 @@ def _leaf_problem(seq: int, leaf: bytes, rotations: dict[int, object] | None = N
         return f"entry {seq}: leaf is not in canonical (RFC 8785) form"
     if doc["kind"] == ROTATION_KIND and rotations is not None:
         rotations[seq] = doc.get("log_key_rotation")
+    if index is not None:
+        return _index_problem(seq, doc, index)
     return None
+
+
+IndexRow = tuple[object, ...]
+"""What the database keeps beside a leaf for queries: ``INDEX_COLUMNS`` of ``audit_entry``,
+then the set of its ``audit_subject`` pseudonyms."""
+INDEX_COLUMNS = ("kind", "message_id", "delivery_id", "sender", "recipient", "decision", "clause", "at")
+
+
+def _index_problem(seq: int, doc: dict[str, Any], index: IndexRow) -> str | None:
+    """The columns the console and the IG queries filter on must say what the signed leaf says.
+
+    They are derived from the leaf when it is appended; a row whose columns were changed (or a
+    subject row added by a role that may only INSERT) would hide an entry from a search, or
+    tie a person to disclosures that were not about them, while the leaf still verifies.
+    Names the column, never its value.
+    """
+    dsa = doc.get("dsa")
+    expected = (doc.get("kind"), doc.get("message_id"), doc.get("delivery_id"), doc.get("sender"),
+                doc.get("recipient"), doc.get("decision"), dsa.get("clause") if type(dsa) is dict else None)
+    for name, stored, signed in zip(INDEX_COLUMNS, index, expected, strict=False):
+        if (None if stored is None else str(stored)) != signed:
+            return f"entry {seq}: the indexed column {name} differs from the signed leaf"
+    if _utc(index[7]) != _utc(doc.get("at")) or _utc(index[7]) is None:
+        return f"entry {seq}: the indexed column at differs from the signed leaf"
+    subjects = doc.get("subjects") or []
+    signed_subjects = {s.get("pseudonym") for s in subjects if type(s) is dict}
+    if index[8] != signed_subjects:
+        return f"entry {seq}: its subject index rows differ from the signed leaf's subjects"
+    return None
+
+
+def _utc(value: object) -> datetime | None:
+    """A time as naive UTC: a leaf's ISO text, asyncpg's aware datetime, or SQLite's stored text."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if not isinstance(value, datetime):
+        return None
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo is not None else value
 
 
 _ASTRAL = re.compile(rb"[\xf0-\xf4]")  # lead byte of a UTF-8 sequence beyond U+FFFF
@@ -342,7 +387,9 @@ def check_leaves(rows: Sequence[Row]) -> CheckedLeaves:
     seqs: list[int] = []
     hashes: list[bytes] = []
     rotations: dict[int, object] = {}
-    for seq, leaf, stored_hash in rows:
+    for row in rows:
+        seq, leaf, stored_hash = row[0], row[1], row[2]
+        index = row[3] if len(row) > 3 else None
         seqs.append(seq)
         if type(leaf) is not bytes:  # SQLite keeps whatever type an insert gave the column
             return CheckedLeaves(seqs, hashes, f"entry {seq}: the stored leaf is not bytes", rotations)
@@ -350,7 +397,7 @@ def check_leaves(rows: Sequence[Row]) -> CheckedLeaves:
         if computed != stored_hash:
             return CheckedLeaves(seqs, hashes, f"entry {seq}: leaf bytes do not match the stored leaf hash",
                                  rotations)
-        if (problem := _leaf_problem(seq, leaf, rotations)) is not None:
+        if (problem := _leaf_problem(seq, leaf, rotations, index)) is not None:
             return CheckedLeaves(seqs, hashes, problem, rotations)
         hashes.append(computed)
     return CheckedLeaves(seqs, hashes, None, rotations)
@@ -374,7 +421,7 @@ def check_in_workers(pages: Iterable[Sequence[Row]], workers: int) -> Iterator[C
     try:
         for page in pages:
             # plain tuples: driver rows (asyncpg records) do not pickle
-            rows = [(seq, _plain(leaf), _plain(lh)) for seq, leaf, lh in page]
+            rows = [(row[0], _plain(row[1]), _plain(row[2]), *row[3:]) for row in page]
             pending.append(pool.submit(check_leaves, rows))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()

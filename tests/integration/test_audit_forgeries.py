@@ -211,8 +211,8 @@ async def test_the_same_forgeries_in_the_database_are_refused(service: BrokerSer
     from broker.audit.merkle import leaf_hash
 
     async with service.exchange.sessions() as s, s.begin():
-        await s.execute(text("INSERT INTO audit_entry (seq, kind, at, leaf, leaf_hash) "
-                             "VALUES (5, 'disclosed', :at, :leaf, :lh)"),
+        await s.execute(text("INSERT INTO audit_entry (seq, kind, at, recipient, leaf, leaf_hash) "
+                             "VALUES (5, 'disclosed', :at, 'advocacy', :leaf, :lh)"),
                         {"at": AT, "leaf": leaf, "lh": leaf_hash(leaf)})
     report = await verify_database(service, pins)
     assert not report.ok and report.first_bad_seq == 5 and "1 entries from seq 5" in (report.problem or "")
@@ -232,10 +232,12 @@ async def test_the_same_forgeries_in_the_database_are_refused(service: BrokerSer
                          for seq, lf in rows], [], [], {"origin": origin})
         log.rewrite(log.find(lambda d: d.get("rules") == ["P6.consent"]), _permit)
         log.sign([2, 3, 5], [evil])
-        for row in log.entries:
-            await s.execute(text("UPDATE audit_entry SET leaf = :leaf, leaf_hash = :lh WHERE seq = :seq"),
+        for row in log.entries:  # the indexed columns too, as a careful forger would
+            doc = json.loads(row["leaf"])
+            await s.execute(text("UPDATE audit_entry SET leaf = :leaf, leaf_hash = :lh, kind = :kind, "
+                                 "decision = :decision WHERE seq = :seq"),
                             {"leaf": row["leaf"].encode(), "lh": bytes.fromhex(row["leaf_hash"]),
-                             "seq": row["seq"]})
+                             "kind": doc["kind"], "decision": doc.get("decision"), "seq": row["seq"]})
         for cp in log.checkpoints:
             await s.execute(text("UPDATE audit_checkpoint SET note = :note, root_hash = :root "
                                  "WHERE size = :size"),
@@ -484,3 +486,37 @@ async def test_an_interrupted_rotation_completes_and_a_process_without_the_new_k
             batch.add(delivered)
     after = await verify_database(service, original)
     assert after.ok and after.entries == before
+
+
+async def test_index_rows_that_differ_from_the_signed_leaves_are_refused(service: BrokerService) -> None:
+    """What the console and the IG searches filter on is derived from the leaves: a subject row
+    added by a role that may only INSERT (tying a person to a disclosure not about them), or a
+    column changed by an owner, must fail verification though every leaf still verifies."""
+    await _referral_log(service)
+    pins = await _pins(service, quorum=0)
+    assert (await verify_database(service, pins)).ok
+    async with service.exchange.sessions() as s, s.begin():
+        await s.execute(text("INSERT INTO audit_subject (seq, pseudonym) VALUES (1, :p)"), {"p": "ab" * 32})
+    report = await verify_database(service, pins)
+    assert not report.ok and report.first_bad_seq == 1
+    assert report.problem == "entry 1: its subject index rows differ from the signed leaf's subjects"
+
+    postgres = service.engine.dialect.name == "postgresql"
+    async with service.exchange.sessions() as s, s.begin():
+        for table in ("audit_subject", "audit_entry"):
+            if postgres:
+                await s.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_change"))
+            else:
+                await s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_delete"))
+                await s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_update"))
+        await s.execute(text("DELETE FROM audit_subject"))
+        # the refusal to advocacy hidden from a search by recipient
+        await s.execute(text("UPDATE audit_entry SET recipient = 'nhs' WHERE seq = 2"))
+    report = await verify_database(service, pins)
+    assert not report.ok and report.first_bad_seq == 2
+    assert report.problem == "entry 2: the indexed column recipient differs from the signed leaf"
+    async with service.exchange.sessions() as s, s.begin():
+        await s.execute(text("UPDATE audit_entry SET recipient = 'advocacy', at = :at WHERE seq = 2"),
+                        {"at": AT + timedelta(days=400)})  # and out of a search by time
+    report = await verify_database(service, pins)
+    assert not report.ok and report.problem == "entry 2: the indexed column at differs from the signed leaf"

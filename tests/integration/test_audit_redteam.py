@@ -110,7 +110,8 @@ async def _insert(service: BrokerService, statement: str, **params: Any) -> None
             await conn.execute(text(f"DROP ROLE {role}"))
 
 
-_ENTRY = "INSERT INTO audit_entry (seq, kind, at, leaf, leaf_hash) VALUES (:seq, :kind, :at, :leaf, :lh)"
+_ENTRY = ("INSERT INTO audit_entry (seq, kind, at, recipient, leaf, leaf_hash) "
+          "VALUES (:seq, :kind, :at, :recipient, :leaf, :lh)")
 _CHECKPOINT = ("INSERT INTO audit_checkpoint (size, root_hash, frontier, note, at) "
                "VALUES (:size, :root, '[]', :note, :at)")
 _COSIGNATURE = ("INSERT INTO audit_cosignature (size, witness, agency, timestamp, line, received_at) "
@@ -118,7 +119,14 @@ _COSIGNATURE = ("INSERT INTO audit_cosignature (size, witness, agency, timestamp
 
 
 async def _entry(service: BrokerService, seq: int, leaf: bytes, kind: str = "delivered") -> None:
-    await _insert(service, _ENTRY, seq=seq, kind=kind, at=AT, leaf=leaf, lh=leaf_hash(leaf))
+    """A row as the sequencer would write it: its index columns agree with its leaf."""
+    try:
+        doc = json.loads(leaf)
+    except ValueError:
+        doc = None
+    recipient = doc.get("recipient") if isinstance(doc, dict) else None
+    await _insert(service, _ENTRY, seq=seq, kind=kind, at=AT, recipient=recipient, leaf=leaf,
+                  lh=leaf_hash(leaf))
 
 
 def _leaf(seq: int, **fields: Any) -> bytes:
@@ -153,7 +161,8 @@ async def test_a_leaf_stored_as_text_is_refused_not_a_crash(service: BrokerServi
     monkeypatch.setattr("broker.store.audit_export._PAGE", 2)
     await _log(service)
     leaf = _leaf(6)
-    await _insert(service, _ENTRY, seq=6, kind="delivered", at=AT, leaf=leaf.decode(), lh=leaf_hash(leaf))
+    await _insert(service, _ENTRY, seq=6, kind="delivered", at=AT, recipient="advocacy", leaf=leaf.decode(),
+                  lh=leaf_hash(leaf))
     report = await verify_database(service, await _pins(service), workers=workers)
     _refused(report, "entry 6: the stored leaf is not bytes")
 

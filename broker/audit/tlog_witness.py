@@ -35,7 +35,6 @@ import hashlib
 import hmac
 import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ from broker.audit.note import (
     parse_signature_line,
 )
 from broker.clock import Clock
+from broker.durable import replace_file
 from broker.errors import ConfigurationError
 
 MAX_PROOF_LINES = 63
@@ -211,28 +211,6 @@ def _read_record(path: Path, origin: str | None) -> tuple[str, Checkpoint] | Non
     return note, checkpoint
 
 
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``path`` all-or-nothing and durably: a fsynced temporary file renamed over it,
-    then the folder fsynced so the rename itself survives a crash."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
-
-
 class StateSlot:
     """One log's record, held under its lock (``FileWitnessState.locked``)."""
 
@@ -244,7 +222,7 @@ class StateSlot:
         return _read_record(self.path, self.origin)
 
     def write(self, note: str) -> None:
-        _replace(self.path, note.encode("utf-8"))
+        replace_file(self.path, note.encode("utf-8"))
 
 
 class FileWitnessState:

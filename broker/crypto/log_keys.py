@@ -17,8 +17,6 @@ changes (``stamp``), so a rotation reaches running brokers without a restart.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from broker.audit.note import NoteError, NoteSigner, NoteVerifier
+from broker.durable import replace_file
 from broker.errors import ConfigurationError
 
 LOG = "log"
@@ -66,15 +65,6 @@ class LogKeyState:
                 "keys": {k.id: {"added": k.added.isoformat(), "vkey": k.vkey,
                                 "retire_at": k.retire_at.isoformat() if k.retire_at else None}
                          for k in self.keys.values()}}
-
-
-def _write(path: Path, text: str, mode: int) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.chmod(path, mode)
 
 
 class LogKeyStore:
@@ -168,19 +158,14 @@ class LogKeyStore:
     # --- writing ---------------------------------------------------------------------
 
     def _save(self, state: LogKeyState) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.home, prefix=".state-")
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(state.as_json(), indent=2) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.home / STATE_FILE)
+        replace_file(self.home / STATE_FILE, (json.dumps(state.as_json(), indent=2) + "\n").encode(), 0o644)
 
     def _new_key(self, now: datetime) -> LogKey:
         signer = NoteSigner(self.origin, Ed25519PrivateKey.generate())
         key_id = signer.key_id.hex()
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _write(self.home / f"{key_id}.skey", signer.skey + "\n", 0o600)
-        _write(self.home / f"{key_id}.vkey", signer.vkey + "\n", 0o644)
+        replace_file(self.home / f"{key_id}.skey", (signer.skey + "\n").encode(), 0o600)
+        replace_file(self.home / f"{key_id}.vkey", (signer.vkey + "\n").encode(), 0o644)
         return LogKey(key_id, signer.verifier(), now)
 
     def create(self, now: datetime) -> LogKey | None:

@@ -15,10 +15,25 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from broker.audit.entry import leaf_json
 from broker.audit.merkle import consistency_proof, leaf_hash, root_from_leaf_hashes
 from broker.audit.note import Checkpoint, CosignatureSigner, NoteSigner, sign_note
 from broker.audit.witness import append_cosignatures
+
+
+async def drop_append_only(session: AsyncSession, *tables: str) -> None:
+    """What an owner of the database can do: switch the append-only triggers off (in the
+    session's transaction on PostgreSQL; for good on SQLite)."""
+    postgres = (await session.connection()).dialect.name == "postgresql"
+    for table in tables:
+        if postgres:
+            await session.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_change"))
+        else:
+            await session.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_update"))
+            await session.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_delete"))
 
 
 @dataclass
@@ -44,8 +59,8 @@ class ExportLog:
             (path / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
         (path / "manifest.json").write_text(json.dumps({**self.manifest, "size": len(self.entries),
                                                         "checkpoints": len(self.checkpoints)}))
-        for name, text in self.extra_files.items():
-            (path / name).write_text(text)
+        for name, content in self.extra_files.items():
+            (path / name).write_text(content)
         return path
 
     @property

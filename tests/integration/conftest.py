@@ -139,3 +139,15 @@ async def env(tmp_path: Path, database_url: str, broker_clock: Clock, amqp_url: 
         cleanup = await aio_pika.connect(AMQP_URL)
         async with cleanup, cleanup.channel() as ch:
             await topology.delete(ch, service.names)
+
+
+@pytest.fixture
+async def audit_service(tmp_path: Path, database_url: str) -> AsyncIterator[BrokerService]:
+    """A broker service on a fresh database, without queues: for audit log tests."""
+    settings = make_settings(tmp_path, database_url)
+    init_state(settings, datetime(2026, 12, 1, tzinfo=UTC).date())
+    svc = await BrokerService.open(settings)
+    try:
+        yield svc
+    finally:
+        await svc.close()

@@ -14,7 +14,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from broker.crypto.keys import AGENCIES, AgencyKeys
 from broker.crypto.log_keys import LogSigners
 from broker.errors import ConfigurationError
 from broker.keys_cli import _log_rotation, _rotation_entry
-from broker.service import AuditStore, BrokerService, init_state, log_keys
+from broker.service import AuditStore, BrokerService, log_keys
 from broker.store.audit_export import (
     export_log,
     operator_trust,
@@ -42,8 +42,7 @@ from broker.store.audit_export import (
 )
 from broker.store.audit_log import AuditLog
 from broker.store.audit_witness import add_cosignature
-from tests.integration.audit_forge import ExportLog
-from tests.integration.conftest import make_settings
+from tests.integration.audit_forge import ExportLog, drop_append_only
 
 REPO = Path(__file__).resolve().parents[2]
 AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
@@ -51,14 +50,8 @@ POLICE = Actor(agency="police", auth="agency-jwt")
 
 
 @pytest.fixture
-async def service(tmp_path: Path, database_url: str) -> AsyncIterator[BrokerService]:
-    settings = make_settings(tmp_path, database_url)
-    init_state(settings, AT.date())
-    svc = await BrokerService.open(settings)
-    try:
-        yield svc
-    finally:
-        await svc.close()
+def service(audit_service: BrokerService) -> BrokerService:
+    return audit_service
 
 
 def _entry(kind: EntryKind, **fields: Any) -> Callable[[int], AuditEntry]:
@@ -217,15 +210,9 @@ async def test_the_same_forgeries_in_the_database_are_refused(service: BrokerSer
     report = await verify_database(service, pins)
     assert not report.ok and report.first_bad_seq == 5 and "1 entries from seq 5" in (report.problem or "")
 
-    postgres = service.engine.dialect.name == "postgresql"
     evil = _attacker(origin)
     async with service.exchange.sessions() as s, s.begin():
-        for table in ("audit_entry", "audit_checkpoint", "audit_cosignature"):
-            if postgres:
-                await s.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_change"))
-            else:
-                await s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_update"))
-                await s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_delete"))
+        await drop_append_only(s, "audit_entry", "audit_checkpoint", "audit_cosignature")
         await s.execute(text("DELETE FROM audit_entry WHERE seq = 5"))
         rows = (await s.execute(text("SELECT seq, leaf FROM audit_entry ORDER BY seq"))).all()
         log = ExportLog([{"seq": seq, "leaf": bytes(lf).decode(), "leaf_hash": leaf_hash(bytes(lf)).hex()}
@@ -501,14 +488,8 @@ async def test_index_rows_that_differ_from_the_signed_leaves_are_refused(service
     assert not report.ok and report.first_bad_seq == 1
     assert report.problem == "entry 1: its subject index rows differ from the signed leaf's subjects"
 
-    postgres = service.engine.dialect.name == "postgresql"
     async with service.exchange.sessions() as s, s.begin():
-        for table in ("audit_subject", "audit_entry"):
-            if postgres:
-                await s.execute(text(f"ALTER TABLE {table} DISABLE TRIGGER {table}_no_change"))
-            else:
-                await s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_delete"))
-                await s.execute(text(f"DROP TRIGGER IF EXISTS {table}_no_update"))
+        await drop_append_only(s, "audit_subject", "audit_entry")
         await s.execute(text("DELETE FROM audit_subject"))
         # the refusal to advocacy hidden from a search by recipient
         await s.execute(text("UPDATE audit_entry SET recipient = 'nhs' WHERE seq = 2"))

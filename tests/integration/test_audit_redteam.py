@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,25 +30,18 @@ from broker.audit.witness import witness_name, witness_verifier
 from broker.audit_cli import app
 from broker.crypto.keys import AgencyKeys
 from broker.keys_cli import _log_rotation
-from broker.service import BrokerService, init_state, log_keys
+from broker.service import BrokerService, log_keys
 from broker.store.audit_export import operator_trust, verify_database, witness_verifiers
 from broker.store.audit_witness import add_cosignature
 from broker.store.db import make_engine, runtime_grants, sessionmaker
-from tests.integration.conftest import make_settings
 
 AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 ACTOR = Actor(agency="police", auth="agency-jwt")
 
 
 @pytest.fixture
-async def service(tmp_path: Path, database_url: str) -> AsyncIterator[BrokerService]:
-    settings = make_settings(tmp_path, database_url)
-    init_state(settings, AT.date())
-    svc = await BrokerService.open(settings)
-    try:
-        yield svc
-    finally:
-        await svc.close()
+def service(audit_service: BrokerService) -> BrokerService:
+    return audit_service
 
 
 async def _log(service: BrokerService, batches: int = 3) -> None:

@@ -149,16 +149,16 @@ async def test_a_rewritten_refusal_signed_by_a_new_key_is_refused(service: Broke
     report = verify_export(out, pins)
     assert not report.ok and report.first_bad_seq == 1  # the first checkpoint it re-signed
     assert "no signature by a known key" in (report.problem or "")
-    # the documented command: no pins, no verdict; the auditor's pins, refused
+    if service.engine.dialect.name != "sqlite":
+        return  # an export is the same files whatever the database: the command once is enough
+    # the documented command, from outside the repository: no pins, no verdict; the auditor's
+    # pins, refused (the genuine export passes the same command: tests/e2e/test_cli.py)
     (tmp_path / "pins.txt").write_text(pins.render())
     unpinned = _masp("audit", "verify", "--export", str(out))
     assert unpinned.returncode == 2 and "no pinned log key" in unpinned.stderr
     assert "intact" not in unpinned.stdout
     pinned = _masp("audit", "verify", "--export", str(out), "--trust", str(tmp_path / "pins.txt"))
     assert pinned.returncode == 1 and "NOT intact" in pinned.stderr, pinned.stderr
-    honest = _masp("audit", "verify", "--export", str(tmp_path / "genuine"),
-                   "--trust", str(tmp_path / "pins.txt"))
-    assert honest.returncode == 0, honest.stderr
 
 
 async def test_a_rewritten_log_without_checkpoints_is_refused(service: BrokerService, tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ demo: install
 	$(MASP) demo --out $${OUT:-/tmp/masp-demo}
 
 test: install
+	@scripts/test-preflight
 	$(VENV)/bin/pytest -q
 
 check: install

@@ -265,6 +265,10 @@ def verify_ack(token: str, registry: KeyRegistry) -> dict[str, Any]:
         raise SignatureInvalid("acknowledgement iss/aud do not match its key")
     if payload.get("status") not in ("accepted", "rejected"):
         raise MalformedMessage("acknowledgement status must be accepted or rejected")
+    for claim in ("delivery_id", "message_id"):  # named, never echoed
+        value = payload.get(claim)
+        if not isinstance(value, str) or not 0 < len(value) <= 64:
+            raise MalformedMessage(f"acknowledgement claim {claim} must be the delivery's identifier")
     return payload
 
 

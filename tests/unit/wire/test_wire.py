@@ -259,3 +259,21 @@ def test_agency_auth(agency_keys: dict[str, AgencyKeys], registry: KeyRegistry) 
     assert wire.verify_agency_auth(tok, registry, NOW, timedelta(minutes=5))["sub"] == "police"
     with pytest.raises(MessageExpired):
         wire.verify_agency_auth(tok, registry, NOW + timedelta(minutes=2), timedelta(minutes=5))
+
+
+@pytest.mark.parametrize("claim", ["delivery_id", "message_id"])
+@pytest.mark.parametrize("value", [None, "", 7, ["x"], "x" * 65])
+def test_an_ack_without_its_identifiers_is_malformed_not_a_crash(
+        agency_keys: dict[str, AgencyKeys], registry: KeyRegistry, claim: str, value: object) -> None:
+    """Missing or mistyped ids were a KeyError (a plain-text 500 over HTTP): now a typed refusal
+    naming the claim, never its value."""
+    payload: dict[str, object] = {"iss": "nhs", "aud": "broker", "delivery_id": "d-1", "message_id": "m-1",
+                                  "status": "accepted", "iat": 1}
+    if value is None:
+        del payload[claim]
+    else:
+        payload[claim] = value
+    token = jose.sign(payload, agency_keys["nhs"].sig, wire.TYP_ACK)
+    with pytest.raises(MalformedMessage, match=f"claim {claim} must be") as caught:
+        wire.verify_ack(token, registry)
+    assert "xxxx" not in str(caught.value)

@@ -16,7 +16,7 @@ from sqlmodel import col
 
 from broker import telemetry, wire
 from broker.audit.entry import Actor, AuditEntry, EntryKind
-from broker.errors import DeliveryMismatch, Forbidden, MaspError
+from broker.errors import Conflict, DeliveryMismatch, Forbidden, MaspError
 from broker.store.audit_log import Batch
 from broker.store.models import DeliveryRow
 
@@ -104,9 +104,11 @@ async def _record_ack(exchange: Exchange, batch: Batch, payload: dict[str, Any],
            else await batch.session.get(DeliveryRow, payload["delivery_id"]))
     if row is None or row.recipient != payload["iss"] or row.message_id != payload["message_id"]:
         raise NotFound("no such delivery for this agency")
-    if row.state in ("acknowledged", "rejected"):
-        return {"delivery_id": row.delivery_id, "state": row.state, "duplicate": True}, None
     accepted = payload["status"] == "accepted"
+    if row.state in ("acknowledged", "rejected"):
+        if (row.state == "acknowledged") != accepted:  # the same ack again is idempotent; the other is not
+            raise Conflict(f"the delivery was already {row.state}; an acknowledgement cannot change that")
+        return {"delivery_id": row.delivery_id, "state": row.state, "duplicate": True}, None
     row.state = "acknowledged" if accepted else "rejected"
     row.acked_at = now
     row.jwe = None  # P9: ciphertext is kept only until acknowledgement

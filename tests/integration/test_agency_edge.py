@@ -107,6 +107,19 @@ async def test_an_ack_for_another_delivery_changes_nothing_then_the_right_one_is
     kinds = [e.kind.value for e in await api.entries(after=before["entries"] - 1)]
     assert kinds == ["acknowledged"]
 
+    # the same ack again is idempotent; one saying the opposite is a conflict and changes nothing
+    resp = await api.http.post(f"/v1/mailbox/{probation.delivery_id}/ack", content=ack,
+                               headers=api.agency("probation"))
+    assert resp.status_code == 200 and resp.json()["duplicate"] is True
+    reversal = wire.sign_ack(api.keys["probation"], {"delivery_id": probation.delivery_id,
+                                                     "message_id": probation.message_id},
+                             _clock(api)(), status="rejected")
+    resp = await api.http.post(f"/v1/mailbox/{probation.delivery_id}/ack", content=reversal,
+                               headers=api.agency("probation"))
+    assert resp.status_code == 409 and resp.json()["type"] == PROBLEM_BASE + "conflict"
+    assert "already acknowledged" in resp.json()["detail"]
+    assert await _state(api) == after
+
 
 # --- the single-use assertion table ---------------------------------------------------
 

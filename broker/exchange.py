@@ -41,7 +41,7 @@ from broker.audit.entry import (
 from broker.audit.refusals import RefusalKey
 from broker.clock import Clock
 from broker.crypto import jose
-from broker.crypto.keys import AgencyKeys, KeyRegistry
+from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry
 from broker.errors import MalformedMessage, MaspError, PolicyRefused, ReplayDetected, SchemaInvalid
 from broker.metrics import BrokerMetrics
 from broker.outbox import Outbox
@@ -381,9 +381,12 @@ class Exchange:
                                       corrects=str(sub.message.claims["corrects_message_id"])))
         if queued:
             batch.after_commit.append(partial(self.outbox.committed, queued))
+        # who signed it, for whom, when, and which bytes it acknowledges: the digest of the
+        # SD-JWT as submitted, the same as the audit log's `submitted` entry holds
         token = wire.sign_receipt(self.broker, {
+            "iss": BROKER, "aud": sub.sender, "iat": wire.epoch(now),
             "message_id": sub.message_id, "received_at": now.isoformat(),
-            "audit_seq": submitted.seq, "decisions": summary})
+            "payload_digest": payload_digest(sub.raw), "audit_seq": submitted.seq, "decisions": summary})
         return Receipt(token, sub.message_id, submitted.seq, summary)
 
     async def _correction_targets(self, sub: wire.Submission,

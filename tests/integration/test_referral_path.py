@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from adapters.runtime import wait_for
 from broker import wire
-from broker.audit.entry import AuditEntry
+from broker.audit.entry import AuditEntry, payload_digest
 from broker.crypto import jose, sdjwt
 from broker.crypto.keys import AgencyKeys
 from broker.demo.run import demo_body
@@ -50,6 +50,12 @@ async def test_referral_reaches_each_partner_minimised(env: Env) -> None:
     _, signed = jose.verify(receipt["receipt"], lambda kid: env.registry.get(kid, use="sig",
                             agency="broker"), wire.TYP_RECEIPT)
     assert signed["message_id"] == mid and signed["audit_seq"] == receipt["audit_seq"]
+    # who signed it, for whom, when, and which bytes: the SD-JWT as the sender composed it
+    assert (signed["iss"], signed["aud"], type(signed["iat"])) == ("broker", "police", int)
+    assert signed["payload_digest"] == payload_digest(message.serialize())
+    assert signed["received_at"].endswith("+00:00")
+    submitted = [e for e in await _entries(env) if e.kind == "submitted" and e.message_id == mid]
+    assert [e.payload_digest for e in submitted] == [signed["payload_digest"]]
     decisions = {d["recipient"]: d["decision"] for d in receipt["decisions"]}
     assert decisions == {"probation": "permit", "nhs": "permit_with_redaction", "advocacy": "deny"}
 

@@ -25,6 +25,7 @@ from broker.service import BrokerService
 from broker.store.assertions import UsedAssertions
 from broker.store.audit_queries import EntryFilter
 from broker.store.audit_witness import cosigned_note
+from broker.store.deliveries import iso
 from broker.store.models import AuditRow, DeliveryRow
 from broker.ui import console
 
@@ -193,8 +194,7 @@ class ExplainQuestion(BaseModel):
 def _delivery_meta(row: DeliveryRow) -> dict[str, Any]:
     return {"delivery_id": row.delivery_id, "message_id": row.message_id, "sender": row.sender,
             "masp_type": row.masp_type, "state": row.state, "audit_seq": row.audit_seq,
-            "created_at": row.created_at.isoformat(),
-            "retention_until": row.retention_until.isoformat() if row.retention_until else None}
+            "created_at": iso(row.created_at), "retention_until": iso(row.retention_until)}
 
 
 def _entry_json(row: AuditRow) -> dict[str, Any]:

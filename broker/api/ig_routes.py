@@ -15,6 +15,7 @@ from broker.api.problems import AUTHENTICATED, declare
 from broker.audit.entry import Actor, AuditEntry, EntryKind
 from broker.errors import MaspError, NotFound
 from broker.exchange import Exchange
+from broker.store.deliveries import iso
 from broker.store.models import OverrideReviewRow
 
 router = APIRouter(prefix="/v1/audit/overrides", tags=["audit"], responses=AUTHENTICATED)
@@ -38,9 +39,9 @@ class ReviewDecision(BaseModel):
 def _row_json(row: OverrideReviewRow) -> dict[str, Any]:
     return {"seq": row.seq, "message_id": row.message_id, "sender": row.sender,
             "recipient": row.recipient, "authoriser_role": row.authoriser_role, "harm": row.harm,
-            "status": row.status, "created_at": row.created_at.isoformat(),
+            "status": row.status, "created_at": iso(row.created_at),
             "decided_by": row.decided_by, "decision_reason": row.decision_reason,
-            "decided_at": row.decided_at.isoformat() if row.decided_at else None}
+            "decided_at": iso(row.decided_at)}
 
 
 @router.get("")

@@ -71,6 +71,10 @@ async def test_an_ack_for_another_delivery_changes_nothing_then_the_right_one_is
     async with api.service.exchange.sessions() as s:
         mine = {r.recipient: r for r in (await s.execute(select(DeliveryRow))).scalars()}
     probation, nhs = mine["probation"], mine["nhs"]
+    # every time the API gives carries its UTC offset, SQLite (which drops it) included
+    listed = (await api.http.get("/v1/mailbox", headers=api.agency("probation"))).json()["deliveries"]
+    assert [d["created_at"][-6:] for d in listed] == ["+00:00"]
+    assert all(d["retention_until"] is None or d["retention_until"].endswith("+00:00") for d in listed)
     ack = wire.sign_ack(api.keys["probation"], {"delivery_id": probation.delivery_id,
                                                 "message_id": probation.message_id}, _clock(api)())
     before = await _state(api)

@@ -108,6 +108,15 @@ class SchemaInvalid(MaspError):
     title = "Message does not match its schema"
 
 
+class PurposeNotAgreed(MaspError):
+    """A declared purpose that no clause names for this sender and message type: refused before
+    policy (every recipient denied would look like a silent non-delivery), listing those that do."""
+
+    code = "purpose-not-agreed"
+    status = 422
+    title = "No agreement covers this purpose for this message"
+
+
 class PolicyRefused(MaspError):
     code = "policy-refused"
     status = 403

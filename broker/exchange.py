@@ -42,7 +42,14 @@ from broker.audit.refusals import RefusalKey
 from broker.clock import Clock
 from broker.crypto import jose
 from broker.crypto.keys import BROKER, AgencyKeys, KeyRegistry
-from broker.errors import MalformedMessage, MaspError, PolicyRefused, ReplayDetected, SchemaInvalid
+from broker.errors import (
+    MalformedMessage,
+    MaspError,
+    PolicyRefused,
+    PurposeNotAgreed,
+    ReplayDetected,
+    SchemaInvalid,
+)
 from broker.metrics import BrokerMetrics
 from broker.outbox import Outbox
 from broker.policy.consent import CATEGORIES_OF_KIND, ConsentRecord, combined_state
@@ -111,6 +118,13 @@ class Exchange:
     def __post_init__(self) -> None:
         self.audit.observers.append(self.metrics.observe_audit)  # counters follow the audit log
         self._purposes = frozenset(p for a in self.bundle.agreements for p in a.purposes)
+        #: the purposes some clause lets each sender send each message type for
+        agreed: dict[tuple[str, str], set[str]] = {}
+        for agreement in self.bundle.agreements:
+            for clause in agreement.clauses:
+                for masp_type in clause.message_types:
+                    agreed.setdefault((clause.from_, masp_type), set()).update(clause.purposes)
+        self._agreed = {flow: frozenset(purposes) for flow, purposes in agreed.items()}
 
     async def submit(self, token: str | bytes, *, via: str, agency: str | None = None) -> Receipt:
         """Process one submission; raise a ``MaspError`` (already audited) if it is refused.
@@ -213,6 +227,11 @@ class Exchange:
             # refused, not evaluated: every recipient denied would look like a silent non-delivery
             raise MalformedMessage("purpose is not one the data-sharing agreements declare",
                                    claim="purpose")
+        agreed = self._agreed.get((sub.sender, claims["masp_type"]), frozenset())
+        if claims["purpose"] not in agreed:  # the same, for this sender and type: say which would do
+            raise PurposeNotAgreed(
+                f"no agreement lets {sub.sender} send a {claims['masp_type']} for this purpose; "
+                f"agreed purposes: {', '.join(sorted(agreed)) or 'none'}", claim="purpose")
         refs = {normalise_identifier(s["ref"]) for s in claims["subjects"]}
         for claim in ("case_id", "consent_ref"):
             # a reference in the shape of a code is still a reference: not in clear, not logged

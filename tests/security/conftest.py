@@ -51,13 +51,14 @@ class Api:
         token = wire.sign_agency_auth(self.keys[agency], self.service.exchange.clock())
         return {"authorization": f"Bearer {token}"}
 
-    def referral(self, sender: str = "police", **kw: Any) -> tuple[str, str]:
-        """A valid case referral sealed to the broker: (message id, compact JWE)."""
+    def referral(self, sender: str = "police", masp_type: str = "case_referral",
+                 **kw: Any) -> tuple[str, str]:
+        """A valid message (a case referral unless told) sealed to the broker: (message id, JWE)."""
         jti = kw.pop("jti", None) or wire.new_id()
+        kw.setdefault("purpose", "risk_management")
         message = wire.compose_message(
-            self.keys[sender], "case_referral", demo_body("case_referral"), case_id="C-1",
-            purpose="risk_management", subjects=SUBJECTS, now=self.service.exchange.clock(),
-            jti=jti, **kw)
+            self.keys[sender], masp_type, demo_body(masp_type), case_id="C-1",
+            subjects=SUBJECTS, now=self.service.exchange.clock(), jti=jti, **kw)
         return jti, wire.seal_submission(message, self.keys[BROKER].enc)
 
     async def post_message(self, jwe: str | bytes, agency: str = "police",

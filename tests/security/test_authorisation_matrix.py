@@ -92,7 +92,9 @@ Body = Callable[[Api, Fixture, str], dict[str, Any]]
 
 def _submission(api: Api, fx: Fixture, caller: str) -> dict[str, Any]:
     sender = caller if caller in AGENCIES else "police"
-    return {"content": api.referral(sender)[1], "headers": {"content-type": "application/jose"}}
+    # a message each agency's agreements let it send for risk management
+    masp_type = "case_referral" if sender in ("police", "probation") else "risk_concern_alert"
+    return {"content": api.referral(sender, masp_type)[1], "headers": {"content-type": "application/jose"}}
 
 
 def _ack(api: Api, fx: Fixture, caller: str) -> dict[str, Any]:

@@ -13,13 +13,16 @@ default settings (600 submissions a minute per agency, refusals paced at 200 a s
 3. baseline again, probation alone, pooled with the first: the shared machine's background
    load can change within a minute, and that must not pass for the flood's effect.
 
-Asserted: probation's p99 during the flood is within max(2 x baseline, baseline + 50 ms).
+Asserted: probation's p99 during the flood is within max(2 x baseline, baseline + 100 ms).
 The absolute floor: the baseline p99 is a few tens of milliseconds, and on the shared
 2-core machine RabbitMQ taking in the flood, the flood's publisher and the broker receiving,
 refusing and acknowledging each junk message all take CPU from the same cores, so the
 probation path pays a scheduling cost of a few milliseconds per hop that no queueing
-discipline removes; doubling a 30 ms figure is within that noise. What this guards against
-is the old behaviour, where honest submissions waited behind the junk for tens of seconds.
+discipline removes; doubling a 30 ms figure is within that noise. With about a hundred
+samples the p99 is the second slowest, and one pause of the process or of SQLite (seen:
+one sample of 150-700 ms, the rest under 90 ms, in three of six full runs of the suite on
+one day) decided it at a 50 ms floor; 100 ms keeps that out. What this guards against is
+the old behaviour, where honest submissions waited behind the junk for tens of seconds.
 Then: the audit log grew by at most one entry per kind of nhs refusal during the flood (the
 first, in full) and one summary per kind when the windows closed, every junk message is
 counted in them, no checkpoint was signed for the flood beyond its first refusals, and the
@@ -167,7 +170,7 @@ async def test_a_junk_flood_does_not_hold_back_another_agency(env: Env, agency_u
         await police.close()
 
     base, flooded = p99(baseline), p99(during)
-    allowed = max(2 * base, base + 0.050)
+    allowed = max(2 * base, base + 0.100)
     print(f"\nprobation p99 baseline {base * 1000:.1f} ms, during the flood {flooded * 1000:.1f} ms "
           f"(allowed {allowed * 1000:.1f} ms; medians {statistics.median(baseline) * 1000:.1f} / "
           f"{statistics.median(during) * 1000:.1f} ms; {len(during)} samples); nhs published "

@@ -405,7 +405,7 @@ class Exchange:
         token = wire.sign_receipt(self.broker, {
             "iss": BROKER, "aud": sub.sender, "iat": wire.epoch(now),
             "message_id": sub.message_id, "received_at": now.isoformat(),
-            "payload_digest": payload_digest(sub.raw), "audit_seq": submitted.seq, "decisions": summary})
+            "payload_digest": digest, "audit_seq": submitted.seq, "decisions": summary})
         return Receipt(token, sub.message_id, submitted.seq, summary)
 
     async def _correction_targets(self, sub: wire.Submission,

@@ -350,13 +350,8 @@ def parse_signature_line(line: str) -> tuple[str, bytes]:
 
 def signature_key_ids(note: str, name: str) -> list[bytes]:
     """The key ids of the signature lines by ``name`` (unverified: for routing, not trust)."""
-    _, lines = _split_note(note)
-    found = []
-    for line in lines:
-        signer, raw = _parse_sig_line(line)
-        if signer == name and raw[:4] not in found:
-            found.append(raw[:4])
-    return found
+    _, lines = note_signatures(note)
+    return list(dict.fromkeys(raw[:4] for signer, raw, _ in lines if signer == name))
 
 
 @dataclass(frozen=True)

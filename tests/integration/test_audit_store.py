@@ -358,3 +358,19 @@ async def test_verification_reads_one_moment_of_a_log_still_being_written(
     assert written > 0
     assert all(r.ok and r.tail == 0 and r.size == r.entries for r in reports), [r.problem for r in reports]
     assert reports[-1].entries > reports[0].entries or written < 2
+
+
+async def test_an_export_as_of_a_size_the_log_never_signed_is_refused_and_writes_nothing(
+        service: BrokerService, tmp_path: Path) -> None:
+    from broker.errors import NotFound
+
+    for _ in range(2):
+        await _append(service, 2, "x")
+    for size in (3, 5, -1):  # between checkpoints, past the log, nonsense
+        with pytest.raises(NotFound, match="no checkpoint of size"):
+            await export_log(service.exchange.sessions, tmp_path / f"out{size}",
+                             service.settings.audit_origin, size=size)
+        assert not (tmp_path / f"out{size}").exists()
+    assert await export_log(service.exchange.sessions, tmp_path / "two", service.settings.audit_origin,
+                            size=2) == 2
+    assert verify_export(tmp_path / "two", await _pins(service)).ok

@@ -5,6 +5,8 @@
 // bytes. A verifier that hashes or compares encoded text (SD-JWT digests do) must refuse
 // anything but the one canonical encoding.
 
+import { parseStrict } from './json.mjs';
+
 const ALPHABET = /^[A-Za-z0-9_-]*$/;
 
 export function encode(bytes) {
@@ -26,6 +28,7 @@ export function decodeText(text) {
   return new TextDecoder('utf-8', { fatal: true }).decode(decode(text));
 }
 
+/** base64url → UTF-8 → JSON, refusing repeated member names. */
 export function decodeJson(text) {
-  return JSON.parse(decodeText(text));
+  return parseStrict(decodeText(text));
 }

@@ -13,6 +13,8 @@
 //   MASP_KEYS_DIR        <agency>/sig.private.jwk and <agency>/enc.private.jwk for each agency
 //   MASP_JWS_ALG_NAMES   optional, as given to the broker (`probation=EdDSA`): the alg name each
 //                        agency registered; broker-signed objects for it must carry that name
+//   MASP_DELIVERY_MODES  optional, as given to the broker (`advocacy=mailbox`): a mailbox-mode
+//                        agency's deliveries must never be published to RabbitMQ
 //   MASP_TIMEOUT_S       optional, how long to wait for each asynchronous step (default 60)
 
 import { randomUUID } from 'node:crypto';
@@ -41,7 +43,7 @@ function setting(name) {
 }
 
 /** `probation=EdDSA,nhs=Ed25519` → { probation: 'EdDSA', nhs: 'Ed25519' } */
-function parseAlgNames(text = '') {
+function parseAgencyMap(text = '') {
   return Object.fromEntries(
     text.split(',').filter(Boolean).map((pair) => pair.split('=').map((s) => s.trim())),
   );
@@ -94,7 +96,8 @@ async function main() {
     amqpUrl: setting('MASP_AMQP_URL'),
     namespace: process.env.MASP_NAMESPACE ?? '',
     keysDir: setting('MASP_KEYS_DIR'),
-    algNames: parseAlgNames(process.env.MASP_JWS_ALG_NAMES),
+    algNames: parseAgencyMap(process.env.MASP_JWS_ALG_NAMES),
+    deliveryModes: parseAgencyMap(process.env.MASP_DELIVERY_MODES),
     timeoutMs: Number(process.env.MASP_TIMEOUT_S || 60) * 1000,
   };
   const amqpName = (name) => (cfg.namespace ? `${cfg.namespace}.${name}` : name);
@@ -242,14 +245,18 @@ async function main() {
             inboxes.advocacy.handOver(d);
             const answer = await advocacy.ack(d.deliveryId, await advocacy.signAck({ deliveryId: d.deliveryId, messageId: d.token.message_id }));
             if (answer.state !== 'acknowledged') throw new Error(`ack answered state ${answer.state}`);
-            if (isOurs(d)) ours = d;
+            if (isOurs(d)) ours = { ...d, mailboxState: summary.state };
           }
           return ours;
         },
         { timeoutMs: cfg.timeoutMs, intervalMs: 500, detail: () => (lastRefusal ? `last refusal: ${lastRefusal}` : '') },
       );
       const d = received.advocacy;
-      note(`delivery ${d.deliveryId}, ${Object.keys(d.message.body).length} fields, ${d.token.withheld} withheld, token alg ${d.alg}`);
+      // mailbox.md: a mailbox-mode delivery is never published, so it waits as `queued`.
+      if (cfg.deliveryModes.advocacy === 'mailbox' && d.mailboxState !== 'queued') {
+        note(`warning: advocacy is in mailbox mode, yet its delivery was ${d.mailboxState}`);
+      }
+      note(`delivery ${d.deliveryId} (${d.mailboxState}), ${Object.keys(d.message.body).length} fields, ${d.token.withheld} withheld, token alg ${d.alg}`);
     });
 
     // 5, 6. probation and nhs (amqp mode): consume the inbox queue, verify, ack over AMQP.
@@ -346,6 +353,10 @@ async function main() {
       for (const agency of sent.recipients) {
         const row = s.deliveries.find((x) => x.recipient === agency);
         if (row.delivery_id !== received[agency].deliveryId) throw new Error(`${agency}: delivery id differs from the one received`);
+        if (cfg.deliveryModes[agency] === 'mailbox' && row.published_at !== null) {
+          // Never published, so published_at should stay null; the spec does not say so outright.
+          note(`warning: ${agency} is in mailbox mode, yet published_at is set`);
+        }
       }
       note(s.deliveries.map((x) => `${x.recipient}=${x.state}`).join(', '));
       return s;

@@ -227,8 +227,10 @@ async function main() {
       received.advocacy = await waitFor(
         'the delivery in the advocacy mailbox',
         async () => {
-          // A mailbox-mode delivery stays `queued` until acknowledged (mailbox.md).
-          const waiting = [...(await advocacy.mailbox('queued')), ...(await advocacy.mailbox('published'))];
+          // What is still to fetch: queued (a mailbox-mode delivery stays so until
+          // acknowledged), published and dead_lettered (mailbox.md).
+          const waiting = [];
+          for (const state of ['queued', 'published', 'dead_lettered']) waiting.push(...(await advocacy.mailbox(state)));
           let ours = null;
           for (const summary of waiting) {
             const item = await advocacy.mailboxItem(summary.delivery_id);

@@ -36,7 +36,7 @@ test('the received variant requires nothing but still refuses unknown fields', a
 });
 
 test('formats and unsupported keywords', () => {
-  assert.deepEqual(validate({ type: 'string', format: 'date' }, '2026-02-29'), ['<body> (not a date)']);
+  assert.deepEqual(validate({ type: 'string', format: 'date' }, '2026-02-29'), ['<root> (not a date)']);
   assert.deepEqual(validate({ type: 'string', format: 'date' }, '2028-02-29'), []);
   assert.throws(() => validate({ oneOf: [] }, 1), /oneOf/);
 });

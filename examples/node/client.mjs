@@ -382,21 +382,24 @@ async function main() {
       note(`${mine.length} events: ${[...new Set(mine)].join(', ')}; queue deleted`);
     });
 
-    // 9. A refusal the spec documents: a purpose no agreement declares is `400 malformed`
-    //    naming the claim `purpose` (message.md "Purposes", problems.md).
-    await step('9 a mistyped purpose is refused as malformed', async (note) => {
+    // 9. A refusal with a documented code: a mistyped purpose is `422 purpose-not-agreed`,
+    //    naming the claim and listing the purposes that would do (problems.md).
+    await step('9 a mistyped purpose is refused as purpose-not-agreed', async (note) => {
       try {
         await sendAsPolice({ ...caseReferral(), purpose: 'risk_managment' });
       } catch (err) {
         if (!(err instanceof Problem)) throw err;
         const p = err.problem;
-        if (err.status !== 400 || p.code !== 'malformed' || p.claim !== 'purpose') {
-          throw new Error(`expected 400 malformed (claim purpose), got ${err.status} ${JSON.stringify(p)}`);
+        if (err.status !== 422 || p.code !== 'purpose-not-agreed' || p.claim !== 'purpose') {
+          throw new Error(`expected 422 purpose-not-agreed (claim purpose), got ${err.status} ${JSON.stringify(p)}`);
         }
-        if (p.status !== 400 || p.type !== `https://masp.example/problems/${p.code}` || typeof p.title !== 'string') {
+        if (p.status !== 422 || p.type !== `https://masp.example/problems/${p.code}` || typeof p.title !== 'string') {
           throw new Error(`problem document not as problems.md says: ${JSON.stringify(p)}`);
         }
-        note(`${err.status} ${p.code}, claim ${p.claim}`);
+        if (!Array.isArray(p.agreed_purposes) || !p.agreed_purposes.includes(caseReferral().purpose)) {
+          throw new Error(`agreed_purposes does not list ${caseReferral().purpose}: ${JSON.stringify(p.agreed_purposes)}`);
+        }
+        note(`${err.status} ${p.code}, agreed_purposes ${p.agreed_purposes.join(', ')}`);
         return;
       }
       throw new Error('the broker accepted it');

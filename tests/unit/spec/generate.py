@@ -48,6 +48,7 @@ from broker.service import BrokerService, init_state
 from broker.settings import Settings
 from broker.store.models import AuditRow
 from broker.transport.events import events_for
+from schemas.export import ID_BASE, json_schemas, render
 
 REPO = Path(__file__).resolve().parents[3]
 SPEC = REPO / "docs" / "spec"
@@ -377,6 +378,36 @@ async def _run(out: Out, keys: dict[str, AgencyKeys], registry: KeyRegistry, clo
     out.json("problems.json", problems)
 
 
+# --- what a recipient validates against ------------------------------------------------------
+
+RECEIVED = SPEC / "schemas" / "received"
+
+
+def received_schemas() -> dict[str, str]:
+    """File name -> text of the deployment-independent received variant of each body schema:
+    the sender's schema with nothing required at the top level (any field may be withheld)."""
+    out = {}
+    for name, schema in json_schemas().items():
+        masp_type = schema["x-masp-type"]
+        received = {k: v for k, v in schema.items() if k != "required"}
+        received_name = name.replace(".schema.json", ".received.schema.json")
+        received.update({
+            "$id": ID_BASE + "received/" + received_name,
+            "title": f"MASP {masp_type} body as received, schema v{schema['x-masp-schema']}",
+            "description": f"{schema.get('description', '')} Any field may be withheld from a recipient, "
+                           f"so none is required. Generated from schemas/json/{name} by "
+                           "tests/unit/spec/generate.py.",
+        })
+        out[received_name] = render(received)
+    return out
+
+
+def write_received(directory: Path = RECEIVED) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, text in received_schemas().items():
+        (directory / name).write_text(text)
+
+
 # --- the markdown: example blocks hold the files' text ----------------------------------------
 
 #: ``<!-- example: examples/x -->`` then a fenced block: the block's body is that file's text.
@@ -414,6 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.keys:
         write_keys()
+    write_received()
     files = asyncio.run(generate())
     print(f"wrote {len(files)} examples to {EXAMPLES.relative_to(REPO)}")
     for page in fill_docs():

@@ -225,3 +225,20 @@ def test_the_envelope_schema_accepts_the_example_envelope() -> None:
 def test_the_jwe_headers_match_the_jwe_schema() -> None:
     for name in gen.RANDOM_FILES:
         assert_valid("jwe-header.schema.json", jose.peek_header(committed(name).strip(), 5))
+
+
+def test_the_received_body_schemas_are_generated_from_the_body_schemas() -> None:
+    on_disk = {p.name: p.read_text() for p in gen.RECEIVED.glob("*.json")}
+    assert on_disk == gen.received_schemas(), "run the generator: schemas/received/ is stale"
+    for text in on_disk.values():
+        schema = json.loads(text)
+        Draft202012Validator.check_schema(schema)
+        assert "required" not in schema and schema["additionalProperties"] is False
+
+
+def test_the_minimised_delivery_body_validates_against_its_received_schema() -> None:
+    fields = committed_json("delivery.nhs.view.json")["fields"]
+    schema = json.loads((gen.RECEIVED / "cj_status_update.v1.received.schema.json").read_text())
+    assert not list(Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(fields))
+    sender = json.loads((gen.REPO / "schemas" / "json" / "cj_status_update.v1.schema.json").read_text())
+    assert list(Draft202012Validator(sender).iter_errors({"next_hearing": fields["next_hearing"]}))

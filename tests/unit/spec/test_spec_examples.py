@@ -242,3 +242,39 @@ def test_the_minimised_delivery_body_validates_against_its_received_schema() -> 
     assert not list(Draft202012Validator(schema, format_checker=FormatChecker()).iter_errors(fields))
     sender = json.loads((gen.REPO / "schemas" / "json" / "cj_status_update.v1.schema.json").read_text())
     assert list(Draft202012Validator(sender).iter_errors({"next_hearing": fields["next_hearing"]}))
+
+
+# --- what the code produces now, outside the example run --------------------------------------
+
+
+def test_a_fresh_assertion_and_message_match_their_schemas() -> None:
+    keys = gen.fixed_keys()
+    assertion = gen.decode_jws(wire.sign_agency_auth(keys["probation"], gen.NOW))
+    _header(assertion, "JWT")
+    assert_valid("auth-assertion.schema.json", assertion["payload"])
+    message = wire.compose_message(keys["probation"], "risk_level_change", {
+        "risk_tool": "srp", "new_risk_level": "high", "risk_rationale": "Escalating contact.",
+        "risk_assessed_on": "2026-11-20"}, case_id="HIOW-MASP-2026-0147", purpose="risk_management",
+        subjects=[{"ref": "X482913", "category": "convicted"}], now=gen.NOW,
+        consent_ref="CONSENT-0147-V1")
+    decoded = gen.decode_sd_jwt(message.serialize())
+    assert_valid("message-payload.schema.json", decoded["payload"])
+    envelope = validator("envelope.schema.json")
+    for name in ("consent_ref_disclosure", "subject_disclosure", "body_disclosure"):
+        check = envelope.evolve(schema={"$ref": f"{envelope.schema['$id']}#/$defs/{name}"})
+        assert any(not list(check.iter_errors(d["decoded"])) for d in decoded["disclosures"]), name
+
+
+@pytest.mark.xfail(reason="masp-wire/2 makes jti and exp required in acks; wire.sign_ack adds them "
+                   "when that change lands", strict=False)
+def test_the_code_signs_acks_as_the_spec_says() -> None:
+    keys = gen.fixed_keys()
+    ack = gen.decode_jws(wire.sign_ack(keys["nhs"], {"delivery_id": "d-1", "message_id": "m-1"}, gen.NOW))
+    assert_valid("ack.schema.json", ack["payload"])
+
+
+@pytest.mark.xfail(reason="masp-wire/2 splits the key sets and adds masp_agency; the registry's "
+                   "jwks() follows when that change lands", strict=False)
+def test_the_code_serves_key_sets_as_the_spec_says() -> None:
+    keys = gen.fixed_keys()
+    assert_valid("jwks.schema.json", gen.fixed_registry(keys).jwks(gen.NOW))

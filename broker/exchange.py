@@ -26,6 +26,7 @@ from sqlmodel import col
 
 import schemas
 from broker import policy, telemetry, wire
+from broker.agencies import AgencyOptions
 from broker.audit.entry import (
     Actor,
     AuditEntry,
@@ -114,10 +115,11 @@ class Exchange:
     metrics: BrokerMetrics = field(default_factory=BrokerMetrics)
     #: Repeated ingress refusals are audited once per window, with a count and digests.
     refusals: RefusalLog = field(default_factory=RefusalLog)
+    #: Each agency's delivery mode and JWS alg name (``MASP_DELIVERY_MODES``, ``MASP_JWS_ALG_NAMES``).
+    options: AgencyOptions = field(default_factory=AgencyOptions)
 
     def __post_init__(self) -> None:
         self.audit.observers.append(self.metrics.observe_audit)  # counters follow the audit log
-        self._purposes = frozenset(p for a in self.bundle.agreements for p in a.purposes)
         #: the purposes some clause lets each sender send each message type for
         agreed: dict[tuple[str, str], set[str]] = {}
         for agreement in self.bundle.agreements:
@@ -223,15 +225,15 @@ class Exchange:
 
     def _validate(self, sub: wire.Submission) -> schemas.CanonicalBody:
         claims = sub.claims
-        if claims["purpose"] not in self._purposes:
-            # refused, not evaluated: every recipient denied would look like a silent non-delivery
-            raise MalformedMessage("purpose is not one the data-sharing agreements declare",
-                                   claim="purpose")
         agreed = self._agreed.get((sub.sender, claims["masp_type"]), frozenset())
-        if claims["purpose"] not in agreed:  # the same, for this sender and type: say which would do
+        if claims["purpose"] not in agreed:
+            # refused, not evaluated: every recipient denied would look like a silent
+            # non-delivery. A mistyped purpose and one agreed only for other flows alike: say
+            # which would do (the agreements' words; the sender's is not repeated)
             raise PurposeNotAgreed(
                 f"no agreement lets {sub.sender} send a {claims['masp_type']} for this purpose; "
-                f"agreed purposes: {', '.join(sorted(agreed)) or 'none'}", claim="purpose")
+                f"agreed purposes: {', '.join(sorted(agreed)) or 'none'}", claim="purpose",
+                agreed_purposes=sorted(agreed))
         refs = {normalise_identifier(s["ref"]) for s in claims["subjects"]}
         for claim in ("case_id", "consent_ref"):
             # a reference in the shape of a code is still a reference: not in clear, not logged
@@ -405,7 +407,8 @@ class Exchange:
         token = wire.sign_receipt(self.broker, {
             "iss": BROKER, "aud": sub.sender, "iat": wire.epoch(now),
             "message_id": sub.message_id, "received_at": now.isoformat(),
-            "payload_digest": digest, "audit_seq": submitted.seq, "decisions": summary})
+            "payload_digest": digest, "audit_seq": submitted.seq, "decisions": summary},
+            self.options.alg_for(sub.sender))
         return Receipt(token, sub.message_id, submitted.seq, summary)
 
     async def _correction_targets(self, sub: wire.Submission,
@@ -518,7 +521,7 @@ class Exchange:
             ov = claims["override"]
             payload["override"] = {"authoriser_role": ov["authoriser"]["role"],
                                    "justification": ov["justification"]["harm"]}
-        token = wire.sign_delivery_token(self.broker, payload)
+        token = wire.sign_delivery_token(self.broker, payload, self.options.alg_for(d.recipient))
         jwe = wire.seal_delivery(shown, token, self.registry.current(d.recipient, "enc"))
         return DeliveryRow(delivery_id=delivery_id, message_id=sub.message_id, sender=sub.sender,
                            recipient=d.recipient, masp_type=claims["masp_type"], state="queued",

@@ -42,13 +42,12 @@ from broker.api.app import create_app
 from broker.audit.entry import AuditEntry
 from broker.clock import FrozenClock
 from broker.crypto import jose, sdjwt
-from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyId, KeyRegistry, public_jwk
+from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyId, KeyRegistry
 from broker.safeguarding import SafeguardingTimers
 from broker.service import BrokerService, init_state
 from broker.settings import Settings
 from broker.store.models import AuditRow
 from broker.transport.events import events_for
-from schemas.export import ID_BASE, json_schemas, render
 
 REPO = Path(__file__).resolve().parents[3]
 SPEC = REPO / "docs" / "spec"
@@ -236,24 +235,8 @@ def catalogue_flows(bundle: policy.DsaBundle) -> str:
 def _settings(state: Path) -> Settings:
     return Settings(state_dir=state, database_url=f"sqlite+aiosqlite:///{state / 'masp.db'}",
                     dsa_dir=REPO / "deploy" / "dsa", deployment="spec-example", namespace="",
-                    pseudonym_secret=PSEUDONYM_SECRET, rate_limit="")
-
-
-def jwks_for(keys: dict[str, AgencyKeys], parties: tuple[str, ...]) -> dict[str, Any]:
-    """A key set as ``/.well-known/jwks.json`` (the broker) or ``/v1/agency-keys`` serve it."""
-    out = []
-    for party in parties:
-        for key in (keys[party].sig, keys[party].enc):
-            out.append({**public_jwk(key), "status": "active", "masp_agency": party})
-    return {"keys": sorted(out, key=lambda k: k["kid"])}
-
-
-def sign_ack(me: AgencyKeys, delivery: wire.Delivery, now: datetime, jti: str) -> str:
-    """An acknowledgement with every claim of masp-wire/2 (``jti`` and ``exp`` included)."""
-    return jose.sign({"iss": me.agency, "aud": BROKER, "delivery_id": delivery.delivery_id,
-                      "message_id": delivery.message_id, "status": "accepted",
-                      "iat": wire.epoch(now), "exp": wire.epoch(now + timedelta(hours=1)),
-                      "jti": jti}, me.sig, wire.TYP_ACK)
+                    pseudonym_secret=PSEUDONYM_SECRET, rate_limit="",
+                    jws_alg_names={"probation": "EdDSA"})
 
 
 async def generate(out_dir: Path = EXAMPLES, keys_dir: Path = KEYS) -> dict[str, str]:
@@ -288,8 +271,8 @@ async def _run(out: Out, keys: dict[str, AgencyKeys], registry: KeyRegistry, clo
     def auth(agency: str) -> dict[str, str]:
         return {"authorization": f"Bearer {wire.sign_agency_auth(keys[agency], clock())}"}
 
-    out.json("jwks.json", jwks_for(keys, (BROKER,)))
-    out.json("agency-keys.json", jwks_for(keys, AGENCIES))
+    out.json("jwks.json", (await http.get("/.well-known/jwks.json")).json())
+    out.json("agency-keys.json", (await http.get("/v1/agency-keys")).json())
     out.text("catalogue-classes.md", catalogue_classes())
     out.text("catalogue-flows.md", catalogue_flows(exchange.bundle))
 
@@ -330,7 +313,15 @@ async def _run(out: Out, keys: dict[str, AgencyKeys], registry: KeyRegistry, clo
         "disclosed_subjects": [d.value for d in opened.message.subjects],
         "fields": opened.message.claims})
 
-    ack = sign_ack(keys["nhs"], opened, clock(), wire.new_id())
+    schema = await http.get("/v1/schemas/cj_status_update", headers=auth("nhs"))
+    out.json("schema.nhs.cj_status_update.json", schema.json())
+    listed = (await http.get("/v1/mailbox", headers=auth("probation"))).json()["deliveries"]
+    for_probation = await http.get(f"/v1/mailbox/{listed[0]['delivery_id']}", headers=auth("probation"))
+    token = json.loads(jose.decrypt(for_probation.text, keys["probation"].decryption_keys(),
+                                    wire.CTY_DELIVERY))["delivery"]
+    out.json("delivery.probation.token.decoded.json", decode_jws(token))
+
+    ack = wire.sign_ack(keys["nhs"], opened, clock())
     out.token("ack.jwt", ack)
     out.json("ack.decoded.json", decode_jws(ack))
     acked = await http.post(f"/v1/mailbox/{delivery_id}/ack", content=ack.encode("ascii"), headers={
@@ -378,36 +369,6 @@ async def _run(out: Out, keys: dict[str, AgencyKeys], registry: KeyRegistry, clo
     out.json("problems.json", problems)
 
 
-# --- what a recipient validates against ------------------------------------------------------
-
-RECEIVED = SPEC / "schemas" / "received"
-
-
-def received_schemas() -> dict[str, str]:
-    """File name -> text of the deployment-independent received variant of each body schema:
-    the sender's schema with nothing required at the top level (any field may be withheld)."""
-    out = {}
-    for name, schema in json_schemas().items():
-        masp_type = schema["x-masp-type"]
-        received = {k: v for k, v in schema.items() if k != "required"}
-        received_name = name.replace(".schema.json", ".received.schema.json")
-        received.update({
-            "$id": ID_BASE + "received/" + received_name,
-            "title": f"MASP {masp_type} body as received, schema v{schema['x-masp-schema']}",
-            "description": f"{schema.get('description', '')} Any field may be withheld from a recipient, "
-                           f"so none is required. Generated from schemas/json/{name} by "
-                           "tests/unit/spec/generate.py.",
-        })
-        out[received_name] = render(received)
-    return out
-
-
-def write_received(directory: Path = RECEIVED) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    for name, text in received_schemas().items():
-        (directory / name).write_text(text)
-
-
 # --- the markdown: example blocks hold the files' text ----------------------------------------
 
 #: ``<!-- example: examples/x -->`` then a fenced block: the block's body is that file's text.
@@ -445,7 +406,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.keys:
         write_keys()
-    write_received()
     files = asyncio.run(generate())
     print(f"wrote {len(files)} examples to {EXAMPLES.relative_to(REPO)}")
     for page in fill_docs():

@@ -35,7 +35,7 @@ async def acknowledge(exchange: Exchange, token: str, *, via: str, agency: str |
     checked before the audit transaction opens, and that the delivery is the signer's inside
     it before anything is written, so a refused ack changes nothing.
     """
-    payload = wire.verify_ack(token, exchange.registry)
+    payload = wire.verify_ack(token, exchange.registry, exchange.clock())
     telemetry.annotate(delivery_id=payload["delivery_id"], message_id=payload["message_id"],
                        agency=payload["iss"], status=payload["status"])
     if agency is not None and payload["iss"] != agency:
@@ -57,9 +57,10 @@ async def acknowledge_many(exchange: Exchange, tokens: Sequence[str], *,
     """
     results: list[dict[str, Any] | Exception | None] = [None] * len(tokens)
     verified: list[tuple[int, dict[str, Any]]] = []
+    now = exchange.clock()
     for i, token in enumerate(tokens):
         try:
-            verified.append((i, wire.verify_ack(token, exchange.registry)))
+            verified.append((i, wire.verify_ack(token, exchange.registry, now)))
         except MaspError as exc:
             results[i] = exc
     done: list[tuple[dict[str, Any], dict[str, Any], DeliveryRow | None]] = []

@@ -128,7 +128,7 @@ def _announce(settings: Settings, service: BrokerService, demo: bool) -> None:
 MASP Exchange is running{' with the demo case' if demo else ''}.
   API docs           {base}/docs   (OpenAPI at {base}/openapi.json)
   health             {base}/healthz   {base}/readyz
-  broker keys        {base}/.well-known/jwks.json
+  broker keys        {base}/.well-known/jwks.json   (agencies': {base}/v1/agency-keys)
   audit (IG officer) curl -H "Authorization: Bearer $TOKEN" {base}/v1/audit/entries
   web console        {base}/ui   (sign in by pasting $TOKEN; ops: `masp token --role ops`)
   TOKEN={ig}

@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from broker.audit.note import CosignatureVerifier, NoteError
 from broker.crypto.keys import AGENCIES
+from broker.errors import ConfigurationError
+from broker.transport.topology import normalise_namespace
 
 
 class WitnessEndpoint(BaseModel):
@@ -70,7 +72,8 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     deployment: str = Field(default="dev", description="names the audit log origin")
-    #: Prefix for every exchange and queue, so several deployments (or tests) share a vhost.
+    #: Prefix for every exchange and queue, so several deployments (or tests) share a vhost:
+    #: ``demo1`` names ``demo1.masp.ingress`` (the dot is added when missing).
     namespace: str = ""
     max_message_bytes: int = 256 * 1024
     rate_limit: str = Field(default="600/minute", description="submissions per agency, HTTP and AMQP "
@@ -153,6 +156,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"MASP_FORWARDED_ALLOW_IPS: {item!r} is not an IP address or network "
                                  "(a network's host bits must be zero)") from None
         return ",".join(items)
+
+    @field_validator("namespace")
+    @classmethod
+    def _namespace(cls, value: str) -> str:
+        try:
+            return normalise_namespace(value)
+        except ConfigurationError as exc:
+            raise ValueError(exc.detail) from None
 
     @field_validator("amqp_agency_users", mode="before")
     @classmethod

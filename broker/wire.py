@@ -51,7 +51,11 @@ def epoch(at: datetime) -> int:
 
 
 def from_epoch(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)
+    """A NumericDate from the wire as a time; one no calendar can hold is malformed, not a crash."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise MalformedMessage("a NumericDate is out of range") from None
 
 
 def _signer_lookup(registry: KeyRegistry, issuer: str | None = None) -> jose.KeyLookup:
@@ -245,18 +249,28 @@ def open_delivery(jwe: str | bytes, me: AgencyKeys, registry: KeyRegistry) -> De
 # --- acknowledgement (§3.4), receipt (§3.5), agency authentication (§6) ---------------
 
 
+#: An acknowledgement may be read long after it was signed (it waits in ``masp.acks`` while
+#: the broker is down), but no longer than an unacknowledged delivery lives.
+MAX_ACK_LIFETIME = timedelta(hours=24)
+
+
 def sign_ack(me: AgencyKeys, delivery: Delivery | dict[str, str], now: datetime,
-             status: Literal["accepted", "rejected"] = "accepted", reason: str | None = None) -> str:
+             status: Literal["accepted", "rejected"] = "accepted", reason: str | None = None,
+             ttl: timedelta = MAX_ACK_LIFETIME) -> str:
     ids = (delivery if isinstance(delivery, dict)
            else {"delivery_id": delivery.delivery_id, "message_id": delivery.message_id})
     payload: dict[str, Any] = {"iss": me.agency, "aud": BROKER, "delivery_id": ids["delivery_id"],
-                               "message_id": ids["message_id"], "status": status, "iat": epoch(now)}
+                               "message_id": ids["message_id"], "status": status, "iat": epoch(now),
+                               "exp": epoch(now + ttl), "jti": new_id()}
     if reason:
         payload["reason"] = reason
     return jose.sign(payload, me.sig, TYP_ACK)
 
 
-def verify_ack(token: str, registry: KeyRegistry) -> dict[str, Any]:
+def verify_ack(token: str, registry: KeyRegistry, now: datetime,
+               max_skew: timedelta = timedelta(minutes=5)) -> dict[str, Any]:
+    """A recipient's signed acknowledgement (docs/spec/acknowledgement.md): its signer, the
+    delivery it names, and its times. Refusals name the claim, never its value."""
     header = jose.peek_header(token, 3)
     kid = header.get("kid")
     agency = KeyId.parse(kid).agency if isinstance(kid, str) else None
@@ -264,11 +278,27 @@ def verify_ack(token: str, registry: KeyRegistry) -> dict[str, Any]:
     if payload.get("iss") != agency or payload.get("aud") != BROKER:
         raise SignatureInvalid("acknowledgement iss/aud do not match its key")
     if payload.get("status") not in ("accepted", "rejected"):
-        raise MalformedMessage("acknowledgement status must be accepted or rejected")
+        raise MalformedMessage("acknowledgement status must be accepted or rejected", claim="status")
     for claim in ("delivery_id", "message_id"):  # named, never echoed
         value = payload.get(claim)
         if not isinstance(value, str) or not 0 < len(value) <= 64:
-            raise MalformedMessage(f"acknowledgement claim {claim} must be the delivery's identifier")
+            raise MalformedMessage(f"acknowledgement claim {claim} must be the delivery's identifier",
+                                   claim=claim)
+    jti = payload.get("jti")
+    if not isinstance(jti, str) or not 0 < len(jti) <= 64:
+        raise MalformedMessage("acknowledgement claim jti must be a string of 1 to 64 characters",
+                               claim="jti")
+    for claim in ("iat", "exp"):
+        if type(payload.get(claim)) is not int:
+            raise MalformedMessage(f"acknowledgement claim {claim} must be a NumericDate (integer "
+                                   "seconds)", claim=claim)
+    iat, exp = from_epoch(payload["iat"]), from_epoch(payload["exp"])
+    if iat > now + max_skew:
+        raise MessageExpired("acknowledgement is issued in the future")
+    if exp <= now:
+        raise MessageExpired("acknowledgement has expired")
+    if exp - iat > MAX_ACK_LIFETIME:
+        raise MessageExpired("acknowledgement lifetime exceeds 24 hours")
     return payload
 
 

@@ -49,7 +49,15 @@ def create_app(service: BrokerService) -> FastAPI:
 
     @app.get("/.well-known/jwks.json", tags=["keys"])
     async def jwks() -> dict[str, Any]:
-        return exchange.registry.jwks()
+        """The broker's own keys, and nothing else: what receipts, delivery tokens and notices
+        are verified with (docs/spec/keys.md). Agencies' keys are at ``/v1/agency-keys``."""
+        return exchange.registry.jwks(broker=True)
+
+    @app.get("/v1/agency-keys", tags=["keys"])
+    async def agency_keys() -> dict[str, Any]:
+        """Every agency's public keys (JWKS), each marked with its agency in ``masp_agency``.
+        Never the broker's: a verifier of broker-signed objects cannot pick one up here."""
+        return exchange.registry.jwks(broker=False)
 
     @app.post("/v1/messages", status_code=202, tags=["agency"], responses={
         202: {"description": "the signed receipt (JSON, or the bare JWS with Accept: application/jose)",

@@ -219,14 +219,20 @@ class KeyRegistry:
         self._refresh()
         return agency in self._agencies
 
-    def jwks(self, now: datetime | None = None) -> dict[str, list[dict[str, str]]]:
-        """Public keys with their ``status`` (active, retiring until ``exp``, retired, revoked)."""
+    def jwks(self, now: datetime | None = None, *,
+             broker: bool | None = None) -> dict[str, list[dict[str, str]]]:
+        """Public keys with their owner (``masp_agency``) and ``status`` (active, retiring until
+        ``exp``, retired, revoked). ``broker``: True for the broker's keys only, False for the
+        agencies' only (the two are published apart: docs/spec/keys.md), None for all."""
         self._refresh()
         at = now or datetime.now(UTC)
         out: list[dict[str, str]] = []
         for kid, key in sorted(self._keys.items()):
+            owner = KeyId.parse(kid).agency
+            if broker is not None and (owner == BROKER) != broker:
+                continue
             state = self._states.get(kid, KeyState("active"))
-            jwk = {**public_jwk(key), "status": state.status_at(at)}
+            jwk = {**public_jwk(key), "masp_agency": owner, "status": state.status_at(at)}
             if state.status == "retiring" and state.until is not None:
                 jwk["exp"] = str(int(state.until.timestamp()))
             out.append(jwk)

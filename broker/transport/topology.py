@@ -14,6 +14,7 @@ publish to ``masp.ingress`` with its own name as routing key and nothing else.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +25,33 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
 from broker.crypto.keys import AGENCIES
 from broker.errors import ConfigurationError
 
+_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
+
+
+def normalise_namespace(namespace: str) -> str:
+    """``""`` stays empty; ``demo1`` and ``demo1.`` become ``demo1.``; anything else is refused."""
+    bare = namespace.removesuffix(".")
+    if not bare:
+        return ""
+    if not _NAMESPACE.fullmatch(bare):
+        raise ConfigurationError("MASP_NAMESPACE: letters, digits, '-' and '_' (at most 63), "
+                                 "optionally ending in '.'")
+    return f"{bare}."
+
 
 @dataclass(frozen=True)
 class Names:
-    """Exchange and queue names, optionally prefixed so deployments or tests share a vhost."""
+    """Exchange and queue names, optionally prefixed so deployments or tests share a vhost.
+
+    A namespace ``demo1`` (or ``demo1.``) gives ``demo1.masp.ingress``, ``demo1.inbox.nhs``:
+    the prefix always ends in a dot, so a partner can tell the namespace from the name and a
+    RabbitMQ permission pattern can anchor on it (docs/spec/events.md).
+    """
 
     namespace: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "namespace", normalise_namespace(self.namespace))
 
     def _n(self, name: str) -> str:
         return f"{self.namespace}{name}"

@@ -79,7 +79,7 @@ async def test_rotation_with_messages_in_flight_loses_none(env: Env) -> None:
     assert all(e.actor.user_id == "op-7" and e.reason and "->" in e.reason for e in rotated)
 
     # JWKS: new keys active, replaced ones retiring with an expiry; once the overlap ends, refused
-    published = {k["kid"]: k for k in (await env.http.get("/.well-known/jwks.json")).json()["keys"]}
+    published = {k["kid"]: k for k in (await env.http.get("/v1/agency-keys")).json()["keys"]}
     old_sig = str(police.keys.sig.kid)
     assert published[str(new_police.sig.kid)]["status"] == "active"
     assert published[old_sig]["status"] == "retiring" and int(published[old_sig]["exp"]) > 0
@@ -112,7 +112,7 @@ async def test_revoked_key_refused_at_once_and_audited(env: Env) -> None:
     assert len(revoked) == 1
     assert revoked[0].sender == "police" and revoked[0].reason == f"{kid} revoked: compromised"
     assert revoked[0].actor.user_id == "op-9"
-    published = {k["kid"]: k["status"] for k in (await env.http.get("/.well-known/jwks.json")).json()["keys"]}
+    published = {k["kid"]: k["status"] for k in (await env.http.get("/v1/agency-keys")).json()["keys"]}
     assert published[kid] == "revoked"
 
     code, _, err = await asyncio.to_thread(_masp, env, "keys", "revoke", "police-sig-19990101")

@@ -235,9 +235,15 @@ async def test_jwks_and_health(env: Env) -> None:
     assert (await env.http.get("/healthz")).json() == {"status": "alive"}
     ready = await env.http.get("/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
-    kids = {k["kid"] for k in (await env.http.get("/.well-known/jwks.json")).json()["keys"]}
-    assert env.keys["police"].sig.kid in kids and env.registry.current("broker", "enc").kid in kids
-    assert not any("d" in k for k in (await env.http.get("/.well-known/jwks.json")).json()["keys"])
+    broker_keys = (await env.http.get("/.well-known/jwks.json")).json()["keys"]
+    agency_keys = (await env.http.get("/v1/agency-keys")).json()["keys"]
+    # the broker's keys alone at the well-known address: no agency key can pass for the broker's
+    assert {k["masp_agency"] for k in broker_keys} == {"broker"}
+    assert {k["kid"] for k in broker_keys} == {env.registry.current("broker", u).kid for u in ("sig", "enc")}
+    assert {k["masp_agency"] for k in agency_keys} == {"police", "probation", "nhs", "advocacy"}
+    assert env.keys["police"].sig.kid in {k["kid"] for k in agency_keys}
+    assert all(k["kid"].startswith(f"{k['masp_agency']}-") for k in agency_keys)
+    assert not any("d" in k for k in broker_keys + agency_keys)
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

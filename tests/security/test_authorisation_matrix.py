@@ -123,6 +123,7 @@ ACCESS: dict[str, Row] = {
     "GET /readyz": Row(Access(public=True, outcome=PASSES)),  # 503: no RabbitMQ in this fixture
     "GET /metrics": Row(PUBLIC),
     "GET /.well-known/jwks.json": Row(PUBLIC),
+    "GET /v1/agency-keys": Row(PUBLIC),
     # agencies
     "POST /v1/messages": Row(AGENCY, _submission),
     "GET /v1/mailbox": Row(AGENCY),

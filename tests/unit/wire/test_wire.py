@@ -238,8 +238,9 @@ def test_delivery_opens_and_verifies(agency_keys: dict[str, AgencyKeys], registr
     d = wire.open_delivery(jwe, agency_keys["nhs"], registry)
     assert set(d.message.claims) == {"perpetrator_name", "offence_codes"}
     assert d.token["aud"] == "nhs" and d.token["iss"] == "broker"
-    ack = wire.verify_ack(wire.sign_ack(agency_keys["nhs"], d, NOW), registry)
+    ack = wire.verify_ack(wire.sign_ack(agency_keys["nhs"], d, NOW), registry, NOW)
     assert ack["status"] == "accepted" and ack["delivery_id"] == d.delivery_id
+    assert isinstance(ack["jti"], str) and ack["exp"] - ack["iat"] == 24 * 3600
 
 
 def test_delivery_checks(agency_keys: dict[str, AgencyKeys], registry: KeyRegistry) -> None:
@@ -267,13 +268,60 @@ def test_an_ack_without_its_identifiers_is_malformed_not_a_crash(
         agency_keys: dict[str, AgencyKeys], registry: KeyRegistry, claim: str, value: object) -> None:
     """Missing or mistyped ids were a KeyError (a plain-text 500 over HTTP): now a typed refusal
     naming the claim, never its value."""
-    payload: dict[str, object] = {"iss": "nhs", "aud": "broker", "delivery_id": "d-1", "message_id": "m-1",
-                                  "status": "accepted", "iat": 1}
+    payload = _ack_claims()
     if value is None:
         del payload[claim]
     else:
         payload[claim] = value
     token = jose.sign(payload, agency_keys["nhs"].sig, wire.TYP_ACK)
     with pytest.raises(MalformedMessage, match=f"claim {claim} must be") as caught:
-        wire.verify_ack(token, registry)
-    assert "xxxx" not in str(caught.value)
+        wire.verify_ack(token, registry, NOW)
+    assert "xxxx" not in str(caught.value) and caught.value.extensions["claim"] == claim
+
+
+def _ack_claims(**changes: object) -> dict[str, object]:
+    claims: dict[str, object] = {"iss": "nhs", "aud": "broker", "delivery_id": "d-1", "message_id": "m-1",
+                                 "status": "accepted", "iat": wire.epoch(NOW), "jti": "j-1",
+                                 "exp": wire.epoch(NOW + timedelta(minutes=5))}
+    return {**claims, **changes}
+
+
+@pytest.mark.parametrize("claim", ["jti", "iat", "exp"])
+@pytest.mark.parametrize("value", [None, "", 1.5, True, ["x"], "x" * 65])
+def test_an_ack_without_jti_iat_or_exp_is_malformed(
+        agency_keys: dict[str, AgencyKeys], registry: KeyRegistry, claim: str, value: object) -> None:
+    payload = _ack_claims()
+    if value is None:
+        del payload[claim]
+    else:
+        payload[claim] = value
+    if claim == "jti" and value in (True, 1.5):
+        payload[claim] = 7
+    token = jose.sign(payload, agency_keys["nhs"].sig, wire.TYP_ACK)
+    with pytest.raises(MalformedMessage, match=f"claim {claim} must be") as caught:
+        wire.verify_ack(token, registry, NOW)
+    assert caught.value.extensions["claim"] == claim
+
+
+@pytest.mark.parametrize(("changes", "why"), [
+    ({"exp": wire.epoch(NOW)}, "expired"),
+    ({"exp": wire.epoch(NOW - timedelta(hours=1))}, "expired"),
+    ({"iat": wire.epoch(NOW + timedelta(minutes=6)), "exp": wire.epoch(NOW + timedelta(hours=1))}, "future"),
+    ({"exp": wire.epoch(NOW + timedelta(hours=24, seconds=1))}, "24 hours"),
+    ({"iat": 10**15, "exp": 10**15 + 1}, "out of range"),
+])
+def test_an_ack_outside_its_lifetime_is_refused(agency_keys: dict[str, AgencyKeys], registry: KeyRegistry,
+                                                changes: dict[str, object], why: str) -> None:
+    token = jose.sign(_ack_claims(**changes), agency_keys["nhs"].sig, wire.TYP_ACK)
+    with pytest.raises((MessageExpired, MalformedMessage), match=why):
+        wire.verify_ack(token, registry, NOW)
+
+
+def test_an_ack_at_the_edges_of_its_lifetime_is_accepted(agency_keys: dict[str, AgencyKeys],
+                                                         registry: KeyRegistry) -> None:
+    soon = wire.epoch(NOW + timedelta(minutes=5))
+    for changes in ({"exp": wire.epoch(NOW) + 1},
+                    {"iat": soon, "exp": wire.epoch(NOW + timedelta(hours=1))},
+                    {"exp": wire.epoch(NOW + timedelta(hours=24))}):
+        token = jose.sign(_ack_claims(**changes), agency_keys["nhs"].sig, wire.TYP_ACK)
+        assert wire.verify_ack(token, registry, NOW)["jti"] == "j-1"

@@ -330,6 +330,11 @@ public final class Amqp implements Closeable {
         send(CH, new Writer(60, 80).longlong(deliveryTag).bits(false));
     }
 
+    /** basic.reject; {@code requeue=false} dead-letters the message (if its queue has a DLX). */
+    public void reject(long deliveryTag, boolean requeue) throws IOException {
+        send(CH, new Writer(60, 90).longlong(deliveryTag).bits(requeue));
+    }
+
     /** basic.nack; {@code requeue=false} dead-letters the message (if its queue has a DLX). */
     public void nack(long deliveryTag, boolean requeue) throws IOException {
         send(CH, new Writer(60, 120).longlong(deliveryTag).bits(false, requeue));

@@ -142,6 +142,14 @@ public final class Jose {
                 + B64.encode(ct) + "." + B64.encode(tag);
     }
 
+    /** Decodes a compact JWE's protected header, without decrypting anything. */
+    public static Map<String, Object> peekJweHeader(String compact) {
+        return Json.parseObject(B64.decodeUtf8(split(compact, 5, "JWE")[0]));
+    }
+
+    private static final java.util.List<String> KEY_LOCATING =
+            java.util.List.of("jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256");
+
     /** Decrypts a compact JWE made with ECDH-ES+A256KW / A256GCM to our X25519 key. */
     public static Parsed decrypt(String compact, Jwk recipientPrivate) throws Exception {
         String[] p = split(compact, 5, "JWE");
@@ -154,6 +162,11 @@ public final class Jose {
         }
         if (header.containsKey("crit") || header.containsKey("zip")) {
             throw new SecurityException("JWE crit/zip not supported");
+        }
+        for (String k : KEY_LOCATING) {
+            if (header.containsKey(k)) {
+                throw new SecurityException("JWE header carries " + k);
+            }
         }
         Jwk epk = Jwk.fromJson(Json.asObject(header.get("epk"), "JWE epk"));
         if (!epk.crv.equals("X25519") || epk.d != null) {

@@ -26,6 +26,7 @@ from sqlmodel import col
 
 import schemas
 from broker import policy, telemetry, wire
+from broker.agencies import AgencyOptions
 from broker.audit.entry import (
     Actor,
     AuditEntry,
@@ -114,6 +115,8 @@ class Exchange:
     metrics: BrokerMetrics = field(default_factory=BrokerMetrics)
     #: Repeated ingress refusals are audited once per window, with a count and digests.
     refusals: RefusalLog = field(default_factory=RefusalLog)
+    #: Each agency's delivery mode and JWS alg name (``MASP_DELIVERY_MODES``, ``MASP_JWS_ALG_NAMES``).
+    options: AgencyOptions = field(default_factory=AgencyOptions)
 
     def __post_init__(self) -> None:
         self.audit.observers.append(self.metrics.observe_audit)  # counters follow the audit log
@@ -405,7 +408,8 @@ class Exchange:
         token = wire.sign_receipt(self.broker, {
             "iss": BROKER, "aud": sub.sender, "iat": wire.epoch(now),
             "message_id": sub.message_id, "received_at": now.isoformat(),
-            "payload_digest": digest, "audit_seq": submitted.seq, "decisions": summary})
+            "payload_digest": digest, "audit_seq": submitted.seq, "decisions": summary},
+            self.options.alg_for(sub.sender))
         return Receipt(token, sub.message_id, submitted.seq, summary)
 
     async def _correction_targets(self, sub: wire.Submission,
@@ -518,7 +522,7 @@ class Exchange:
             ov = claims["override"]
             payload["override"] = {"authoriser_role": ov["authoriser"]["role"],
                                    "justification": ov["justification"]["harm"]}
-        token = wire.sign_delivery_token(self.broker, payload)
+        token = wire.sign_delivery_token(self.broker, payload, self.options.alg_for(d.recipient))
         jwe = wire.seal_delivery(shown, token, self.registry.current(d.recipient, "enc"))
         return DeliveryRow(delivery_id=delivery_id, message_id=sub.message_id, sender=sub.sender,
                            recipient=d.recipient, masp_type=claims["masp_type"], state="queued",

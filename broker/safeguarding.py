@@ -124,7 +124,8 @@ class SafeguardingTimers:
             "delivery_id": delivery.delivery_id, "message_id": delivery.message_id,
             "recipient": delivery.recipient, "masp_type": delivery.masp_type,
             "state": delivery.state, "reason": reason, "audit_seq": audit_seq,
-            "iat": wire.epoch(now), **extra}, self.exchange.broker.sig, TYP_NOTICE)
+            "iat": wire.epoch(now), **extra}, self.exchange.broker.sig, TYP_NOTICE,
+            self.exchange.options.alg_for(delivery.sender))
         batch.session.add(NoticeRow(notice_id=notice_id, agency=delivery.sender, kind=kind,
                                     delivery_id=delivery.delivery_id, message_id=delivery.message_id,
                                     token=token, created_at=now))

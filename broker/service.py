@@ -217,7 +217,8 @@ class BrokerService:
                             pseudonym_secret=pseudonym_secret(settings),
                             max_message_bytes=settings.max_message_bytes,
                             metrics=BrokerMetrics(*otlp_readers(settings.otlp_endpoint)),
-                            refusals=RefusalLog(timedelta(seconds=settings.refusal_window_s)))
+                            refusals=RefusalLog(timedelta(seconds=settings.refusal_window_s)),
+                            options=settings.agency_options)
         limit = AgencyRateLimit(settings.rate_limit) if settings.rate_limit else None
         return cls(settings, engine, exchange, Names(settings.namespace), rate_limit=limit,
                    witnesses=witnesses)

@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlparse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from broker.agencies import AgencyOptions, AlgName, DeliveryMode
 from broker.audit.note import CosignatureVerifier, NoteError
 from broker.crypto.keys import AGENCIES
 from broker.errors import ConfigurationError
@@ -83,6 +84,16 @@ class Settings(BaseSettings):
     amqp_agency_users: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict, description="agency=rabbitmq-user pairs, comma-separated; unlisted "
         "agencies publish as the user named like the agency")
+    #: MASP_DELIVERY_MODES=advocacy=mailbox: agencies that receive over the HTTP mailbox only
+    #: (nothing is published to their inbox queue); the others over AMQP (docs/spec/mailbox.md).
+    delivery_modes: Annotated[dict[str, DeliveryMode], NoDecode] = Field(
+        default_factory=dict, description="agency=amqp|mailbox pairs, comma-separated; unlisted "
+        "agencies receive over AMQP, with the mailbox as a fallback")
+    #: MASP_JWS_ALG_NAMES=probation=EdDSA: the JWS alg name on what the broker signs for an
+    #: agency, for libraries that know only RFC 8037's EdDSA (docs/spec/jose-profile.md).
+    jws_alg_names: Annotated[dict[str, AlgName], NoDecode] = Field(
+        default_factory=dict, description="agency=Ed25519|EdDSA pairs, comma-separated; unlisted "
+        "agencies get Ed25519 (RFC 9864)")
     ingress_refusal_rate: float = Field(
         default=200.0, ge=0, description="AMQP submissions refused unread (over the rate limit, "
         "unauthenticated) per agency queue and second, per broker process; a flood beyond it waits "
@@ -168,17 +179,30 @@ class Settings(BaseSettings):
     @field_validator("amqp_agency_users", mode="before")
     @classmethod
     def _agency_users(cls, value: object) -> object:
-        if not isinstance(value, str):
-            return value
-        pairs: dict[str, str] = {}
-        for item in filter(None, (p.strip() for p in value.split(","))):
-            agency, sep, user = (x.strip() for x in item.partition("="))
-            if not sep or not agency or not user:
-                raise ValueError(f"amqp_agency_users: expected agency=user, got {item!r}")
-            if agency in pairs:
-                raise ValueError(f"amqp_agency_users: {agency} is named twice")
-            pairs[agency] = user
-        return pairs
+        return _agency_pairs(value, "amqp_agency_users", "user")
+
+    @field_validator("delivery_modes", mode="before")
+    @classmethod
+    def _delivery_modes(cls, value: object) -> object:
+        return _agency_pairs(value, "MASP_DELIVERY_MODES", "amqp|mailbox")
+
+    @field_validator("jws_alg_names", mode="before")
+    @classmethod
+    def _alg_names(cls, value: object) -> object:
+        return _agency_pairs(value, "MASP_JWS_ALG_NAMES", "Ed25519|EdDSA")
+
+    @model_validator(mode="after")
+    def _options_name_agencies(self) -> Settings:
+        for what, pairs in (("MASP_DELIVERY_MODES", self.delivery_modes),
+                            ("MASP_JWS_ALG_NAMES", self.jws_alg_names)):
+            unknown = set(pairs) - set(AGENCIES)
+            if unknown:
+                raise ValueError(f"{what}: not agencies: {', '.join(sorted(unknown))}")
+        return self
+
+    @property
+    def agency_options(self) -> AgencyOptions:
+        return AgencyOptions(dict(self.delivery_modes), dict(self.jws_alg_names))
 
     @model_validator(mode="after")
     def _agency_users_are_one_to_one(self) -> Settings:
@@ -223,3 +247,18 @@ class Settings(BaseSettings):
     @property
     def audit_origin(self) -> str:
         return f"masp.audit/{self.deployment}"
+
+
+def _agency_pairs(value: object, what: str, shape: str) -> object:
+    """``police=a,nhs=b`` as a dict; each agency once. Values are checked by the field's type."""
+    if not isinstance(value, str):
+        return value
+    pairs: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in value.split(","))):
+        agency, sep, chosen = (x.strip() for x in item.partition("="))
+        if not sep or not agency or not chosen:
+            raise ValueError(f"{what}: expected agency={shape}, got {item!r}")
+        if agency in pairs:
+            raise ValueError(f"{what}: {agency} is named twice")
+        pairs[agency] = chosen
+    return pairs

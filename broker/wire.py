@@ -202,8 +202,8 @@ def seal_delivery(presentation: sdjwt.SdJwt, token: str, recipient_enc: OKPKey) 
     return jose.encrypt(json.dumps(body, separators=(",", ":")).encode(), recipient_enc, CTY_DELIVERY)
 
 
-def sign_delivery_token(broker: AgencyKeys, payload: dict[str, Any]) -> str:
-    return jose.sign({"iss": BROKER, **payload}, broker.sig, TYP_DELIVERY)
+def sign_delivery_token(broker: AgencyKeys, payload: dict[str, Any], alg: str = jose.SIG_ALG) -> str:
+    return jose.sign({"iss": BROKER, **payload}, broker.sig, TYP_DELIVERY, alg)
 
 
 @dataclass(frozen=True)
@@ -302,8 +302,8 @@ def verify_ack(token: str, registry: KeyRegistry, now: datetime,
     return payload
 
 
-def sign_receipt(broker: AgencyKeys, payload: dict[str, Any]) -> str:
-    return jose.sign(payload, broker.sig, TYP_RECEIPT)
+def sign_receipt(broker: AgencyKeys, payload: dict[str, Any], alg: str = jose.SIG_ALG) -> str:
+    return jose.sign(payload, broker.sig, TYP_RECEIPT, alg)
 
 
 def sign_agency_auth(me: AgencyKeys, now: datetime, ttl: timedelta = timedelta(seconds=60)) -> str:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import base64
 import json
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from joserfc import jwe, jws
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jwe import JWERegistry
 from joserfc.jwk import OKPKey
 
@@ -32,6 +33,10 @@ X25519_KEY_BYTES = 32
 MAX_COMPACT_BYTES = 512 * 1024
 
 KeyLookup = Callable[[str], OKPKey]
+# EdDSA is RFC 9864's deprecated name for the same Ed25519 signature; it is accepted, and used
+# for an agency whose library knows no other (``broker/agencies.py``), on purpose: not worth a
+# warning per token.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
 
 
 class _JweRegistry(JWERegistry):
@@ -146,11 +151,15 @@ def peek_header(token: str, parts: int) -> dict[str, Any]:
 # --- JWS ------------------------------------------------------------------------------
 
 
-def sign(payload: Mapping[str, Any], key: OKPKey, typ: str) -> str:
+def sign(payload: Mapping[str, Any], key: OKPKey, typ: str, alg: str = SIG_ALG) -> str:
+    """A compact JWS. ``alg``: ``Ed25519`` (RFC 9864) or ``EdDSA`` (RFC 8037), the name the
+    reader's library knows; the signature is the same Ed25519 signature either way."""
     if key.kid is None:
         raise SignatureInvalid("signing key has no kid")
-    header = {"alg": SIG_ALG, "kid": key.kid, "typ": typ}
-    return jws.serialize_compact(header, canonical_json(payload), key, algorithms=[SIG_ALG])
+    if alg not in SIG_ALGS_ACCEPTED:
+        raise SignatureInvalid("signature algorithm must be Ed25519 (or its older name EdDSA)")
+    header = {"alg": alg, "kid": key.kid, "typ": typ}
+    return jws.serialize_compact(header, canonical_json(payload), key, algorithms=[alg])
 
 
 def verify(token: str, lookup: KeyLookup, typ: str) -> tuple[dict[str, Any], dict[str, Any]]:

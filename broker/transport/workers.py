@@ -310,8 +310,14 @@ class BrokerWorkers:
         """
         assert self._publish_channel is not None
         exchange = await self._publish_channel.get_exchange(self.names.deliver, ensure=False)
+        mailbox_only = self.exchange.options.mailbox_agencies()
 
         async def publish(row: QueuedDelivery) -> str:
+            if row.recipient in mailbox_only:
+                # the agency reads its deliveries over HTTP only (MASP_DELIVERY_MODES): published
+                # to its mailbox is all there is to do; a copy in its queue would wait for ever
+                self.exchange.metrics.record_delivered(row.recipient, row.masp_type)
+                return row.delivery_id
             with telemetry.publishing(row.trace or None, "masp.publish",
                                       delivery_id=row.delivery_id, message_id=row.message_id,
                                       recipient=row.recipient, masp_type=row.masp_type) as trace_headers:

@@ -108,10 +108,16 @@ def amqp_url() -> str:
 
 
 @pytest.fixture
+def broker_options() -> dict[str, object]:
+    """Settings a test module gives its broker (parsed values: e.g. ``delivery_modes``)."""
+    return {}
+
+
+@pytest.fixture
 async def env(tmp_path: Path, database_url: str, broker_clock: Clock, amqp_url: str,
-              agency_users: AgencyUsers) -> AsyncIterator[Env]:
+              agency_users: AgencyUsers, broker_options: dict[str, object]) -> AsyncIterator[Env]:
     settings = make_settings(tmp_path, database_url).model_copy(update={
-        "amqp_url": amqp_url, "amqp_agency_users": agency_users.names})
+        "amqp_url": amqp_url, "amqp_agency_users": agency_users.names, **broker_options})
     init_state(settings, datetime.now(UTC).date())
     service = await BrokerService.open(settings, clock=broker_clock)
     await service.start_workers()

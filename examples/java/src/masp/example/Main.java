@@ -161,6 +161,7 @@ public final class Main {
         });
         step("message-state", () -> awaitAcknowledged(police));
         step("events-read", this::readEvents);
+        step("amqp-submit", () -> submitOverAmqp(police));
         step("negative", () -> negativeChecks(police, caseId, suspect));
 
         Map<String, Object> out = Json.obj("message_id", messageId, "deliveries", deliveriesOut);
@@ -646,6 +647,63 @@ public final class Main {
         eventsQueue = null;
     }
 
+    // ================================================================== AMQP submission
+
+    /**
+     * Submits the referral again, over AMQP this time, with a reply queue. RabbitMQ vouches
+     * for user_id, and the broker takes the sending agency from it: if the operator mapped our
+     * AMQP user to police, the answer is the original receipt (a duplicate delivers nothing
+     * again); if our user is no agency's (guest in development), it is {@code unauthorized}.
+     */
+    private void submitOverAmqp(Agency police) throws Exception {
+        String user = java.net.URI.create(amqpUrl).getUserInfo();
+        user = user == null ? "guest" : java.net.URLDecoder.decode(user.split(":", 2)[0],
+                java.nio.charset.StandardCharsets.UTF_8);
+        Jwk brokerEnc = broker.encryptionKey();
+        String jwe = Jose.encrypt(lastReferral.serialized.getBytes(
+                java.nio.charset.StandardCharsets.US_ASCII), brokerEnc,
+                Json.obj("kid", brokerEnc.kid, "cty", "masp+sd-jwt"));
+        try (Amqp c = Amqp.connect(amqpUrl)) {
+            String replyQueue = c.queueDeclare("", false, false, true, true, null);
+            c.consume(replyQueue);
+            c.confirmSelect();
+            Amqp.Properties p = new Amqp.Properties();
+            p.contentType = "application/jose";
+            p.deliveryMode = 2;
+            p.userId = user;
+            p.replyTo = replyQueue;
+            p.correlationId = UUID.randomUUID().toString();
+            c.publish(ns + "masp.ingress", police.id, true, p,
+                    jwe.getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+            Amqp.Message answer = null;
+            long deadline = System.currentTimeMillis() + timeoutMs;
+            while (answer == null) {
+                long left = deadline - System.currentTimeMillis();
+                check(left > 0, "no answer on the reply queue");
+                Amqp.Message m = c.nextDelivery(Math.min(left, 1000));
+                if (m != null) {
+                    c.ack(m.deliveryTag);
+                    if (p.correlationId.equals(m.properties.correlationId)) {
+                        answer = m;
+                    }
+                }
+            }
+            check("application/json".equals(answer.properties.contentType),
+                    "answer content_type is " + answer.properties.contentType);
+            Map<String, Object> a = Json.parseObject(answer.bodyText());
+            if (a.containsKey("receipt")) {
+                check(lastReceipt.equals(a.get("receipt")),
+                        "the AMQP answer is not the original receipt");
+                System.err.println("note: AMQP user " + user + " submits as police");
+            } else {
+                check("unauthorized".equals(a.get("code")) && Long.valueOf(401).equals(a.get("status")),
+                        "AMQP submission as " + user + " refused with " + a);
+                check(!a.containsKey("instance"), "an AMQP problem carries instance");
+                System.err.println("note: AMQP user " + user + " is no agency's: unauthorized");
+            }
+        }
+    }
+
     // ================================================================== 9. negative
 
     private void negativeChecks(Agency police, String caseId, Map<String, Object> suspect)
@@ -664,9 +722,15 @@ public final class Main {
         SdJwt.Issued bad2 = SdJwt.issue(env2, Json.obj(), List.of(suspect), "CONSENT-0001-V9",
                 police.sig, police.alg);
         Http.Response r2 = post(police, bad2.serialized);
-        check(r2.status == 422 && "purpose-not-agreed".equals(r2.problemCode())
-                && r2.json().get("agreed_purposes") instanceof List,
+        check(r2.status == 422 && "purpose-not-agreed".equals(r2.problemCode()),
                 "an unagreed purpose gave " + r2);
+        Object agreed = r2.json().get("agreed_purposes");
+        if (agreed == null) {
+            System.err.println("note: purpose-not-agreed came without agreed_purposes");
+        } else {
+            check(agreed instanceof List && ((List<?>) agreed).contains("case_management"),
+                    "agreed_purposes is " + agreed);
+        }
 
         // The same SD-JWT again, sealed afresh: the original receipt, byte for byte.
         Http.Response again = post(police, lastReferral.serialized);

@@ -109,6 +109,10 @@ public final class Delivery {
                 || !maspType.equals(c.get("masp_type"))) {
             throw new SecurityException("the token does not describe this SD-JWT");
         }
+        // Not in the spec's list, but the token repeats the purpose: they must agree.
+        if (!c.get("purpose").equals(token.get("purpose"))) {
+            throw new SecurityException("the token's purpose is not the message's");
+        }
 
         // 7. Exactly the disclosures the token lists, order aside.
         if (!SdJwt.sameMultiset(m.digests, disclosed)) {

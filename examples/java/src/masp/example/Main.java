@@ -65,12 +65,25 @@ public final class Main {
         this.amqpUrl = require(env, "MASP_AMQP_URL");
         String n = env.getOrDefault("MASP_NAMESPACE", "");
         this.ns = n.isEmpty() ? "" : n + ".";
-        this.schemasDir = Path.of(env.getOrDefault("MASP_SCHEMAS_DIR", "../../schemas/json"));
+        this.schemasDir = findSchemas(env.get("MASP_SCHEMAS_DIR"));
         this.timeoutMs = 1000L * Long.parseLong(env.getOrDefault("MASP_TIMEOUT_S", "60"));
         Path keys = Path.of(require(env, "MASP_KEYS_DIR"));
         for (String a : List.of("police", "probation", "nhs", "advocacy")) {
             agencies.put(a, new Agency(a, keys));
         }
+    }
+
+    /** The repository's schemas/json: MASP_SCHEMAS_DIR, else from examples/java or the root. */
+    private static Path findSchemas(String given) {
+        if (given != null && !given.isEmpty()) {
+            return Path.of(given);
+        }
+        for (String p : List.of("../../schemas/json", "schemas/json")) {
+            if (Files.isDirectory(Path.of(p))) {
+                return Path.of(p);
+            }
+        }
+        return Path.of("../../schemas/json");
     }
 
     private static String require(Map<String, String> env, String name) {
@@ -147,6 +160,9 @@ public final class Main {
         Map<String, Object> victim = Json.obj("ref", "nominal:RCJ-V" + run, "category", "victim");
         String consentRef = "CONSENT-" + run + "-V1";
 
+        this.consentRef = consentRef;
+        subjectsSent.put("suspect", suspect);
+        subjectsSent.put("victim", victim);
         step("consent", () -> recordConsent(police, caseId, victim, consentRef));
         step("submit", () -> submitReferral(police, caseId, suspect, victim, consentRef));
         step("advocacy-mailbox", () -> receiveByMailbox(agencies.get("advocacy")));
@@ -352,6 +368,8 @@ public final class Main {
         check(!s.decisions.containsKey("police"), "the sender is among the recipients");
     }
 
+    private String consentRef;
+    private final Map<String, Map<String, Object>> subjectsSent = new HashMap<>();
     private SdJwt.Issued lastReferral;
     private Object lastReceipt;
 
@@ -533,6 +551,25 @@ public final class Main {
             check(java.util.Objects.equals(sent.get(f.getKey()), f.getValue()),
                     me.id + " received a changed value for " + f.getKey());
         }
+        // consent_ref reaches only a recipient whose clause requires consent (advocacy's).
+        Object consent = o.message.envelopeDisclosures.get("consent_ref");
+        check(me.id.equals("advocacy") ? consentRef.equals(consent) : consent == null,
+                me.id + " received consent_ref " + consent);
+        check(!o.message.envelopeDisclosures.containsKey("override"), "an override reached "
+                + me.id);
+        // Subjects: the victim's reference only where victim_identity is granted (not nhs,
+        // which must not hear of her at all); the suspect's where perpetrator_identity is.
+        Set<String> categories = new HashSet<>();
+        for (Map<String, Object> subject : o.message.subjectsByDigest.values()) {
+            categories.add((String) subject.get("category"));
+            check(subject.equals(subjectsSent.get(subject.get("category"))),
+                    me.id + " received a changed subject");
+        }
+        Set<String> expected = me.id.equals("nhs") ? Set.of("suspect") : Set.of("suspect", "victim");
+        check(categories.equals(expected), me.id + " received subjects " + categories);
+        List<?> tokenSubjects = (List<?>) o.token.get("subjects");
+        check(tokenSubjects.size() == expected.size(), me.id + "'s token lists "
+                + tokenSubjects.size() + " subjects");
         long withheld = (Long) o.token.get("withheld");
         check(withheld == sent.size() - o.message.body.size(), me.id + ": withheld is " + withheld
                 + " but " + (sent.size() - o.message.body.size()) + " fields are missing");

@@ -273,6 +273,15 @@ public final class Amqp implements Closeable {
         return ok.args.shortstr();
     }
 
+    /** queue.declare passive: how many ready messages a queue holds (404 NOT_FOUND if none). */
+    public long messageCount(String name) throws IOException {
+        send(CH, new Writer(50, 10).shortInt(0).shortstr(name)
+                .bits(true, false, false, false, false).table(null));
+        Reader ok = await(CH, 50, 11).args;
+        ok.shortstr();
+        return ok.longInt();
+    }
+
     /** queue.bind. */
     public void queueBind(String queue, String exchange, String routingKey) throws IOException {
         send(CH, new Writer(50, 20).shortInt(0).shortstr(queue).shortstr(exchange)

@@ -27,7 +27,10 @@ import java.util.UUID;
  * MASP_BROKER_THUMBPRINTS ({@code kid=thumbprint,…}: the broker keys to pin, given by the
  * operator out of band; without it the keys fetched at start-up are pinned as they are),
  * MASP_SCHEMAS_DIR (the repository's schemas/json, default ../../schemas/json), MASP_TIMEOUT_S
- * (how long to wait for each asynchronous step, default 60).
+ * (how long to wait for each asynchronous step, default 60), and what the operator set up
+ * for each agency in the operator's own notation: MASP_DELIVERY_MODES (default
+ * {@code advocacy=mailbox}; others amqp) and MASP_JWS_ALG_NAMES (default
+ * {@code probation=EdDSA}; others Ed25519).
  */
 public final class Main {
     private static final SecureRandom RNG = new SecureRandom();
@@ -38,6 +41,9 @@ public final class Main {
     private final Path schemasDir;
     private final long timeoutMs;
     private final Map<String, Agency> agencies = new LinkedHashMap<>();
+    /** What the operator told each agency: its delivery mode and its JWS alg name. */
+    private final Map<String, String> deliveryModes;
+    private final Map<String, String> algNames;
 
     private Keys.BrokerKeys broker;
     private Keys.AgencyKeys agencyKeys;
@@ -67,10 +73,24 @@ public final class Main {
         this.ns = n.isEmpty() ? "" : n + ".";
         this.schemasDir = findSchemas(env.get("MASP_SCHEMAS_DIR"));
         this.timeoutMs = 1000L * Long.parseLong(env.getOrDefault("MASP_TIMEOUT_S", "60"));
+        this.deliveryModes = pairs(env.getOrDefault("MASP_DELIVERY_MODES", "advocacy=mailbox"));
+        this.algNames = pairs(env.getOrDefault("MASP_JWS_ALG_NAMES", "probation=EdDSA"));
         Path keys = Path.of(require(env, "MASP_KEYS_DIR"));
         for (String a : List.of("police", "probation", "nhs", "advocacy")) {
             agencies.put(a, new Agency(a, keys));
         }
+    }
+
+    /** {@code a=x,b=y} as a map (the operator's notation for per-agency settings). */
+    static Map<String, String> pairs(String text) {
+        Map<String, String> m = new HashMap<>();
+        for (String pair : text.split(",")) {
+            String[] kv = pair.trim().split("=", 2);
+            if (kv.length == 2) {
+                m.put(kv[0].trim(), kv[1].trim());
+            }
+        }
+        return m;
     }
 
     /** The repository's schemas/json: MASP_SCHEMAS_DIR, else from examples/java or the root. */
@@ -163,18 +183,28 @@ public final class Main {
         this.consentRef = consentRef;
         subjectsSent.put("suspect", suspect);
         subjectsSent.put("victim", victim);
+        for (String r : List.of("advocacy", "probation", "nhs")) {
+            if (deliveryModes.getOrDefault(r, "amqp").equals("mailbox")) {
+                inboxBefore.put(r, inboxCount(r));
+            }
+        }
         step("consent", () -> recordConsent(police, caseId, victim, consentRef));
         step("submit", () -> submitReferral(police, caseId, suspect, victim, consentRef));
-        step("advocacy-mailbox", () -> receiveByMailbox(agencies.get("advocacy")));
-        step("probation-amqp", () -> {
-            Delivery.Opened o = receiveByAmqp(agencies.get("probation"));
-            check("EdDSA".equals(o.tokenAlg), "probation's delivery token has alg "
-                    + o.tokenAlg + ", its registered name is EdDSA");
-        });
-        step("nhs-amqp", () -> {
-            Delivery.Opened o = receiveByAmqp(agencies.get("nhs"));
-            checkNothingOfTheVictim(o, victim);
-        });
+        // Each recipient receives the way its operator set it up (mailbox.md "Delivery modes").
+        for (String r : List.of("advocacy", "probation", "nhs")) {
+            Agency me = agencies.get(r);
+            String mode = deliveryModes.getOrDefault(r, "amqp");
+            step(r + "-" + mode, () -> {
+                Delivery.Opened o = mode.equals("mailbox") ? receiveByMailbox(me)
+                        : receiveByAmqp(me);
+                String alg = algNames.getOrDefault(r, "Ed25519");
+                check(alg.equals(o.tokenAlg), r + "'s delivery token has alg " + o.tokenAlg
+                        + ", its registered name is " + alg);
+                if (r.equals("nhs")) {
+                    checkNothingOfTheVictim(o, victim);
+                }
+            });
+        }
         step("message-state", () -> awaitAcknowledged(police));
         step("events-read", this::readEvents);
         step("amqp-submit", () -> submitOverAmqp(police));
@@ -294,6 +324,9 @@ public final class Main {
         String receiptJws = Json.asString(body.get("receipt"), "receipt");
         Jose.Parsed p = broker.verify(receiptJws, "masp-receipt+jwt", "Ed25519", "EdDSA");
         Map<String, Object> c = p.payloadJson();
+        String alg = algNames.getOrDefault(as.id, "Ed25519");
+        check(alg.equals(p.header.get("alg")), "receipt alg is " + p.header.get("alg")
+                + ", registered " + alg);
         check(as.id.equals(c.get("aud")), "receipt aud is " + c.get("aud"));
         check(jti.equals(c.get("message_id")), "receipt message_id is " + c.get("message_id"));
         String digest = "sha-256:" + SelfTest.hex(Jose.sha256(msg.serialized));
@@ -369,6 +402,16 @@ public final class Main {
     }
 
     private String consentRef;
+    private final Map<String, Long> inboxBefore = new HashMap<>();
+
+    /** Ready messages on an agency's AMQP inbox, or -1 when it has none (or it cannot be read). */
+    private long inboxCount(String agency) {
+        try (Amqp c = Amqp.connect(amqpUrl)) {
+            return c.messageCount(ns + "inbox." + agency);
+        } catch (Exception e) {
+            return -1;
+        }
+    }
     private final Map<String, Map<String, Object>> subjectsSent = new HashMap<>();
     private SdJwt.Issued lastReferral;
     private Object lastReceipt;
@@ -443,7 +486,7 @@ public final class Main {
     }
 
     /** Advocacy: poll the mailbox, open each delivery, acknowledge over HTTP. */
-    private void receiveByMailbox(Agency me) throws Exception {
+    private Delivery.Opened receiveByMailbox(Agency me) throws Exception {
         long deadline = System.currentTimeMillis() + timeoutMs;
         Delivery.Opened target = null;
         while (target == null) {
@@ -469,6 +512,11 @@ public final class Main {
                 handOver(me, o);
                 ackOverHttp(me, o);
                 if (messageId.equals(o.messageId())) {
+                    // In mailbox mode the broker never publishes: the delivery waits "queued".
+                    if (!"queued".equals(summary.get("state"))) {
+                        System.err.println("note: a mailbox-mode delivery is listed as "
+                                + summary.get("state") + ", not queued");
+                    }
                     target = o;
                     deliveriesOut.put(me.id, Json.obj("delivery_id", o.deliveryId(),
                             "via", "mailbox", "disclosed_fields", new ArrayList<>(o.message.body.keySet())));
@@ -479,6 +527,12 @@ public final class Main {
             }
         }
         checkReferralView(me, target);
+        // ... and nothing reached its AMQP inbox meanwhile.
+        long before = inboxBefore.getOrDefault(me.id, -1L);
+        long after = inboxCount(me.id);
+        check(before < 0 || after <= before, ns + "inbox." + me.id + " went from " + before
+                + " to " + after + " messages: the broker published to a mailbox-mode agency");
+        return target;
     }
 
     private void ackOverHttp(Agency me, Delivery.Opened o) throws Exception {

@@ -35,6 +35,7 @@ public final class SpecExamples {
         check("auth-assertion.jwt", SpecExamples::assertion);
         check("delivery.nhs.jwe", () -> delivery(spec));
         check("ack.jwt", SpecExamples::ack);
+        check("a recipient refuses altered deliveries", () -> refusals(spec));
         System.out.println(failures == 0 ? "all passed" : failures + " failed");
         System.exit(failures == 0 ? 0 : 1);
     }
@@ -74,6 +75,21 @@ public final class SpecExamples {
 
     private static Keys.AgencyKeys agencyKeys() throws Exception {
         return new Keys.AgencyKeys(json("agency-keys.json"));
+    }
+
+    /**
+     * The received variant of a body schema: the spec's own if it publishes one, else the
+     * deployment-independent variant (the repository's schema without top-level required).
+     */
+    private static JsonSchema receivedSchema(Path spec, String type) throws Exception {
+        Path published = spec.resolve("schemas/received/" + type + ".v1.received.schema.json");
+        if (Files.exists(published)) {
+            return new JsonSchema(Json.parseObject(Files.readString(published)));
+        }
+        Path repo = spec.resolve("../../schemas/json/" + type + ".v1.schema.json");
+        Map<String, Object> s = Json.parseObject(Files.readString(repo));
+        s.remove("required");
+        return new JsonSchema(s);
     }
 
     // ------------------------------------------------------------------ checks
@@ -149,11 +165,10 @@ public final class SpecExamples {
     private static void delivery(Path spec) throws Exception {
         Agency nhs = new Agency("nhs", ex.resolve("keys"));
         Keys.AgencyKeys ak = agencyKeys();
-        Map<String, Object> received = Json.parseObject(Files.readString(
-                spec.resolve("schemas/received/cj_status_update.v1.received.schema.json")));
+        JsonSchema received = receivedSchema(spec, "cj_status_update");
         String jwe = text("delivery.nhs.jwe");
         Delivery.Opened o = Delivery.open(jwe, nhs, brokerKeys(), ak::signingKey,
-                t -> new JsonSchema(received));
+                t -> received);
         Map<String, Object> body = Jose.decrypt(jwe, nhs.enc).payloadJson();
         same(json("delivery.nhs.body.json"), body, "plaintext");
         Map<String, Object> token = json("delivery.nhs.token.decoded.json");
@@ -167,6 +182,117 @@ public final class SpecExamples {
         same(view.get("disclosed_envelope"), o.message.envelopeDisclosures, "envelope");
         same(Json.asArray(view.get("disclosed_subjects"), "subjects").size(),
                 o.message.subjectsByDigest.size(), "disclosed subjects");
+    }
+
+    /**
+     * Every check of delivery.md, made to fail in turn: the example delivery is taken apart,
+     * altered, re-signed with the (public) test keys where the alteration needs it, and sealed
+     * to nhs again. Each must be refused.
+     */
+    private static void refusals(Path spec) throws Exception {
+        Agency nhs = new Agency("nhs", ex.resolve("keys"));
+        Jwk nhsEncPublic = Jwk.fromJson(nhs.enc.publicJson());
+        Jwk brokerSig = Jwk.read(ex.resolve("keys/broker/sig.private.jwk"));
+        Jwk policeSig = Jwk.read(ex.resolve("keys/police/sig.private.jwk"));
+        Keys.BrokerKeys bk = brokerKeys();
+        Keys.AgencyKeys ak = agencyKeys();
+        JsonSchema received = receivedSchema(spec, "cj_status_update");
+        Map<String, Object> body = json("delivery.nhs.body.json");
+        String sdJwt = (String) body.get("sd_jwt");
+        String token = (String) body.get("delivery");
+        Map<String, Object> claims = Jose.peekJws(token).payloadJson();
+        String[] full = text("message.sd-jwt").split("~");
+        String[] parts = sdJwt.split("~");
+
+        java.util.function.BiFunction<Map<String, Object>, Jwk, String> resign = (c, key) -> {
+            try {
+                return Jose.sign(Json.obj("alg", "Ed25519", "kid", key.kid,
+                        "typ", "masp-delivery+jwt"), Json.write(c).getBytes(StandardCharsets.UTF_8),
+                        key.privateKey());
+            } catch (Exception e) {
+                throw new IllegalStateException(e);
+            }
+        };
+        java.util.function.Function<Map<String, Object>, Map<String, Object>> copy =
+                c -> Json.parseObject(Json.write(c));
+
+        Map<String, String> cases = new java.util.LinkedHashMap<>();
+        cases.put("a disclosure removed", Json.write(Json.obj("sd_jwt",
+                sdJwt.substring(0, sdJwt.length() - parts[parts.length - 1].length() - 1),
+                "delivery", token)));
+        cases.put("a withheld disclosure added", Json.write(Json.obj("sd_jwt",
+                sdJwt + full[4] + "~", "delivery", token)));
+        cases.put("a disclosure twice", Json.write(Json.obj("sd_jwt",
+                sdJwt + parts[1] + "~", "delivery", token)));
+        cases.put("no trailing ~", Json.write(Json.obj("sd_jwt",
+                sdJwt.substring(0, sdJwt.length() - 1), "delivery", token)));
+        Map<String, Object> c1 = copy.apply(claims);
+        c1.put("aud", "probation");
+        cases.put("token for another agency", Json.write(Json.obj("sd_jwt", sdJwt,
+                "delivery", resign.apply(c1, brokerSig))));
+        cases.put("token signed by an agency key", Json.write(Json.obj("sd_jwt", sdJwt,
+                "delivery", resign.apply(claims, policeSig))));
+        Map<String, Object> c2 = copy.apply(claims);
+        c2.put("message_id", "01a1fd8c-6900-7000-8000-00000000a002");
+        cases.put("token for another message", Json.write(Json.obj("sd_jwt", sdJwt,
+                "delivery", resign.apply(c2, brokerSig))));
+        Map<String, Object> c3 = copy.apply(claims);
+        c3.put("sender", "probation");
+        cases.put("token naming another sender", Json.write(Json.obj("sd_jwt", sdJwt,
+                "delivery", resign.apply(c3, brokerSig))));
+        Map<String, Object> c4 = copy.apply(claims);
+        Json.asArray(c4.get("disclosed"), "d").remove(0);
+        cases.put("token listing fewer disclosures", Json.write(Json.obj("sd_jwt", sdJwt,
+                "delivery", resign.apply(c4, brokerSig))));
+        Map<String, Object> c5 = copy.apply(claims);
+        Json.asObject(Json.asArray(c5.get("subjects"), "s").get(0), "s0")
+                .put("disclosure", SdJwt.digest(full[6]));
+        cases.put("a subject disclosure not in the SD-JWT", Json.write(Json.obj("sd_jwt", sdJwt,
+                "delivery", resign.apply(c5, brokerSig))));
+        String badSig = parts[0].substring(0, parts[0].length() - 2)
+                + (parts[0].endsWith("AA") ? "AQ" : "AA");
+        cases.put("the sender's signature broken", Json.write(Json.obj("sd_jwt",
+                sdJwt.replace(parts[0], badSig), "delivery", token)));
+        String padded = parts[1] + "=";
+        cases.put("a padded disclosure", Json.write(Json.obj("sd_jwt",
+                sdJwt.replace(parts[1], padded), "delivery", token)));
+        cases.put("a repeated member in the body", "{\"sd_jwt\":" + Json.write(sdJwt)
+                + ",\"sd_jwt\":" + Json.write(sdJwt) + ",\"delivery\":" + Json.write(token) + "}");
+        cases.put("an extra member in the body", Json.write(Json.obj("sd_jwt", sdJwt,
+                "delivery", token, "note", "x")));
+
+        for (Map.Entry<String, String> e : cases.entrySet()) {
+            String jwe = Jose.encrypt(e.getValue().getBytes(StandardCharsets.UTF_8), nhsEncPublic,
+                    Json.obj("kid", nhs.enc.kid, "cty", "masp-delivery+json"));
+            try {
+                Delivery.open(jwe, nhs, bk, ak::signingKey, t -> received);
+            } catch (Exception refused) {
+                if (System.getenv("VERBOSE") != null) {
+                    System.out.println("     refused " + e.getKey() + ": " + refused.getMessage());
+                }
+                continue;
+            }
+            throw new AssertionError(e.getKey() + ": accepted");
+        }
+        // The untouched body, sealed again, still opens; with another cty it does not.
+        String good = Json.write(body);
+        Delivery.open(Jose.encrypt(good.getBytes(StandardCharsets.UTF_8), nhsEncPublic,
+                Json.obj("kid", nhs.enc.kid, "cty", "masp-delivery+json")), nhs, bk,
+                ak::signingKey, t -> received);
+        String wrongCty = Jose.encrypt(good.getBytes(StandardCharsets.UTF_8), nhsEncPublic,
+                Json.obj("kid", nhs.enc.kid, "cty", "masp+sd-jwt"));
+        try {
+            Delivery.open(wrongCty, nhs, bk, ak::signingKey, t -> received);
+            throw new AssertionError("another cty: accepted");
+        } catch (SecurityException expected) {
+            // refused
+        }
+        // A disclosed field the recipient may not receive fails the received schema.
+        Map<String, Object> fields = Json.obj("cj_status", "charged", "victim_address",
+                Json.obj("lines", List.of("x"), "town", "y", "postcode", "ZZ9 9ZZ"));
+        if (received.validate(fields).isEmpty()) {
+            throw new AssertionError("the received schema took a field nhs may not receive");
+        }
     }
 
     private static void ack() throws Exception {

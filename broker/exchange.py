@@ -120,7 +120,6 @@ class Exchange:
 
     def __post_init__(self) -> None:
         self.audit.observers.append(self.metrics.observe_audit)  # counters follow the audit log
-        self._purposes = frozenset(p for a in self.bundle.agreements for p in a.purposes)
         #: the purposes some clause lets each sender send each message type for
         agreed: dict[tuple[str, str], set[str]] = {}
         for agreement in self.bundle.agreements:
@@ -226,15 +225,15 @@ class Exchange:
 
     def _validate(self, sub: wire.Submission) -> schemas.CanonicalBody:
         claims = sub.claims
-        if claims["purpose"] not in self._purposes:
-            # refused, not evaluated: every recipient denied would look like a silent non-delivery
-            raise MalformedMessage("purpose is not one the data-sharing agreements declare",
-                                   claim="purpose")
         agreed = self._agreed.get((sub.sender, claims["masp_type"]), frozenset())
-        if claims["purpose"] not in agreed:  # the same, for this sender and type: say which would do
+        if claims["purpose"] not in agreed:
+            # refused, not evaluated: every recipient denied would look like a silent
+            # non-delivery. A mistyped purpose and one agreed only for other flows alike: say
+            # which would do (the agreements' words; the sender's is not repeated)
             raise PurposeNotAgreed(
                 f"no agreement lets {sub.sender} send a {claims['masp_type']} for this purpose; "
-                f"agreed purposes: {', '.join(sorted(agreed)) or 'none'}", claim="purpose")
+                f"agreed purposes: {', '.join(sorted(agreed)) or 'none'}", claim="purpose",
+                agreed_purposes=sorted(agreed))
         refs = {normalise_identifier(s["ref"]) for s in claims["subjects"]}
         for claim in ("case_id", "consent_ref"):
             # a reference in the shape of a code is still a reference: not in clear, not logged

@@ -6,6 +6,7 @@ decides what a recipient may see from these tags alone.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
@@ -130,10 +131,14 @@ class SchemaInvalid(ValueError):
     #: A body can fail in hundreds of places; the message lists the first few.
     _MAX_LISTED: ClassVar[int] = 20
 
-    def __init__(self, subject: str, errors: Sequence[tuple[str, str]]) -> None:
+    def __init__(self, subject: str, errors: Sequence[tuple[str, str]],
+                 hints: Mapping[int, str] | None = None) -> None:
         self.errors: tuple[tuple[str, str], ...] = tuple(errors)
         self.fields: tuple[str, ...] = tuple(dict.fromkeys(path for path, _ in self.errors))
-        listed = [f"{path} ({kind})" for path, kind in self.errors[: self._MAX_LISTED]]
+        #: error index -> the schema's name closest to an unknown one (ours, never the sender's)
+        self.hints: dict[int, str] = dict(hints or {})
+        listed = [f"{path} ({kind}{_hint(self.hints.get(i))})"
+                  for i, (path, kind) in enumerate(self.errors[: self._MAX_LISTED])]
         more = len(self.errors) - len(listed)
         if more > 0:
             listed.append(f"and {more} more")
@@ -146,11 +151,17 @@ class SchemaInvalid(ValueError):
         """Rebuild pydantic's errors from their ``loc`` and ``type`` alone."""
         known = field_names(model)
         errors: list[tuple[str, str]] = []
+        hints: dict[int, str] = {}
         for err in exc.errors(include_url=False, include_input=False, include_context=True):
             kind = str(err["type"])
             ctx = err.get("ctx") or {}
             named = str(ctx.get("masp_fields", ""))
             base = _render_loc(err["loc"], known)
+            last = err["loc"][-1] if err["loc"] else None
+            if kind == "extra_forbidden" and isinstance(last, str) and last not in known:
+                close = difflib.get_close_matches(last, sorted(known), n=1, cutoff=0.75)
+                if close:
+                    hints[len(errors)] = close[0]
             if named:
                 prefix = f"{base}." if base != "<body>" else ""
                 errors.extend(
@@ -158,7 +169,11 @@ class SchemaInvalid(ValueError):
                 )
             else:
                 errors.append((base, kind))
-        return cls(subject, errors)
+        return cls(subject, errors, hints)
+
+
+def _hint(name: str | None) -> str:
+    return f"; did you mean {name}?" if name else ""
 
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

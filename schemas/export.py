@@ -5,14 +5,21 @@
 
 Each body schema carries its data classes as ``x-masp-data-class`` on every top-level
 property, so a non-Python adapter can tell what it is sending.
+
+A recipient validates what it receives against the ``received`` variant of its type: the
+broker discloses only what the data-sharing agreement lets each recipient see, so any field
+may be withheld and none is required (``<type>.v1.received.schema.json``). The broker also
+serves a narrower one per recipient, listing only the fields the loaded agreements could
+ever disclose to it (``GET /v1/schemas/{masp_type}``, built by ``received_schema``).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +57,41 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     return out
 
 
+def received_filename(masp_type: str) -> str:
+    return f"{masp_type}.v{SCHEMA_VERSION}.received.schema.json"
+
+
+def received_schema(masp_type: str, fields: Iterable[str] | None = None,
+                    recipient: str | None = None) -> dict[str, Any]:
+    """The body schema of ``masp_type`` as a recipient gets it: nothing required, nothing
+    outside the schema, and, given ``fields``, only those properties (what a recipient may
+    be shown under the agreements); every property keeps its own schema and data class."""
+    schema = copy.deepcopy(json_schemas()[schema_filename(masp_type)])
+    schema.pop("required", None)
+    schema["additionalProperties"] = False
+    if fields is not None:
+        keep = set(fields)
+        schema["properties"] = {k: v for k, v in schema["properties"].items() if k in keep}
+    name = received_filename(masp_type)
+    schema.update({"$id": ID_BASE + name,
+                   "title": f"MASP {masp_type} body as received (any field may be withheld), "
+                            f"schema v{SCHEMA_VERSION}"})
+    if recipient is not None:
+        schema["$id"] = f"{ID_BASE}{recipient}/{name}"
+        schema["title"] = f"MASP {masp_type} body as {recipient} may receive it, schema v{SCHEMA_VERSION}"
+        schema["x-masp-recipient"] = recipient
+    return schema
+
+
+def received_schemas() -> dict[str, dict[str, Any]]:
+    """File name -> the ``received`` variant of each body type (every property, none required)."""
+    return {received_filename(t): received_schema(t) for t in MESSAGE_TYPES}
+
+
+def all_schemas() -> dict[str, dict[str, Any]]:
+    return {**json_schemas(), **received_schemas()}
+
+
 def render(schema: dict[str, Any]) -> str:
     """The committed text of a schema: sorted keys, indent 2, trailing newline."""
     return json.dumps(schema, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -57,7 +99,7 @@ def render(schema: dict[str, Any]) -> str:
 
 def stale_files(directory: Path = SCHEMA_DIR) -> list[str]:
     """Names of files that are missing, differ from the models, or are left over."""
-    expected = {name: render(schema) for name, schema in json_schemas().items()}
+    expected = {name: render(schema) for name, schema in all_schemas().items()}
     stale = [
         name
         for name, text in expected.items()
@@ -71,7 +113,7 @@ def stale_files(directory: Path = SCHEMA_DIR) -> list[str]:
 def write(directory: Path = SCHEMA_DIR) -> list[str]:
     """Write every schema, remove leftovers; return the names written."""
     directory.mkdir(parents=True, exist_ok=True)
-    schemas = json_schemas()
+    schemas = all_schemas()
     for name, schema in schemas.items():
         (directory / name).write_text(render(schema), encoding="utf-8")
     for leftover in directory.glob("*.schema.json"):

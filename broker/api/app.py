@@ -59,7 +59,10 @@ def create_app(service: BrokerService) -> FastAPI:
         Never the broker's: a verifier of broker-signed objects cannot pick one up here."""
         return exchange.registry.jwks(broker=False)
 
-    @app.post("/v1/messages", status_code=202, tags=["agency"], responses={
+    @app.post("/v1/messages", status_code=202, tags=["agency"], openapi_extra=problems.jose_body(
+        "The submission: a compact JWE (ECDH-ES+A256KW, A256GCM, cty masp+sd-jwt) to the broker's "
+        "current encryption key, whose plaintext is the agency's SD-JWT (docs/spec/submission.md)."),
+              responses={
         202: {"description": "the signed receipt (JSON, or the bare JWS with Accept: application/jose)",
               "content": {"application/jose": {"schema": {"type": "string"}}}},
         400: {"description": "malformed, undecryptable or expired"},
@@ -111,7 +114,10 @@ def create_app(service: BrokerService) -> FastAPI:
         return PlainTextResponse(row.jwe, media_type="application/jose")
 
     @app.post("/v1/mailbox/{delivery_id}/ack", tags=["agency"],
-              responses={**AUTHENTICATED, **declare(400, 404, 422)})
+              responses={**AUTHENTICATED, **declare(400, 404, 409, 422)},
+              openapi_extra=problems.jose_body(
+                  "The recipient's signed acknowledgement: a compact JWS, typ masp-ack+jwt "
+                  "(docs/spec/acknowledgement.md)."))
     async def mailbox_ack(delivery_id: str, request: Request, who: Auth) -> dict[str, Any]:
         """Acknowledge one delivery of this agency's mailbox with its signed ack (``masp-ack+jwt``).
 

@@ -165,7 +165,8 @@ async def post_cosignature(request: Request, who: Auth, size: TreeSize = None) -
     return receipt.as_json(_quorum(request))
 
 
-@router.get("/subjects/{identifier:path}/disclosures")
+# 404: an identifier with a line break matches no route (Starlette's path segments exclude it)
+@router.get("/subjects/{identifier:path}/disclosures", responses=declare(404))
 async def disclosures_about(request: Request, identifier: str, who: Auth) -> dict[str, Any]:
     """Every disclosure about a person, each with its originating agency (for a subject access
     request). The lookup is appended to the log first, under the subject's pseudonym."""

@@ -17,8 +17,11 @@ from broker.api.problems import AUTHENTICATED, declare
 from broker.crypto import jose
 from broker.errors import NotFound
 from broker.exchange import Exchange
+from broker.policy import receivable_classes
 from broker.store import deliveries
 from broker.store.models import SeenMessageRow
+from schemas import MESSAGE_TYPES, data_classes
+from schemas.export import received_schema as received_schema_of
 
 router = APIRouter(prefix="/v1", tags=["agency"], responses=AUTHENTICATED)
 Auth = Annotated[Principal, Depends(authenticate)]
@@ -55,6 +58,20 @@ async def sent_deliveries(request: Request, who: Auth, state: DeliveryState | No
     async with _exchange(request).sessions() as session:
         rows = await deliveries.find_deliveries(session, sender=agency, state=state, limit=limit)
     return {"deliveries": [deliveries.delivery_json(r) for r in rows]}
+
+
+@router.get("/schemas/{masp_type}", responses=declare(404))
+async def received_schema(masp_type: str, request: Request, who: Auth) -> dict[str, Any]:
+    """The JSON Schema of what this agency may receive of ``masp_type`` under the loaded
+    agreements: only the fields some clause could disclose to it, none required, nothing else.
+    Validate each delivery's disclosed fields against it (docs/spec/delivery.md)."""
+    agency = require_agency(who)
+    if masp_type not in MESSAGE_TYPES:
+        raise NotFound("no such message type")
+    exchange = _exchange(request)
+    classes = receivable_classes(exchange.bundle, agency, masp_type)
+    fields = [name for name, cls in data_classes(masp_type).items() if cls in classes]
+    return received_schema_of(masp_type, fields, recipient=agency)
 
 
 @router.get("/notices")

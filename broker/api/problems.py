@@ -79,10 +79,62 @@ def declare(*statuses: int) -> dict[int | str, dict[str, Any]]:
 AUTHENTICATED = declare(401, 403)
 
 
+#: Problem codes the HTTP layer itself gives beside every ``MaspError`` subclass's ``code``
+#: (and ``http-<status>`` for what Starlette refuses before a route runs).
+HTTP_CODES = ("invalid-request",)
+
+
+def problem_codes() -> list[str]:
+    """Every ``code`` a problem document from this API can carry (docs/spec/problems.md)."""
+    codes: set[str] = set(HTTP_CODES)
+    pending: list[type[MaspError]] = [MaspError]
+    while pending:
+        cls = pending.pop()
+        codes.add(cls.code)
+        pending.extend(cls.__subclasses__())
+    codes.discard(MaspError.code)
+    return sorted(codes)
+
+
+#: Bearer credentials (docs/spec/authentication.md): an agency's single-use assertion, or a
+#: person's role token (the console's OIDC sign-in gives the same roles).
+SECURITY_SCHEMES: dict[str, Any] = {
+    "agencyAssertion": {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "A JWS (header typ JWT, alg Ed25519 or EdDSA, kid = the agency's registered "
+                       "signing key) with claims iss = sub = the agency, aud 'broker', a fresh jti "
+                       "(single use), iat and exp at most 300 s later. One per request."},
+    "roleToken": {
+        "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+        "description": "A person's role token (typ masp-user+jwt, role ig_officer, ops or admin), "
+                       "from `masp token` in development or OIDC sign-in in production."},
+}
+JOSE_BODY = {"application/jose": {"schema": {"type": "string", "pattern": r"^[A-Za-z0-9_.~-]+$"}}}
+
+
+def jose_body(description: str) -> dict[str, Any]:
+    """``openapi_extra`` for a route whose body is a compact JOSE object."""
+    return {"requestBody": {"required": True, "description": description, "content": JOSE_BODY}}
+
+
 def problem_openapi(schema: dict[str, Any]) -> dict[str, Any]:
     """Give every declared 4xx response the problem document as its only content, replacing
-    FastAPI's default 422 (``application/json`` HTTPValidationError, which is never sent)."""
-    schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    FastAPI's default 422 (``application/json`` HTTPValidationError, which is never sent);
+    name every problem code; and say which bearer credential each authenticated route takes."""
+    problem_schema = {**PROBLEM_SCHEMA, "properties": {
+        **PROBLEM_SCHEMA["properties"],
+        "code": {"type": "string", "anyOf": [{"enum": problem_codes()}, {"pattern": "^http-[0-9]{3}$"}],
+                 "description": "the last segment of `type`: one of this API's problem codes, or "
+                                "http-<status> from the HTTP layer (docs/spec/problems.md)"}}}
+    components = schema.setdefault("components", {})
+    components.setdefault("schemas", {})["Problem"] = problem_schema
+    components["securitySchemes"] = SECURITY_SCHEMES
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            if "401" in operation.get("responses", {}):
+                agency = "agency" in operation.get("tags", ())
+                operation["security"] = ([{"agencyAssertion": []}] if agency
+                                         else [{"roleToken": []}, {"agencyAssertion": []}])
     for unused in ("HTTPValidationError", "ValidationError"):
         schema["components"]["schemas"].pop(unused, None)
     problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}

@@ -27,6 +27,7 @@ from broker.policy.engine import (
     candidate_recipients,
     evaluate,
     explain,
+    receivable_classes,
 )
 from broker.policy.envelope import SubjectView, sees_consent_ref, subject_view
 from broker.policy.lint import DsaRejected, LintFinding, lint, load_enforced_bundle
@@ -65,6 +66,7 @@ __all__ = [
     "lint",
     "load_bundle",
     "load_enforced_bundle",
+    "receivable_classes",
     "sees_consent_ref",
     "subject_view",
 ]

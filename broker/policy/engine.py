@@ -450,3 +450,18 @@ def _plain(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     return value
+
+
+def receivable_classes(bundle: DsaBundle, recipient: str, masp_type: str) -> frozenset[DataClass]:
+    """Every data class some clause could ever disclose to ``recipient`` in a ``masp_type``:
+    its classes, any class an authorised override could add where the clause allows
+    overrides, never a hard-rule class (P4). What a recipient validates its deliveries against
+    (``GET /v1/schemas/{masp_type}``); a given delivery may carry less."""
+    classes: set[DataClass] = set()
+    for agreement in bundle.agreements:
+        for clause in agreement.clauses:
+            if recipient in clause.to and masp_type in clause.message_types:
+                classes.update(clause.data_classes)
+                if clause.override_authoriser_roles:
+                    classes.update(DataClass)
+    return frozenset(classes) - hard_withheld(recipient)

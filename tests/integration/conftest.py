@@ -107,17 +107,22 @@ def amqp_url() -> str:
     return AMQP_URL
 
 
-@pytest.fixture
-def broker_options() -> dict[str, object]:
-    """Settings a test module gives its broker (parsed values: e.g. ``delivery_modes``)."""
-    return {}
+def _broker_options(request: pytest.FixtureRequest) -> dict[str, object]:
+    """Settings a test module gives its broker by defining a ``broker_options`` fixture (parsed
+    values: e.g. ``delivery_modes``); none otherwise. Looked up, not required, so modules that
+    import ``env`` from here need not define it."""
+    try:
+        options: dict[str, object] = request.getfixturevalue("broker_options")
+    except pytest.FixtureLookupError:
+        return {}
+    return options
 
 
 @pytest.fixture
 async def env(tmp_path: Path, database_url: str, broker_clock: Clock, amqp_url: str,
-              agency_users: AgencyUsers, broker_options: dict[str, object]) -> AsyncIterator[Env]:
+              agency_users: AgencyUsers, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
     settings = make_settings(tmp_path, database_url).model_copy(update={
-        "amqp_url": amqp_url, "amqp_agency_users": agency_users.names, **broker_options})
+        "amqp_url": amqp_url, "amqp_agency_users": agency_users.names, **_broker_options(request)})
     init_state(settings, datetime.now(UTC).date())
     service = await BrokerService.open(settings, clock=broker_clock)
     await service.start_workers()

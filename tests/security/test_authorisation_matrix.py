@@ -133,6 +133,7 @@ ACCESS: dict[str, Row] = {
     "GET /v1/messages/{message_id}": Row(Access(agencies=ALL_AGENCIES, owners=frozenset({"police"}))),
     "GET /v1/deliveries": Row(AGENCY),
     "GET /v1/notices": Row(AGENCY),
+    "GET /v1/schemas/{masp_type}": Row(AGENCY),
     "POST /v1/audit/cosignatures": Row(Access(agencies=ALL_AGENCIES, outcome=PASSES)),  # no note sent
     # IG officers (and the agencies an entry concerns)
     "GET /v1/audit/entries": Row(IG),
@@ -282,7 +283,7 @@ async def make_fixture(api: Api) -> Fixture:
     fx = Fixture(message_id, row.delivery_id, seq)
     assert receipt.audit_seq < seq
     fx.params = {"delivery_id": row.delivery_id, "message_id": message_id, "seq": str(seq),
-                 "identifier:path": SUBJECTS[0]["ref"], "recipient": "nhs",
+                 "identifier:path": SUBJECTS[0]["ref"], "recipient": "nhs", "masp_type": "case_referral",
                  "dead_letter_id": "01a1fe7b-0000-7000-8000-000000000000"}
     return fx
 

@@ -26,3 +26,18 @@ async def test_a_purpose_not_agreed_for_the_flow_is_422_listing_the_agreed_ones(
 
     _, jwe = api.referral("police", "intervention_referral", purpose="intervention")
     assert (await api.post_message(jwe)).status_code == 202
+
+
+async def test_a_mistyped_purpose_is_the_same_422_and_names_only_the_agreed_ones(api: Api) -> None:
+    head = await api.head()
+    _, jwe = api.referral("police", "case_referral", purpose="risk_managment")
+    resp = await api.post_message(jwe)
+    assert resp.status_code == 422, resp.text
+    problem = resp.json()
+    assert problem["code"] == "purpose-not-agreed" and problem["claim"] == "purpose"
+    assert problem["agreed_purposes"] == ["case_management", "intervention", "risk_management",
+                                          "safeguarding", "victim_support"]
+    assert "managment" not in resp.text  # what the sender wrote is not repeated
+    assert await api.deliveries() == 0
+    assert [e.rules for e in await api.entries(after=head) if e.kind == "refused"] == [
+        ("ingress.purpose-not-agreed",)]

@@ -8,7 +8,16 @@ from pathlib import Path
 import pytest
 
 from schemas import DATA_CLASS_KEY, MESSAGE_TYPES, DataClass, data_classes
-from schemas.export import SCHEMA_DIR, json_schemas, main, render, stale_files
+from schemas.export import (
+    SCHEMA_DIR,
+    all_schemas,
+    json_schemas,
+    main,
+    received_schema,
+    received_schemas,
+    render,
+    stale_files,
+)
 
 VALID_CLASSES = {c.value for c in DataClass}
 
@@ -61,7 +70,7 @@ def test_nested_values_carry_no_data_class() -> None:
 def test_export_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--out", str(tmp_path)]) == 0
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == sorted(json_schemas())
+    assert written == sorted(all_schemas()) and len(written) == 2 * len(json_schemas())
     text = (tmp_path / "case_referral.v1.schema.json").read_text("utf-8")
     assert text.endswith("}\n")
     assert text == render(json_schemas()["case_referral.v1.schema.json"])
@@ -79,3 +88,15 @@ def test_export_writes_and_checks(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["--out", str(tmp_path)]) == 0
     assert not (tmp_path / "old_type.v1.schema.json").exists()
     assert stale_files(tmp_path) == []
+
+
+def test_received_variants_require_nothing_and_admit_nothing_new() -> None:
+    """What a recipient gets may lack any field, never has one outside the schema."""
+    for masp_type in MESSAGE_TYPES:
+        body = json_schemas()[f"{masp_type}.v1.schema.json"]
+        got = received_schemas()[f"{masp_type}.v1.received.schema.json"]
+        assert "required" not in got and got["additionalProperties"] is False
+        assert got["properties"] == body["properties"] and got["$id"].endswith(".received.schema.json")
+    narrowed = received_schema("case_referral", {"perpetrator_name", "offence_codes"}, recipient="nhs")
+    assert set(narrowed["properties"]) == {"perpetrator_name", "offence_codes"}
+    assert narrowed["x-masp-recipient"] == "nhs" and "/nhs/" in narrowed["$id"]

@@ -230,3 +230,18 @@ def test_alert_times_carry_an_offset() -> None:
     claims = load_example("risk_concern_alert")
     claims["disclosed_at"] = "2025-06-05T15:40:00"
     assert _refusal("risk_concern_alert", claims).errors == (("disclosed_at", "timezone_aware"),)
+
+
+def test_a_mistyped_field_is_answered_with_the_name_it_resembles_never_its_own() -> None:
+    """The sender learns which of its fields is wrong from our nearest name; the name it wrote
+    (which could be anything, a person's name included) is still never repeated."""
+    claims = load_example("case_referral")
+    claims["victim_adress"] = {"lines": ["x"]}
+    claims["victim_address"]["postcod"] = "x"
+    claims[f"{SECRET_GIVEN} {SECRET_FAMILY}"] = 1
+    exc = _refusal("case_referral", claims)
+    assert set(exc.fields) == {"<unknown>", "victim_address.<unknown>"}
+    assert "victim_address.<unknown> (extra_forbidden; did you mean postcode?)" in str(exc)
+    assert "<unknown> (extra_forbidden; did you mean victim_address?)" in str(exc)
+    assert "adress" not in str(exc) and "postcod " not in str(exc) and "postcod)" not in str(exc)
+    _assert_no_values(exc)

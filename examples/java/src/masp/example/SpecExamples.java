@@ -78,13 +78,15 @@ public final class SpecExamples {
     }
 
     /**
-     * The received variant of a body schema: the spec's own if it publishes one, else the
-     * deployment-independent variant (the repository's schema without top-level required).
+     * What nhs may receive of a type: the spec's example of GET /v1/schemas for nhs, else the
+     * repository's received variant, else the body schema without top-level required.
      */
     private static JsonSchema receivedSchema(Path spec, String type) throws Exception {
-        Path published = spec.resolve("schemas/received/" + type + ".v1.received.schema.json");
-        if (Files.exists(published)) {
-            return new JsonSchema(Json.parseObject(Files.readString(published)));
+        for (Path published : List.of(ex.resolve("schema.nhs." + type + ".json"),
+                spec.resolve("../../schemas/json/" + type + ".v1.received.schema.json"))) {
+            if (Files.exists(published)) {
+                return new JsonSchema(Json.parseObject(Files.readString(published)));
+            }
         }
         Path repo = spec.resolve("../../schemas/json/" + type + ".v1.schema.json");
         Map<String, Object> s = Json.parseObject(Files.readString(repo));

@@ -42,13 +42,16 @@ public final class Agency {
                 Json.write(claims).getBytes(StandardCharsets.UTF_8), sig.privateKey());
     }
 
-    /** A signed acknowledgement of a delivery, 1 h lifetime. */
+    /**
+     * A signed acknowledgement of a delivery, with the longest lifetime allowed (24 h): an
+     * ack published to masp.acks may wait there while the broker is down.
+     */
     public String ack(String deliveryId, String messageId, String status, String reason)
             throws Exception {
         long now = now();
         Map<String, Object> claims = Json.obj("iss", id, "aud", "broker",
                 "delivery_id", deliveryId, "message_id", messageId, "status", status,
-                "iat", now, "exp", now + 3600, "jti", UUID.randomUUID().toString());
+                "iat", now, "exp", now + 86_400, "jti", UUID.randomUUID().toString());
         if (reason != null) {
             claims.put("reason", reason);
         }

@@ -69,7 +69,9 @@ public final class Main {
     Main(Map<String, String> env) throws Exception {
         this.http = new Http(require(env, "MASP_URL"));
         this.amqpUrl = require(env, "MASP_AMQP_URL");
+        // The namespace N prefixes every RabbitMQ name as "N."; "N." is the same namespace.
         String n = env.getOrDefault("MASP_NAMESPACE", "");
+        n = n.endsWith(".") ? n.substring(0, n.length() - 1) : n;
         this.ns = n.isEmpty() ? "" : n + ".";
         this.schemasDir = findSchemas(env.get("MASP_SCHEMAS_DIR"));
         this.timeoutMs = 1000L * Long.parseLong(env.getOrDefault("MASP_TIMEOUT_S", "60"));

@@ -256,6 +256,15 @@ public final class Jose {
         return sha256(ascii.getBytes(StandardCharsets.UTF_8));
     }
 
+    /** Lower-case hex, as in payload_digest. */
+    public static String hex(byte[] b) {
+        StringBuilder s = new StringBuilder(b.length * 2);
+        for (byte x : b) {
+            s.append(Character.forDigit((x >> 4) & 0xf, 16)).append(Character.forDigit(x & 0xf, 16));
+        }
+        return s.toString();
+    }
+
     private static String[] split(String compact, int parts, String what) {
         String[] p = compact.split("\\.", -1);
         if (p.length != parts) {

@@ -1,5 +1,8 @@
 package masp.example;
 
+import java.net.URI;
+import java.net.URLDecoder;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.security.PublicKey;
@@ -12,6 +15,7 @@ import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Set;
 import java.util.TreeMap;
 import java.util.UUID;
@@ -52,6 +56,15 @@ public final class Main {
 
     private Amqp events; // police's event subscription
     private String eventsQueue;
+
+    // What this run sent, to compare with what each recipient receives.
+    private String messageId; // the case_referral's jti
+    private String consentRef;
+    private final Map<String, Map<String, Object>> subjectsSent = new HashMap<>();
+    private SdJwt.Issued lastReferral;
+    private Object lastReceipt;
+    private final Map<String, Long> inboxBefore = new HashMap<>(); // mailbox-mode inboxes
+    private final Map<String, Object> deliveriesOut = new TreeMap<>(); // the final JSON line
 
     /** A step's failure: its one-line reason. */
     static final class StepFailed extends Exception {
@@ -165,8 +178,6 @@ public final class Main {
 
     // ================================================================== the run
 
-    private String messageId;
-    private Map<String, Object> deliveriesOut = new TreeMap<>();
 
     void run() throws Exception {
         Agency police = agencies.get("police");
@@ -180,18 +191,18 @@ public final class Main {
                 + "-" + run;
         Map<String, Object> suspect = Json.obj("ref", "nominal:RCJ-S" + run, "category", "suspect");
         Map<String, Object> victim = Json.obj("ref", "nominal:RCJ-V" + run, "category", "victim");
-        String consentRef = "CONSENT-" + run + "-V1";
-
-        this.consentRef = consentRef;
+        consentRef = "CONSENT-" + run + "-V1";
         subjectsSent.put("suspect", suspect);
         subjectsSent.put("victim", victim);
+
+        // A mailbox-mode agency's AMQP inbox must not grow while the run delivers to it.
         for (String r : List.of("advocacy", "probation", "nhs")) {
             if (deliveryModes.getOrDefault(r, "amqp").equals("mailbox")) {
                 inboxBefore.put(r, inboxCount(r));
             }
         }
-        step("consent", () -> recordConsent(police, caseId, victim, consentRef));
-        step("submit", () -> submitReferral(police, caseId, suspect, victim, consentRef));
+        step("consent", () -> recordConsent(police, caseId, victim));
+        step("submit", () -> submitReferral(police, caseId, suspect, victim));
         // Each recipient receives the way its operator set it up (mailbox.md "Delivery modes").
         for (String r : List.of("advocacy", "probation", "nhs")) {
             Agency me = agencies.get(r);
@@ -312,7 +323,7 @@ public final class Main {
     /** Seals an SD-JWT to the broker's encryption key and POSTs it. */
     private Http.Response post(Agency as, String sdJwt) throws Exception {
         Jwk brokerEnc = broker.encryptionKey();
-        String jwe = Jose.encrypt(sdJwt.getBytes(java.nio.charset.StandardCharsets.US_ASCII),
+        String jwe = Jose.encrypt(sdJwt.getBytes(StandardCharsets.US_ASCII),
                 brokerEnc, Json.obj("kid", brokerEnc.kid, "cty", "masp+sd-jwt"));
         return http.post("/v1/messages", as.assertion(), "application/jose", "application/json",
                 jwe);
@@ -331,7 +342,7 @@ public final class Main {
                 + ", registered " + alg);
         check(as.id.equals(c.get("aud")), "receipt aud is " + c.get("aud"));
         check(jti.equals(c.get("message_id")), "receipt message_id is " + c.get("message_id"));
-        String digest = "sha-256:" + SelfTest.hex(Jose.sha256(msg.serialized));
+        String digest = "sha-256:" + Jose.hex(Jose.sha256(msg.serialized));
         check(digest.equals(c.get("payload_digest")), "receipt payload_digest differs from ours");
         Json.asLong(c.get("iat"), "receipt iat");
         Json.asLong(c.get("audit_seq"), "receipt audit_seq");
@@ -339,9 +350,9 @@ public final class Main {
         // The JSON members beside the receipt only repeat it.
         check(jti.equals(body.get("message_id")), "response message_id differs from the receipt");
         // (Map equality ignores member order, as JSON does.)
-        check(java.util.Objects.equals(c.get("audit_seq"), body.get("audit_seq")),
+        check(Objects.equals(c.get("audit_seq"), body.get("audit_seq")),
                 "response audit_seq differs from the receipt");
-        check(java.util.Objects.equals(c.get("decisions"), body.get("decisions")),
+        check(Objects.equals(c.get("decisions"), body.get("decisions")),
                 "response decisions differ from the receipt");
         Submitted s = new Submitted(r, c);
         String previous = "";
@@ -368,8 +379,8 @@ public final class Main {
      * police → advocacy for case_referral requires it; police is a DSA consent recorder for
      * victim consent, and a consent_change message records the decision.
      */
-    private void recordConsent(Agency police, String caseId, Map<String, Object> victim,
-            String consentRef) throws Exception {
+    private void recordConsent(Agency police, String caseId, Map<String, Object> victim)
+            throws Exception {
         Map<String, Object> env = envelope("police", "consent_change", caseId, "case_management");
         Map<String, Object> body = Json.obj("victim_consent", Json.obj(
                 "status", "given",
@@ -387,7 +398,7 @@ public final class Main {
     }
 
     private void submitReferral(Agency police, String caseId, Map<String, Object> suspect,
-            Map<String, Object> victim, String consentRef) throws Exception {
+            Map<String, Object> victim) throws Exception {
         Map<String, Object> env = envelope("police", "case_referral", caseId, "risk_management");
         messageId = (String) env.get("jti");
         Map<String, Object> body = referralBody();
@@ -403,8 +414,6 @@ public final class Main {
         check(!s.decisions.containsKey("police"), "the sender is among the recipients");
     }
 
-    private String consentRef;
-    private final Map<String, Long> inboxBefore = new HashMap<>();
 
     /** Ready messages on an agency's AMQP inbox, or -1 when it has none (or it cannot be read). */
     private long inboxCount(String agency) {
@@ -414,9 +423,6 @@ public final class Main {
             return -1;
         }
     }
-    private final Map<String, Map<String, Object>> subjectsSent = new HashMap<>();
-    private SdJwt.Issued lastReferral;
-    private Object lastReceipt;
 
     /** An invented case_referral body: every value made up, no real person. */
     private static Map<String, Object> referralBody() {
@@ -582,7 +588,7 @@ public final class Main {
                 p.deliveryMode = 2;
                 c.publish(ns + "masp.acks", "", true, p,
                         me.ack(o.deliveryId(), o.messageId(), "accepted", null)
-                                .getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+                                .getBytes(StandardCharsets.US_ASCII));
                 c.ack(m.deliveryTag);
                 if (messageId.equals(o.messageId())) {
                     target = o;
@@ -604,7 +610,7 @@ public final class Main {
                 + o.token.get("purpose"));
         Map<String, Object> sent = referralBody();
         for (Map.Entry<String, Object> f : o.message.body.entrySet()) {
-            check(java.util.Objects.equals(sent.get(f.getKey()), f.getValue()),
+            check(Objects.equals(sent.get(f.getKey()), f.getValue()),
                     me.id + " received a changed value for " + f.getKey());
         }
         // consent_ref reaches only a recipient whose clause requires consent (advocacy's).
@@ -749,12 +755,12 @@ public final class Main {
      * again); if our user is no agency's (guest in development), it is {@code unauthorized}.
      */
     private void submitOverAmqp(Agency police) throws Exception {
-        String user = java.net.URI.create(amqpUrl).getUserInfo();
-        user = user == null ? "guest" : java.net.URLDecoder.decode(user.split(":", 2)[0],
-                java.nio.charset.StandardCharsets.UTF_8);
+        String user = URI.create(amqpUrl).getUserInfo();
+        user = user == null ? "guest" : URLDecoder.decode(user.split(":", 2)[0],
+                StandardCharsets.UTF_8);
         Jwk brokerEnc = broker.encryptionKey();
         String jwe = Jose.encrypt(lastReferral.serialized.getBytes(
-                java.nio.charset.StandardCharsets.US_ASCII), brokerEnc,
+                StandardCharsets.US_ASCII), brokerEnc,
                 Json.obj("kid", brokerEnc.kid, "cty", "masp+sd-jwt"));
         try (Amqp c = Amqp.connect(amqpUrl)) {
             String replyQueue = c.queueDeclare("", false, false, true, true, null);
@@ -767,7 +773,7 @@ public final class Main {
             p.replyTo = replyQueue;
             p.correlationId = UUID.randomUUID().toString();
             c.publish(ns + "masp.ingress", police.id, true, p,
-                    jwe.getBytes(java.nio.charset.StandardCharsets.US_ASCII));
+                    jwe.getBytes(StandardCharsets.US_ASCII));
             Amqp.Message answer = null;
             long deadline = System.currentTimeMillis() + timeoutMs;
             while (answer == null) {

@@ -1,6 +1,6 @@
 """``masp adapter check AGENCY``: scripted exchanges against a broker, one verdict per contract point.
 
-A new agency system certifies itself with it: every point of DESIGN.md section 3 that an
+A new agency system certifies itself with it: every point of docs/spec/ that an
 agency's side of the wire must meet is exercised against the running broker, with the
 agency's own keys and its own native sample, and reported PASS or FAIL with the reason.
 Points that need a delivery *to* the agency have a partner send one (its keys must be in
@@ -47,7 +47,7 @@ UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-
 
 @dataclass
 class Point:
-    ref: str  # DESIGN.md section
+    ref: str  # the point's number (3.1 message … 3.5 receipt, as numbered in masp-wire/1)
     title: str
     ok: bool = False
     detail: str = ""

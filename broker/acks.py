@@ -1,4 +1,4 @@
-"""Acknowledgements (DESIGN.md §3.4): a recipient's signed receipt of a delivery, audited once.
+"""Acknowledgements (docs/spec/acknowledgement.md): a recipient's signed receipt of a delivery, audited once.
 
 Kept beside ``broker/exchange.py`` (submissions) and sharing its sequencer: one
 acknowledgement at a time over HTTP, or a batch of them in one unit of work from the AMQP
@@ -28,7 +28,7 @@ log = structlog.get_logger("masp.exchange")
 
 async def acknowledge(exchange: Exchange, token: str, *, via: str, agency: str | None = None,
                       delivery_id: str | None = None) -> dict[str, Any]:
-    """Record a recipient's signed acknowledgement (DESIGN.md §3.4); idempotent per delivery.
+    """Record a recipient's signed acknowledgement (docs/spec/acknowledgement.md); idempotent.
 
     ``agency``: the authenticated caller, who must be the ack's signer. ``delivery_id``: the
     delivery the request is about (the URL's), which the signed ack must name. Both are

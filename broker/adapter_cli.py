@@ -2,7 +2,7 @@
 
 ``run AGENCY`` consumes the agency's inbox queue and writes native files to its outbox
 folder, sends native files dropped in its inbox folder or posted to its local endpoint,
-and witnesses checkpoints. ``check AGENCY`` runs the DESIGN.md section 3 conformance
+and witnesses checkpoints. ``check AGENCY`` runs the docs/spec/ conformance
 exchanges against a running broker: one PASS/FAIL line per contract point, exit 1 on any
 FAIL (docs/adapters.md).
 """
@@ -72,7 +72,7 @@ def check(
     ] = None,
     timeout: Annotated[float, typer.Option(help="seconds to wait for a delivery")] = 20.0,
 ) -> None:
-    """Certify an agency's side of DESIGN.md section 3 against a running broker; exit 1 on any FAIL."""
+    """Certify an agency's side of docs/spec/ against a running broker; exit 1 on any FAIL."""
     from adapters.conformance import ConformanceRun
 
     settings = Settings()

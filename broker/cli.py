@@ -1,4 +1,4 @@
-"""``masp``: the command line of DESIGN.md §5.
+"""``masp``: the command line (README.md, docs/operations.md).
 
 Every failure is one line on stderr and a non-zero exit: 1 for "checked and found wrong"
 (a failed demo expectation, a broken audit log), 2 for refused input or configuration,

@@ -1,4 +1,4 @@
-"""The broker pipeline of DESIGN.md §2: one submission in, audited decisions and deliveries out.
+"""The broker pipeline of docs/architecture.md: one submission in, audited decisions and deliveries out.
 
 decrypt → verify sender & times → refuse replays → validate the schema → evaluate the DSA
 per candidate recipient → build each recipient's presentation and JWE → one transaction

@@ -1,4 +1,4 @@
-"""The wire formats of DESIGN.md §3, built and checked in one place.
+"""The wire formats of docs/spec/, built and checked in one place.
 
 Both sides use this module: adapters compose and seal messages, open deliveries and sign
 acknowledgements; the broker opens submissions, seals deliveries and signs receipts. Each
@@ -74,7 +74,7 @@ def _signer_lookup(registry: KeyRegistry, issuer: str | None = None) -> jose.Key
     return lookup
 
 
-# --- agency message (§3.1) and submission (§3.2) ---------------------------------------
+# --- agency message (spec: message.md) and submission (submission.md) ------------------
 
 
 def compose_message(keys: AgencyKeys, masp_type: str, body: dict[str, Any], *, case_id: str,
@@ -83,7 +83,7 @@ def compose_message(keys: AgencyKeys, masp_type: str, body: dict[str, Any], *, c
                     consent_ref: str | None = None, override: dict[str, Any] | None = None,
                     schema_version: str = "1", decoys: int = 2) -> sdjwt.SdJwt:
     """An agency message: clear claims, and every body field, every subject, the
-    ``consent_ref`` and the ``override`` selectively disclosable (§3.1)."""
+    ``consent_ref`` and the ``override`` selectively disclosable (docs/spec/message.md)."""
     if ttl > MAX_LIFETIME:
         raise MalformedMessage("a message may live at most 24 hours")
     clear: dict[str, Any] = {
@@ -194,7 +194,7 @@ def _peek_iss(jwt: str) -> str:
     return iss
 
 
-# --- delivery (§3.3) -------------------------------------------------------------------
+# --- delivery (docs/spec/delivery.md) ---------------------------------------------------
 
 
 def seal_delivery(presentation: sdjwt.SdJwt, token: str, recipient_enc: OKPKey) -> str:
@@ -221,7 +221,7 @@ class Delivery:
 
 
 def open_delivery(jwe: str | bytes, me: AgencyKeys, registry: KeyRegistry) -> Delivery:
-    """Everything a recipient must check before its application sees a delivery (§3.3)."""
+    """Everything a recipient must check before its application sees a delivery (docs/spec/delivery.md)."""
     plaintext = jose.decrypt(jwe, me.decryption_keys(), CTY_DELIVERY)
     body = jose.loads_json(plaintext, "delivery")
     try:
@@ -246,7 +246,7 @@ def open_delivery(jwe: str | bytes, me: AgencyKeys, registry: KeyRegistry) -> De
     return Delivery(claims, message)
 
 
-# --- acknowledgement (§3.4), receipt (§3.5), agency authentication (§6) ---------------
+# --- acknowledgement, receipt, agency authentication (docs/spec/) -----------------------
 
 
 #: An acknowledgement may be read long after it was signed (it waits in ``masp.acks`` while

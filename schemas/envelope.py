@@ -1,6 +1,6 @@
 """The part of an agency message that is not body: the envelope claims and their shapes.
 
-The envelope travels in the signed JWT (DESIGN.md §3.1); body fields are selectively
+The envelope travels in the signed JWT (docs/spec/message.md); body fields are selectively
 disclosable and must never reuse an envelope claim's name. Every envelope claim has a
 schema here, and the broker refuses a message whose envelope does not match it before any
 policy runs: a claim is a code, a number or a pseudonymous reference, never free text, so

@@ -1,4 +1,4 @@
-"""The HTTP API of DESIGN.md §6 (the parts built so far), on FastAPI."""
+"""The HTTP API (agencies' part: docs/spec/; the rest: docs/architecture.md), on FastAPI."""
 
 from __future__ import annotations
 

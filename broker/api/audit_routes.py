@@ -1,4 +1,4 @@
-"""The audit log as a transparency log over HTTP (DESIGN.md §6): proofs, consistency,
+"""The audit log as a transparency log over HTTP (docs/architecture.md): proofs, consistency,
 witness cosignatures, subject lookups and CSV export.
 
 Entries, proofs, subject lookups and exports are for IG officers; consistency proofs are

@@ -1,4 +1,4 @@
-"""The ops API (DESIGN.md §6): queues, dead letters, delivery states, paused routes, alerts.
+"""The ops API (docs/operations.md): queues, dead letters, delivery states, paused routes, alerts.
 
 Ops staff see metadata only — ids, agencies, types, states, reasons, sizes and digests —
 never message content: dead-letter bodies are neither returned nor logged. Every action

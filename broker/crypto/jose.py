@@ -1,4 +1,4 @@
-"""Compact JWS and JWE as MASP Exchange profiles them (DESIGN.md §3), on joserfc.
+"""Compact JWS and JWE as MASP Exchange profiles them (docs/spec/jose-profile.md), on joserfc.
 
 The profile is narrow on purpose: signatures are Ed25519 only (``EdDSA`` accepted from
 verifiers' peers), encryption is ``ECDH-ES+A256KW`` + ``A256GCM`` to X25519 keys, no

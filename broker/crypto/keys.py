@@ -1,6 +1,6 @@
 """Agency and broker keys: generation, JWK files, and the registry the broker verifies with.
 
-Every key has a ``kid`` of the form ``<agency>-<sig|enc>-<yyyymmdd>[-n]`` (DESIGN.md §3).
+Every key has a ``kid`` of the form ``<agency>-<sig|enc>-<yyyymmdd>[-n]`` (docs/spec/keys.md).
 Signing keys are Ed25519, encryption keys X25519, both as OKP JWKs. Private key files are
 written 0600 and never leave the agency's own key directory. The current keys are
 ``<agency>/{sig,enc}.*.jwk``; keys a rotation replaced are kept under ``<agency>/previous/``

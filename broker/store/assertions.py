@@ -1,6 +1,6 @@
 """Single-use agency assertions: each ``jti`` recorded once, and forgotten once it is dead.
 
-An agency authenticates every HTTP request with a fresh signed assertion (DESIGN.md §6); its
+An agency authenticates every HTTP request with a fresh signed assertion (docs/spec/); its
 ``jti`` goes into ``used_assertion`` so the same assertion is refused a second time. A row is
 needed only while its assertion could still be accepted: ``wire.verify_agency_auth`` refuses
 an assertion whose ``exp`` has passed before its ``jti`` is ever looked up, so after that the

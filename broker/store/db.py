@@ -45,7 +45,7 @@ def make_engine(url: str) -> AsyncEngine:
 async def create_schema(engine: AsyncEngine) -> None:
     """Bring the schema to the newest migration: tables, append-only triggers (idempotent).
 
-    The triggers (DESIGN.md section 4) live in the migrations, in ``broker/store/migrations``.
+    The triggers (docs/architecture.md) live in the migrations, in ``broker/store/migrations``.
     """
     from broker.store.migrate import upgrade  # migrate imports this module
 

@@ -1,4 +1,4 @@
-"""RabbitMQ topology (DESIGN.md §2): declared idempotently by every process at start.
+"""RabbitMQ topology (docs/spec/events.md): declared idempotently by every process at start.
 
 Every queue is a durable quorum queue with an explicit delivery limit and at-least-once
 dead-lettering to ``masp.dlx``, so a poison message ends in ``masp.dead-letters`` with its

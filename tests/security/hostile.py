@@ -7,7 +7,7 @@ outside the base64url alphabet. Everything the suite asserts about the outcome i
 from the outside: what each recipient can decrypt with its own keys, what the audit log's
 leaves hold, which rows of the broker's working state changed.
 
-WIRE — the places that know today's wire layout (DESIGN.md §3) are marked ``WIRE:``.
+WIRE — the places that know today's wire layout (docs/spec/) are marked ``WIRE:``.
 """
 
 from __future__ import annotations
@@ -238,7 +238,7 @@ class Envelope:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def members(self) -> dict[str, Any]:
-        """The envelope members DESIGN.md §3.1 defines, as set (absent when None)."""
+        """The envelope members docs/spec/message.md defines, as set (absent when None)."""
         out = {"case_id": self.case_id, "purpose": self.purpose, "subjects": self.subjects}
         if self.consent_ref is not None:
             out["consent_ref"] = self.consent_ref

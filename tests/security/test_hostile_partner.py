@@ -22,7 +22,7 @@ What the broker must hold against such a partner:
    no characters outside the base64url alphabet.
 
 Flooding the AMQP ingress is covered by its own tests; nothing here depends on volume.
-Places that assume the wire of DESIGN.md §3 (to adapt when subjects and consent_ref become
+Places that assume the wire of docs/spec/ (to adapt when subjects and consent_ref become
 selectively disclosable) are marked ``WIRE:`` in ``tests/security/hostile.py``.
 """
 

@@ -1,4 +1,4 @@
-"""The DESIGN.md §3 wire formats: every check a recipient or the broker must make, tripped."""
+"""The wire formats of docs/spec/: every check a recipient or the broker must make, tripped."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Initial schema: every table, the audit tables' append-only triggers, runtime role grants.
 
 The trigger and grant statements are copied here, not imported, so this revision stays what
-it was when later revisions change them. DESIGN.md section 4: UPDATE, DELETE and TRUNCATE on
+it was when later revisions change them. docs/architecture.md: UPDATE, DELETE and TRUNCATE on
 audit rows are refused by triggers (PostgreSQL: row and statement triggers, ENABLE ALWAYS, so
 they fire under session_replication_role = replica too; SQLite: RAISE(ABORT)).
 

@@ -99,6 +99,9 @@ public final class Main {
     /** {@code a=x,b=y} as a map (the operator's notation for per-agency settings). */
     static Map<String, String> pairs(String text) {
         Map<String, String> m = new HashMap<>();
+        if (text == null) {
+            return m;
+        }
         for (String pair : text.split(",")) {
             String[] kv = pair.trim().split("=", 2);
             if (kv.length == 2) {
@@ -249,14 +252,8 @@ public final class Main {
     private void discoverKeys() throws Exception {
         Http.Response r = http.get("/.well-known/jwks.json", null);
         check(r.status == 200, "GET /.well-known/jwks.json: " + r);
-        Map<String, String> pins = new HashMap<>();
-        String given = System.getenv("MASP_BROKER_THUMBPRINTS");
-        if (given != null && !given.isBlank()) {
-            for (String pair : given.split(",")) {
-                String[] kv = pair.trim().split("=", 2);
-                pins.put(kv[0], kv[1]);
-            }
-        }
+        // kid=thumbprint pairs from the operator, if given; else the keys as fetched now.
+        Map<String, String> pins = pairs(System.getenv("MASP_BROKER_THUMBPRINTS"));
         broker = new Keys.BrokerKeys(r.json(), pins);
         broker.encryptionKey(); // there must be one to seal to
         refreshAgencyKeys();

@@ -34,7 +34,7 @@ import java.util.concurrent.TimeUnit;
  */
 public final class Amqp implements Closeable {
 
-    /** The basic-class message properties (AMQP 0-9-1 §1.8.x, "basic" class). */
+    /** The basic-class message properties (AMQP 0-9-1 section 1.8.x, "basic" class). */
     public static final class Properties {
         public String contentType;
         public String contentEncoding;

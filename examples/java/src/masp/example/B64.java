@@ -7,7 +7,7 @@ import java.nio.charset.StandardCharsets;
 import java.util.Base64;
 
 /**
- * Strict base64url (RFC 4648 §5) as JOSE uses it (RFC 7515 §2): no padding, no whitespace, and
+ * Strict base64url (RFC 4648 section 5) as JOSE uses it (RFC 7515 section 2): no padding, no whitespace, and
  * only the canonical encoding of each byte string (unused trailing bits must be zero), so one
  * byte string has exactly one text form.
  */

@@ -47,7 +47,7 @@ public final class Http {
 
         @Override
         public String toString() {
-            String b = body.length() > 600 ? body.substring(0, 600) + "…" : body;
+            String b = body.length() > 600 ? body.substring(0, 600) + "..." : body;
             return status + " " + mediaType + " " + b;
         }
     }

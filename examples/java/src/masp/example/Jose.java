@@ -24,8 +24,8 @@ import javax.crypto.spec.SecretKeySpec;
  *   <li>JWS compact serialisation (RFC 7515) with Ed25519 (alg {@code EdDSA}, RFC 8037, or the
  *       fully-specified {@code Ed25519}, RFC 9864: the same signature either way);</li>
  *   <li>JWE compact serialisation (RFC 7516) with {@code ECDH-ES+A256KW} over X25519 and
- *       {@code A256GCM} content encryption (RFC 7518 §4.6, §4.4, §5.3, RFC 8037);</li>
- *   <li>the Concat KDF of NIST SP 800-56A as RFC 7518 §4.6.2 profiles it.</li>
+ *       {@code A256GCM} content encryption (RFC 7518 sections 4.6, 4.4 and 5.3; RFC 8037);</li>
+ *   <li>the Concat KDF of NIST SP 800-56A as RFC 7518 section 4.6.2 profiles it.</li>
  * </ul>
  */
 public final class Jose {
@@ -204,8 +204,8 @@ public final class Jose {
     }
 
     /**
-     * Concat KDF (NIST SP 800-56A §5.8.1, RFC 7518 §4.6.2) with SHA-256:
-     * {@code K(i) = SHA-256(be32(i) || Z || OtherInfo)} for i = 1, 2, …, where OtherInfo =
+     * Concat KDF (NIST SP 800-56A section 5.8.1, RFC 7518 section 4.6.2) with SHA-256:
+     * {@code K(i) = SHA-256(be32(i) || Z || OtherInfo)} for i = 1, 2, ..., where OtherInfo =
      * AlgorithmID || PartyUInfo || PartyVInfo || SuppPubInfo, the first three each a 32-bit
      * big-endian length and the bytes, SuppPubInfo the key length in bits as a 32-bit integer.
      * For ECDH-ES+A256KW the AlgorithmID is the {@code alg} value; for direct ECDH-ES it is the

@@ -11,9 +11,9 @@ import java.util.regex.Pattern;
 
 /**
  * A small JSON Schema (2020-12) validator covering the keywords the message schemas use:
- * type, enum, const, anyOf/allOf/oneOf, $ref to "#/$defs/…", properties, required,
+ * type, enum, const, anyOf/allOf/oneOf, $ref to "#/$defs/...", properties, required,
  * additionalProperties, items, min/maxItems, min/maxLength, pattern, minimum/maximum and the
- * formats date, date-time and uuid. Other keywords (title, description, default, x-…) are
+ * formats date, date-time and uuid. Other keywords (title, description, default, x-...) are
  * annotations. It returns the failing paths, written as the broker writes them
  * ({@code victim_address.postcode}, {@code orders[0].status}).
  */

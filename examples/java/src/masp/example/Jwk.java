@@ -11,7 +11,7 @@ import java.util.Arrays;
 import java.util.Map;
 
 /**
- * An OKP JSON Web Key (RFC 8037): {@code {"kty":"OKP","crv":"Ed25519"|"X25519","x":…,"d":…,"kid":…}}.
+ * An OKP JSON Web Key (RFC 8037): {@code {"kty":"OKP","crv":"Ed25519"|"X25519","x":...,"d":...,"kid":...}}.
  *
  * <p>The JDK takes raw 32-byte Ed25519/X25519 keys most simply through their DER encodings,
  * which for these curves are a fixed prefix followed by the raw key (RFC 8410):

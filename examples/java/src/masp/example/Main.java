@@ -28,7 +28,7 @@ import java.util.UUID;
  * <p>Environment: MASP_URL (broker base URL), MASP_AMQP_URL (amqp://user:pass@host:port/vhost),
  * MASP_NAMESPACE (may be empty), MASP_KEYS_DIR ({@code <agency>/sig.private.jwk} and
  * {@code enc.private.jwk} for police, probation, nhs and advocacy). Optional:
- * MASP_BROKER_THUMBPRINTS ({@code kid=thumbprint,…}: the broker keys to pin, given by the
+ * MASP_BROKER_THUMBPRINTS ({@code kid=thumbprint,...}: the broker keys to pin, given by the
  * operator out of band; without it the keys fetched at start-up are pinned as they are),
  * MASP_SCHEMAS_DIR (the repository's schemas/json, default ../../schemas/json), MASP_TIMEOUT_S
  * (how long to wait for each asynchronous step, default 60), and what the operator set up
@@ -373,7 +373,7 @@ public final class Main {
 
     /**
      * The victim's consent to the referral reaching the advocacy service. The clause
-     * police → advocacy for case_referral requires it; police is a DSA consent recorder for
+     * police -> advocacy for case_referral requires it; police is a DSA consent recorder for
      * victim consent, and a consent_change message records the decision.
      */
     private void recordConsent(Agency police, String caseId, Map<String, Object> victim)
@@ -654,7 +654,7 @@ public final class Main {
                 "nhs received the victim's reference in a field");
     }
 
-    /** Field → x-masp-data-class, from the repository's body schema. */
+    /** Field -> x-masp-data-class, from the repository's body schema. */
     private Map<String, String> dataClasses(String type) throws Exception {
         Map<String, String> out = new HashMap<>();
         Path f = schemasDir.resolve(type + ".v1.schema.json");

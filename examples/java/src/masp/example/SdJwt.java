@@ -65,7 +65,7 @@ public final class SdJwt {
 
     /** What {@link #issue} produced. */
     public static final class Issued {
-        public final String serialized; // jwt~d1~…~dn~
+        public final String serialized; // jwt~d1~...~dn~
         public final String jwt;
         public final List<Disclosure> disclosures;
 
@@ -180,7 +180,7 @@ public final class SdJwt {
         if (!sdJwt.endsWith("~")) {
             throw new SecurityException("SD-JWT does not end in '~' (or carries a key binding)");
         }
-        String[] parts = sdJwt.split("~", -1); // jwt, d1, …, dn, ""
+        String[] parts = sdJwt.split("~", -1); // jwt, d1, ..., dn, ""
         for (int k = 0; k < parts.length - 1; k++) {
             if (parts[k].isEmpty()) {
                 throw new SecurityException("SD-JWT has an empty component");

@@ -125,7 +125,7 @@ public final class SelfTest {
         return Jwk.publicOf("X25519", Jwk.hex(hexX)).publicKey();
     }
 
-    /** RFC 7748 §5.2: the X25519 function on two (scalar, u) inputs. */
+    /** RFC 7748 section 5.2: the X25519 function on two (scalar, u) inputs. */
     private static void rfc7748Functions() throws Exception {
         eq("c3da55379de9c6908e94ea4df28d084f32eccf03491c71f754b4075577a28552",
                 hex(Jose.x25519(
@@ -139,7 +139,7 @@ public final class SelfTest {
                 "vector 2");
     }
 
-    /** RFC 7748 §6.1: Alice's and Bob's public keys and their shared secret. */
+    /** RFC 7748 section 6.1: Alice's and Bob's public keys and their shared secret. */
     private static void rfc7748Dh() throws Exception {
         String a = "77076d0a7318a57d3c16c17251b26645df4c2f87ebc0992ab177fba51db92c2a";
         String aPub = "8520f0098930a754748b7ddcb43ef75a0dbf3a0d26381af4eba4a98eaa9b4e6a";
@@ -166,7 +166,7 @@ public final class SelfTest {
         eq("VqqN6vgjbSBcIijNcacQGg", B64.encode(key), "derived key");
     }
 
-    /** RFC 3394 §4.6: 256 bits of key data wrapped with a 256-bit KEK. */
+    /** RFC 3394 section 4.6: 256 bits of key data wrapped with a 256-bit KEK. */
     private static void rfc3394() throws Exception {
         byte[] kek = Jwk.hex("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f");
         byte[] data = Jwk.hex("00112233445566778899aabbccddeeff000102030405060708090a0b0c0d0e0f");

@@ -134,7 +134,7 @@ public final class SpecExamples {
     }
 
     private static void submission() throws Exception {
-        Jwk brokerEnc = Jwk.read(ex.resolve("keys/broker/enc.private.jwk"));
+        Jwk brokerEnc = Jwk.read(ex.resolve("keys").resolve("broker").resolve("enc.private.jwk"));
         Jose.Parsed p = Jose.decrypt(text("submission.jwe"), brokerEnc);
         same("masp+sd-jwt", p.header.get("cty"), "cty");
         same(brokerEnc.kid, p.header.get("kid"), "kid");
@@ -194,8 +194,8 @@ public final class SpecExamples {
     private static void refusals(Path spec) throws Exception {
         Agency nhs = new Agency("nhs", ex.resolve("keys"));
         Jwk nhsEncPublic = Jwk.fromJson(nhs.enc.publicJson());
-        Jwk brokerSig = Jwk.read(ex.resolve("keys/broker/sig.private.jwk"));
-        Jwk policeSig = Jwk.read(ex.resolve("keys/police/sig.private.jwk"));
+        Jwk brokerSig = Jwk.read(ex.resolve("keys").resolve("broker").resolve("sig.private.jwk"));
+        Jwk policeSig = Jwk.read(ex.resolve("keys").resolve("police").resolve("sig.private.jwk"));
         Keys.BrokerKeys bk = brokerKeys();
         Keys.AgencyKeys ak = agencyKeys();
         JsonSchema received = receivedSchema(spec, "cj_status_update");

@@ -136,5 +136,5 @@ def _reason_code(reason: object) -> str | None:
     """Recipients' reasons are free text from another system: keep a bounded code only."""
     if not isinstance(reason, str):
         return None
-    code = "".join(ch for ch in reason[:64] if ch.isalnum() or ch in "-_.: ")
+    code = "".join(ch for ch in reason[:64] if (ch.isascii() and ch.isalnum()) or ch in "-_.: ")
     return code or None

@@ -239,6 +239,8 @@ def open_delivery(jwe: str | bytes, me: AgencyKeys, registry: KeyRegistry) -> De
         raise SignatureInvalid("delivery token does not describe this message")
     if message.payload.get("masp_type") != claims.get("masp_type"):
         raise SignatureInvalid("delivery token names another message type")
+    if message.payload.get("purpose") != claims.get("purpose"):
+        raise SignatureInvalid("delivery token names another purpose")
     received = sorted(d.digest for d in message.disclosures)
     listed = claims.get("disclosed")
     if not isinstance(listed, list) or sorted(listed) != received:
@@ -323,8 +325,7 @@ def verify_agency_auth(token: str, registry: KeyRegistry, now: datetime,
     _, p = jose.verify(token, _signer_lookup(registry, agency), TYP_AUTH)
     if p.get("iss") != agency or p.get("sub") != agency or p.get("aud") != BROKER:
         raise SignatureInvalid("assertion iss/sub/aud do not match its key")
-    if not isinstance(p.get("jti"), str) or not isinstance(p.get("exp"), int) \
-            or not isinstance(p.get("iat"), int):
+    if not isinstance(p.get("jti"), str) or type(p.get("exp")) is not int or type(p.get("iat")) is not int:
         raise MalformedMessage("assertion needs jti, iat and exp")
     iat, exp = from_epoch(p["iat"]), from_epoch(p["exp"])
     if exp <= now or iat > now + timedelta(seconds=30) or exp - iat > max_age:

@@ -37,7 +37,7 @@ from .victim_safety_update import VictimSafetyUpdate
 
 SCHEMA_VERSION = "1"
 
-#: masp_type -> body model, in catalogue order (DOMAIN.md section 2).
+#: masp_type -> body model, in catalogue order (docs/domain.md section 2).
 MESSAGE_TYPES: Mapping[str, type[CanonicalBody]] = MappingProxyType(
     {
         model.masp_type: model

@@ -20,7 +20,7 @@ DATA_CLASS_KEY = "x-masp-data-class"
 
 
 class DataClass(StrEnum):
-    """Data classes of DOMAIN.md section 1."""
+    """Data classes of docs/domain.md section 1."""
 
     PERPETRATOR_IDENTITY = "perpetrator_identity"
     PERPETRATOR_ADDRESS = "perpetrator_address"
@@ -40,12 +40,12 @@ class DataClass(StrEnum):
     REFERRER = "referrer"
     #: Which earlier message and which of its fields a correction_notice concerns, and why
     #: (coded). No personal data; every recipient of a correction needs it to apply one.
-    #: Not in DOMAIN.md section 1, whose classes all describe personal data.
+    #: Not in docs/domain.md section 1, whose classes all describe personal data.
     MESSAGE_REFERENCE = "message_reference"
 
 
 #: Classes that never reach the perpetrator-facing NHS team, whatever a clause or an
-#: override says (DOMAIN.md P4 hard rule).
+#: override says (docs/domain.md P4 hard rule).
 NEVER_TO_NHS: frozenset[DataClass] = frozenset(
     {DataClass.VICTIM_LOCATION, DataClass.VICTIM_SAFETY_PLAN}
 )

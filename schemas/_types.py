@@ -65,7 +65,7 @@ PurposeCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")]
 
 AgencyId = Literal["police", "probation", "nhs", "advocacy"]
 
-#: The message catalogue of DOMAIN.md section 2 (schema v1).
+#: The message catalogue of docs/domain.md section 2 (schema v1).
 MaspType = Literal[
     "case_referral",
     "intervention_referral",

@@ -17,6 +17,7 @@ from broker import policy
 from broker.acks import acknowledge
 from broker.api import audit_routes, delivery_routes, ig_routes, ops_health, ops_routes, problems
 from broker.api.auth import Principal, authenticate, require_agency, require_role
+from broker.api.delivery_routes import DeliveryState
 from broker.api.params import MAX_INT64
 from broker.api.problems import AUTHENTICATED, declare
 from broker.audit.entry import AuditEntry, pseudonym
@@ -88,7 +89,7 @@ def create_app(service: BrokerService) -> FastAPI:
         return JSONResponse(receipt.as_json(), status_code=202)
 
     @app.get("/v1/mailbox", tags=["agency"], responses=AUTHENTICATED)
-    async def mailbox(who: Auth, state: str | None = None, limit: int = Query(100, ge=1, le=1000)
+    async def mailbox(who: Auth, state: DeliveryState | None = None, limit: int = Query(100, ge=1, le=1000)
                       ) -> dict[str, Any]:
         agency = require_agency(who)
         async with exchange.sessions() as session:

@@ -101,7 +101,7 @@ class Repeated(BaseModel):
 
 
 class AuditEntry(BaseModel):
-    """One audit leaf (DOMAIN.md §4). ``leaf_hash`` is stored beside it, not inside."""
+    """One audit leaf (docs/domain.md §4). ``leaf_hash`` is stored beside it, not inside."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

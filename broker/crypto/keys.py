@@ -77,11 +77,13 @@ class AgencyKeys:
     home: Path | None = None
     _ring: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
-    def decryption_keys(self) -> dict[str, OKPKey]:
+    def decryption_keys(self, now: datetime | None = None) -> dict[str, OKPKey]:
         """Private encryption keys by kid: the current one and every one a rotation kept.
 
         A message encrypted to the previous key just before a rotation (still in a queue)
-        must open after it; so must one encrypted to a key rotated in by another process.
+        must open after it; so must one encrypted to a key rotated in by another process. A
+        key whose overlap has ended (retired) or that was revoked opens nothing more: the sender
+        must seal to the current key (docs/spec/keys.md).
         """
         keys = {str(self.enc.kid): self.enc}
         if self.home is None:
@@ -96,8 +98,12 @@ class AgencyKeys:
                 except FileNotFoundError:
                     continue
                 found[str(key.kid)] = key
-            self._ring.update(stamp=now_stamp, keys=found)
-        return {**cast(dict[str, OKPKey], self._ring["keys"]), **keys}
+            self._ring.update(stamp=now_stamp, keys=found, states=read_states(self.home.parent))
+        states = cast(dict[str, KeyState], self._ring["states"])
+        at = now or datetime.now(UTC)
+        usable = {**cast(dict[str, OKPKey], self._ring["keys"]), **keys}
+        return {kid: key for kid, key in usable.items()
+                if kid not in states or states[kid].refusal(at) is None}
 
     @classmethod
     def generate(cls, agency: str, day: date) -> AgencyKeys:
@@ -220,21 +226,22 @@ class KeyRegistry:
         return agency in self._agencies
 
     def jwks(self, now: datetime | None = None, *,
-             broker: bool | None = None) -> dict[str, list[dict[str, str]]]:
+             broker: bool | None = None) -> dict[str, list[dict[str, str | int]]]:
         """Public keys with their owner (``masp_agency``) and ``status`` (active, retiring until
         ``exp``, retired, revoked). ``broker``: True for the broker's keys only, False for the
         agencies' only (the two are published apart: docs/spec/keys.md), None for all."""
         self._refresh()
         at = now or datetime.now(UTC)
-        out: list[dict[str, str]] = []
+        out: list[dict[str, str | int]] = []
         for kid, key in sorted(self._keys.items()):
             owner = KeyId.parse(kid).agency
             if broker is not None and (owner == BROKER) != broker:
                 continue
             state = self._states.get(kid, KeyState("active"))
-            jwk = {**public_jwk(key), "masp_agency": owner, "status": state.status_at(at)}
+            jwk: dict[str, str | int] = {**public_jwk(key), "masp_agency": owner,
+                                         "status": state.status_at(at)}
             if state.status == "retiring" and state.until is not None:
-                jwk["exp"] = str(int(state.until.timestamp()))
+                jwk["exp"] = int(state.until.timestamp())  # a NumericDate, as in a JWT
             out.append(jwk)
         return {"keys": out}
 

@@ -1,4 +1,4 @@
-"""``masp demo``: the demonstration case of DOMAIN.md §5 on the real RabbitMQ.
+"""``masp demo``: the demonstration case of docs/domain.md §5 on the real RabbitMQ.
 
 Everything runs in one process in an isolated namespace (its own exchanges and queues,
 its own SQLite database and keys under the output directory): the broker and its workers,

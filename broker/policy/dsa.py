@@ -40,7 +40,7 @@ AGENCIES: tuple[AgencyId, ...] = ("police", "probation", "nhs", "advocacy")
 ConsentKind = Literal["victim", "intervention"]
 CONSENT_KINDS: tuple[ConsentKind, ...] = ("victim", "intervention")
 
-#: The message catalogue (DOMAIN.md section 2) as ``schemas`` defines it; lint rejects a
+#: The message catalogue (docs/domain.md section 2) as ``schemas`` defines it; lint rejects a
 #: clause naming anything else.
 MESSAGE_TYPES: frozenset[str] = frozenset(schemas.MESSAGE_TYPES)
 
@@ -61,7 +61,7 @@ class DsaStatus(StrEnum):
 
 
 class Regime(StrEnum):
-    """The law the *sender* discloses under (DOMAIN.md section 1)."""
+    """The law the *sender* discloses under (docs/domain.md section 1)."""
 
     UK_GDPR = "uk_gdpr"
     DPA2018_PART3 = "dpa2018_part3"
@@ -88,7 +88,7 @@ class Clause(BaseModel):
     escalation_hours: int | None = Field(default=None, gt=0)
     override_authoriser_roles: list[str] = Field(default_factory=list)
     #: The subjects relied on under Sch 1 para 18 / Sch 8 para 4 are children or adults
-    #: assessed as at risk; without it lint rejects those conditions (DOMAIN.md P3).
+    #: assessed as at risk; without it lint rejects those conditions (docs/domain.md P3).
     subjects_at_risk: bool = False
 
 

@@ -3,7 +3,7 @@
 Pure domain code: no clock (``at`` comes with the request), no I/O, no framework. The
 engine picks the clause, runs the rules of `broker.policy.rules` and turns their results
 into a `Decision` the broker delivers and audits. It never raises for a policy reason:
-every refusal is a `Decision` so it can be recorded (DOMAIN.md P11). When clauses that
+every refusal is a `Decision` so it can be recorded (docs/domain.md P11). When clauses that
 disagree all apply, it picks none and denies (``clause.overlap``): lint refuses such a
 bundle, and the engine does not rely on that.
 """

@@ -29,7 +29,7 @@ IDENTITY_CLASS: dict[str, DataClass] = {
     "convicted": DataClass.PERPETRATOR_IDENTITY,
     "child": DataClass.CHILDREN,
 }
-#: Categories the perpetrator-facing team never hears of (DOMAIN.md P4, extended to the
+#: Categories the perpetrator-facing team never hears of (docs/domain.md P4, extended to the
 #: envelope: a victim's reference leads to her as surely as her address).
 HIDDEN_FROM_PERPETRATOR_FACING: frozenset[str] = frozenset({"victim"})
 

@@ -44,7 +44,7 @@ PUBLIC_AUTHORITIES = frozenset({"police", "probation", "nhs"})
 #: Urgent message types: a consent gate would block a risk disclosure.
 URGENT_TYPES = frozenset({"risk_concern_alert"})
 CORRECTION = "correction_notice"
-#: The personal-data classes of DOMAIN.md section 1. Any other class the schemas define
+#: The personal-data classes of docs/domain.md section 1. Any other class the schemas define
 #: is administrative (which message a correction concerns) and never widens a disclosure.
 PERSONAL_DATA_CLASSES = frozenset(
     {

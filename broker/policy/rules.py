@@ -1,4 +1,4 @@
-"""The DSA rules (DOMAIN.md P1..P8), each a small check with a stable id, and what they read.
+"""The DSA rules (docs/domain.md P1..P8), each a small check with a stable id, and what they read.
 
 Each rule looks at one evaluation (`RuleContext`: the request, the agreement and the clause
 chosen for it) and returns a `RuleResult`: deny the flow, withhold named fields, warn, or

@@ -219,3 +219,13 @@ async def lock_queued(session: AsyncSession, delivery_ids: Sequence[str]) -> set
         session, f"SELECT delivery_id FROM delivery WHERE state = 'queued' AND delivery_id IN ({marks})"  # noqa: S608
         " FOR UPDATE SKIP LOCKED", *delivery_ids)
     return {str(r[0]) for r in rows}
+
+
+async def still_queued(session: AsyncSession, delivery_ids: Sequence[str]) -> set[str]:
+    """SQLite: which of these deliveries are still queued (an acknowledgement over the mailbox
+    may have overtaken the relay); the single broker process needs no lock."""
+    if not delivery_ids:
+        return set()
+    rows = await session.execute(select(col(DeliveryRow.delivery_id)).where(
+        col(DeliveryRow.state) == "queued", col(DeliveryRow.delivery_id).in_(list(delivery_ids))))
+    return {str(r[0]) for r in rows}

@@ -22,6 +22,7 @@ from broker.errors import MaspError, MisroutedSubmission, Unauthorized
 from broker.exchange import Exchange
 from broker.rate_limit import AgencyRateLimit
 from broker.store.deliveries import QueuedDelivery, claim_queued, lock_queued
+from broker.store.deliveries import still_queued as queued_among
 from broker.store.models import DeliveryRow
 from broker.transport.batching import Batcher
 from broker.transport.drain import Drain
@@ -260,10 +261,10 @@ class BrokerWorkers:
 
         async def still_queued(session: AsyncSession) -> list[QueuedDelivery]:
             # PostgreSQL: lock by key, without the ciphertexts, so a row another process's
-            # relay is publishing is left to it; SQLite runs one broker process: no statement
-            if not postgres:
-                return fresh
-            held = await lock_queued(session, [d.delivery_id for d in fresh])
+            # relay is publishing is left to it; SQLite runs one broker process: no lock, but
+            # a delivery acknowledged over the mailbox meanwhile is not published after all
+            ids = [d.delivery_id for d in fresh]
+            held = await (lock_queued(session, ids) if postgres else queued_among(session, ids))
             return [d for d in fresh if d.delivery_id in held]
 
         published = await self._publish_and_mark(still_queued)

@@ -1,7 +1,7 @@
 """A broker with the demonstration case played through it, for the console's tests.
 
 The whole broker on the real RabbitMQ (its own namespace) and a real database, the four
-agency adapters, the DOMAIN §5 case played by them (so there are real disclosures, a
+agency adapters, the docs/domain.md §5 case played by them (so there are real disclosures, a
 refusal, a pending override and witnessed checkpoints), and one poison message dead-lettered
 in the nhs inbox so there is something for ops to replay.
 """

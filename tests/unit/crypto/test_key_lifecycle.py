@@ -13,7 +13,7 @@ from broker import wire
 from broker.crypto import jose
 from broker.crypto.keys import AgencyKeys, KeyRegistry, init_keys
 from broker.crypto.rotation import revoke, rotate
-from broker.errors import ConfigurationError, KeyRevoked, UnknownKey
+from broker.errors import ConfigurationError, DecryptionFailed, KeyRevoked, UnknownKey
 
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
 
@@ -55,10 +55,15 @@ def test_rotation_overlap_then_retirement(keys_dir: Path) -> None:
 
     # a message sealed to the old encryption key before the rotation still opens for the holder
     sealed = jose.encrypt(b"in flight", old.enc, "masp-delivery+json")
-    assert jose.decrypt(sealed, new.decryption_keys(), "masp-delivery+json") == b"in flight"
+    assert jose.decrypt(sealed, new.decryption_keys(NOW), "masp-delivery+json") == b"in flight"
     # and the process that loaded the old keys finds the new one, too
     to_new = jose.encrypt(b"after", new.enc, "masp-delivery+json")
-    assert jose.decrypt(to_new, old.decryption_keys(), "masp-delivery+json") == b"after"
+    assert jose.decrypt(to_new, old.decryption_keys(NOW), "masp-delivery+json") == b"after"
+    # once the overlap has ended the old key opens nothing more: senders must use the new one
+    assert str(old.enc.kid) in new.decryption_keys(NOW + timedelta(hours=1))
+    assert str(old.enc.kid) not in new.decryption_keys(NOW + timedelta(hours=2))
+    with pytest.raises(DecryptionFailed, match="not addressed to a current key"):
+        jose.decrypt(sealed, new.decryption_keys(NOW + timedelta(hours=2)), "masp-delivery+json")
 
     # a second rotation the same day gets a distinct kid
     again = rotate(keys_dir, "police", NOW + timedelta(minutes=5), timedelta(hours=1))

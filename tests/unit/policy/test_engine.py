@@ -52,7 +52,7 @@ def names_of(fields: dict[str, D], *classes: D) -> set[str]:
     return {n for n, c in fields.items() if c in classes}
 
 
-# --- the demonstration case (DOMAIN.md section 5) ------------------------------------
+# --- the demonstration case (docs/domain.md section 5) ------------------------------------
 
 
 def test_step1_case_referral_each_partner_minimised(sample: DsaBundle) -> None:

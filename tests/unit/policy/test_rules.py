@@ -482,7 +482,7 @@ P8 = [
         req={**_IR_REQ, "facts": {"cj_status": "under_investigation", "case_holder": True}},
     ),
     Case(
-        "spelled as in DOMAIN.md",
+        "spelled as in docs/domain.md",
         Outcome.DENY,
         "P8.eligibility",
         clause=_IR,

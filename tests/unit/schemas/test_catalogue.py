@@ -20,7 +20,7 @@ from schemas._types import MaspType
 from schemas.correction_notice import CORRECTABLE, CorrectableType, CorrectionNoticeBase
 from schemas.envelope import ENVELOPE_CLAIMS
 
-#: DOMAIN.md section 2, in order.
+#: docs/domain.md section 2, in order.
 CATALOGUE = [
     "case_referral",
     "intervention_referral",

@@ -219,7 +219,8 @@ def _delivery(keys: dict[str, AgencyKeys], to: str, names: list[str], **over: ob
     shown = msg.present(d.digest for d in msg.disclosures if d.name in names)
     claims = {"aud": to, "jti": wire.new_id(), "message_id": wire.verify_submission(
         msg.serialize(), _registry_of(keys), NOW).message_id, "sender": "police",
-        "masp_type": "case_referral", "disclosed": [d.digest for d in shown.disclosures]}
+        "masp_type": "case_referral", "purpose": "risk_management",
+        "disclosed": [d.digest for d in shown.disclosures]}
     claims.update(over)
     token = wire.sign_delivery_token(keys["broker"], claims)
     return wire.seal_delivery(shown, token, keys[to].enc)
@@ -252,6 +253,9 @@ def test_delivery_checks(agency_keys: dict[str, AgencyKeys], registry: KeyRegist
                            agency_keys["nhs"], registry)
     with pytest.raises(SignatureInvalid, match="differ"):
         wire.open_delivery(_delivery(agency_keys, "nhs", ["offence_codes"], disclosed=[]),
+                           agency_keys["nhs"], registry)
+    with pytest.raises(SignatureInvalid, match="another purpose"):
+        wire.open_delivery(_delivery(agency_keys, "nhs", ["offence_codes"], purpose="safeguarding"),
                            agency_keys["nhs"], registry)
 
 
@@ -325,3 +329,23 @@ def test_an_ack_at_the_edges_of_its_lifetime_is_accepted(agency_keys: dict[str, 
                     {"exp": wire.epoch(NOW + timedelta(hours=24))}):
         token = jose.sign(_ack_claims(**changes), agency_keys["nhs"].sig, wire.TYP_ACK)
         assert wire.verify_ack(token, registry, NOW)["jti"] == "j-1"
+
+
+@pytest.mark.parametrize("claim", ["iat", "exp"])
+def test_an_assertion_whose_times_are_not_integers_is_malformed(
+        agency_keys: dict[str, AgencyKeys], registry: KeyRegistry, claim: str) -> None:
+    """``true`` is an int to Python's isinstance; it is no NumericDate."""
+    payload = {"iss": "police", "sub": "police", "aud": "broker", "jti": "j-1",
+               "iat": wire.epoch(NOW), "exp": wire.epoch(NOW + timedelta(seconds=60)), claim: True}
+    token = jose.sign(payload, agency_keys["police"].sig, wire.TYP_AUTH)
+    with pytest.raises(MalformedMessage, match="assertion needs jti, iat and exp"):
+        wire.verify_agency_auth(token, registry, NOW, timedelta(minutes=5))
+
+
+def test_an_ack_reason_keeps_an_ascii_code_only() -> None:
+    from broker.acks import _reason_code
+
+    assert _reason_code("duplicate-of:REF_12 ok") == "duplicate-of:REF_12 ok"
+    assert _reason_code("émigré réf") == "migr rf"
+    assert _reason_code("名前") is None and _reason_code(7) is None
+    assert _reason_code("x" * 100) == "x" * 64

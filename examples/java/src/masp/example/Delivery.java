@@ -103,13 +103,12 @@ public final class Delivery {
         // 5. The sender's SD-JWT, with the sender's key from the agency set (kid names sender).
         SdJwt.Verified m = SdJwt.verify(sdJwt, sender, agencyKeys);
 
-        // 6. The JWT and the token describe the same message.
+        // 6. The JWT and the token describe the same message (iss, jti, masp_type, purpose).
         Map<String, Object> c = m.claims;
         if (!sender.equals(c.get("iss")) || !messageId.equals(c.get("jti"))
                 || !maspType.equals(c.get("masp_type"))) {
             throw new SecurityException("the token does not describe this SD-JWT");
         }
-        // Not in the spec's list, but the token repeats the purpose: they must agree.
         if (!c.get("purpose").equals(token.get("purpose"))) {
             throw new SecurityException("the token's purpose is not the message's");
         }

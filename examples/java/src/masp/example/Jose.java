@@ -179,7 +179,12 @@ public final class Jose {
 
         byte[] z = x25519(recipientPrivate.privateKey(), epk.publicKey());
         byte[] kek = concatKdf(z, 256, "ECDH-ES+A256KW", apu, apv);
-        byte[] cek = aesUnwrap(kek, B64.decode(p[1]));
+        byte[] cek;
+        try {
+            cek = aesUnwrap(kek, B64.decode(p[1]));
+        } catch (java.security.GeneralSecurityException e) {
+            throw new SecurityException("JWE key unwrap failed: not sealed to this key, or altered");
+        }
         byte[] iv = B64.decode(p[2]);
         byte[] ct = B64.decode(p[3]);
         byte[] tag = B64.decode(p[4]);
@@ -189,8 +194,11 @@ public final class Jose {
         Cipher c = Cipher.getInstance("AES/GCM/NoPadding");
         c.init(Cipher.DECRYPT_MODE, new SecretKeySpec(cek, "AES"), new GCMParameterSpec(128, iv));
         c.updateAAD(p[0].getBytes(StandardCharsets.US_ASCII));
-        byte[] plain = c.doFinal(Jwk.concat(ct, tag)); // throws AEADBadTagException if tampered
-        return new Parsed(header, plain);
+        try {
+            return new Parsed(header, c.doFinal(Jwk.concat(ct, tag)));
+        } catch (javax.crypto.AEADBadTagException e) {
+            throw new SecurityException("JWE ciphertext or header was altered (GCM tag)");
+        }
     }
 
     // ------------------------------------------------------------ primitives

@@ -65,6 +65,7 @@ public final class Main {
     private Object lastReceipt;
     private final Map<String, Long> inboxBefore = new HashMap<>(); // mailbox-mode inboxes
     private final Map<String, Object> deliveriesOut = new TreeMap<>(); // the final JSON line
+    private String lastRefusal; // why the last unverifiable delivery was refused, for FAIL lines
 
     /** A step's failure: its one-line reason. */
     static final class StepFailed extends Exception {
@@ -497,9 +498,12 @@ public final class Main {
     /** Advocacy: poll the mailbox, open each delivery, acknowledge over HTTP. */
     private Delivery.Opened receiveByMailbox(Agency me) throws Exception {
         long deadline = System.currentTimeMillis() + timeoutMs;
+        Set<String> refused = new HashSet<>();
+        lastRefusal = null;
         Delivery.Opened target = null;
         while (target == null) {
-            check(System.currentTimeMillis() < deadline, "no delivery of " + messageId
+            check(System.currentTimeMillis() < deadline, lastRefusal != null
+                    ? "refused a delivery, " + lastRefusal : "no delivery of " + messageId
                     + " in the mailbox after " + timeoutMs / 1000 + " s");
             List<Map<String, Object>> waiting = new ArrayList<>();
             // What is still to fetch: queued, published or dead-lettered (mailbox.md).
@@ -517,8 +521,18 @@ public final class Main {
                 if (!"application/jose".equals(r.mediaType)) {
                     continue; // settled meanwhile: a summary, no ciphertext
                 }
-                Delivery.Opened o = open(me, r.body.trim());
-                check(id.equals(o.deliveryId()), "the mailbox served another delivery");
+                Delivery.Opened o;
+                try {
+                    o = open(me, r.body.trim());
+                    check(id.equals(o.deliveryId()), "the mailbox served another delivery");
+                } catch (Exception e) {
+                    // Unverifiable: not acknowledged (its delivery id cannot be trusted).
+                    if (refused.add(id)) {
+                        lastRefusal = id + ": " + oneLine(e);
+                        System.err.println(me.id + ": refused delivery " + lastRefusal);
+                    }
+                    continue;
+                }
                 handOver(me, o);
                 ackOverHttp(me, o);
                 if (messageId.equals(o.messageId())) {
@@ -557,6 +571,7 @@ public final class Main {
      */
     private Delivery.Opened receiveByAmqp(Agency me) throws Exception {
         long deadline = System.currentTimeMillis() + timeoutMs;
+        lastRefusal = null;
         Delivery.Opened target = null;
         try (Amqp c = Amqp.connect(amqpUrl)) {
             c.qos(16);
@@ -564,7 +579,8 @@ public final class Main {
             c.consume(ns + "inbox." + me.id);
             while (target == null) {
                 long left = deadline - System.currentTimeMillis();
-                check(left > 0, "no delivery of " + messageId + " on " + ns + "inbox." + me.id
+                check(left > 0, lastRefusal != null ? "refused a delivery, " + lastRefusal
+                        : "no delivery of " + messageId + " on " + ns + "inbox." + me.id
                         + " after " + timeoutMs / 1000 + " s");
                 Amqp.Message m = c.nextDelivery(Math.min(left, 1000));
                 if (m == null) {
@@ -576,7 +592,8 @@ public final class Main {
                 } catch (Exception e) {
                     // Unverifiable: never acknowledged, rejected to the dead-letter queue.
                     c.reject(m.deliveryTag, false);
-                    System.err.println(me.id + ": refused a delivery: " + oneLine(e));
+                    lastRefusal = oneLine(e);
+                    System.err.println(me.id + ": refused a delivery: " + lastRefusal);
                     continue;
                 }
                 handOver(me, o); // a repeat is not handed over again, but is acknowledged again

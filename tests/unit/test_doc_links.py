@@ -10,7 +10,8 @@ LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 
 
 def test_relative_links_in_the_integration_guide_and_the_spec_resolve() -> None:
-    pages = [REPO / "docs" / "integrating.md", REPO / "README.md", *sorted((REPO / "docs" / "spec").glob("*.md")),
+    pages = [REPO / "docs" / "integrating.md", REPO / "README.md",
+             *sorted((REPO / "docs" / "spec").glob("*.md")),
              REPO / "examples" / "java" / "README.md", REPO / "examples" / "node" / "README.md"]
     broken = []
     for page in pages:

@@ -276,7 +276,19 @@ async function main() {
             () => reject(new Error(`no delivery of ${sent.messageId} in ${inbox}${lastRefusal ? `; last refusal: ${lastRefusal}` : ''}`)),
             cfg.timeoutMs,
           );
-          const onMessage = async (msg) => {
+          // Every delivery in the inbox is verified and acknowledged, one at a time, not only
+          // ours: once ours has come, what else is there is drained until the queue is idle.
+          let found = null;
+          let idle;
+          const settle = () => {
+            clearTimeout(idle);
+            idle = setTimeout(() => resolve(found), 1000);
+          };
+          let chain = Promise.resolve();
+          const onMessage = (msg) => {
+            chain = chain.then(() => handle(msg));
+          };
+          const handle = async (msg) => {
             if (msg === null) return reject(new Error(`RabbitMQ cancelled our consumer on ${inbox}`));
             let d;
             try {
@@ -289,6 +301,7 @@ async function main() {
               }
               lastRefusal = err.message;
               ch.reject(msg, false); // unverifiable: dead-lettered for the operators, never acked
+              if (found) settle();
               return;
             }
             try {
@@ -299,8 +312,9 @@ async function main() {
               ch.ack(msg);
               if (isOurs(d)) {
                 clearTimeout(timer);
-                resolve(d);
+                found = d;
               }
+              if (found) settle();
             } catch (err) {
               reject(err);
             }

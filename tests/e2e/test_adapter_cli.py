@@ -95,7 +95,8 @@ def test_check_certifies_an_agency_and_fails_without_a_broker(deployment: Deploy
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     assert len(lines) == 15 and lines[-1] == "14/14 points passed"
-    assert all(line.startswith("[PASS] 3.") for line in lines[:-1])
+    assert all(line.startswith(("[PASS] message ", "[PASS] submission ", "[PASS] delivery ",
+                                "[PASS] acknowledgement ", "[PASS] audit ")) for line in lines[:-1])
     gone = subprocess.run([*MASP, "adapter", "check", "nhs", "--url", f"http://127.0.0.1:{_free_port()}"],
                           env=deployment.env, cwd=REPO, capture_output=True, text=True, timeout=60,
                           check=False)

@@ -577,13 +577,18 @@ public final class Main {
             c.qos(16);
             c.confirmSelect();
             c.consume(ns + "inbox." + me.id);
-            while (target == null) {
+            // Every delivery in the inbox is verified and acknowledged, not only ours: once ours
+            // has come, the loop drains what else is there and stops when the queue is idle.
+            while (true) {
                 long left = deadline - System.currentTimeMillis();
-                check(left > 0, lastRefusal != null ? "refused a delivery, " + lastRefusal
-                        : "no delivery of " + messageId + " on " + ns + "inbox." + me.id
-                        + " after " + timeoutMs / 1000 + " s");
-                Amqp.Message m = c.nextDelivery(Math.min(left, 1000));
+                check(target != null || left > 0, lastRefusal != null ? "refused a delivery, "
+                        + lastRefusal : "no delivery of " + messageId + " on " + ns + "inbox."
+                        + me.id + " after " + timeoutMs / 1000 + " s");
+                Amqp.Message m = c.nextDelivery(target != null ? 1000 : Math.min(left, 1000));
                 if (m == null) {
+                    if (target != null) {
+                        break;
+                    }
                     continue;
                 }
                 Delivery.Opened o;

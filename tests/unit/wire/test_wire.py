@@ -349,3 +349,25 @@ def test_an_ack_reason_keeps_an_ascii_code_only() -> None:
     assert _reason_code("émigré réf") == "migr rf"
     assert _reason_code("名前") is None and _reason_code(7) is None
     assert _reason_code("x" * 100) == "x" * 64
+
+
+def test_everything_the_broker_verifies_accepts_the_eddsa_name(
+        agency_keys: dict[str, AgencyKeys], registry: KeyRegistry) -> None:
+    """An agency whose library signs with RFC 8037's name is as good as one that uses RFC 9864's:
+    message, bearer assertion and acknowledgement alike."""
+    police = agency_keys["police"]
+    msg = _message(agency_keys)
+    payload = json.loads(jose.b64url_decode(msg.jwt.split(".")[1]))
+    renamed = sdjwt.SdJwt(jose.sign(payload, police.sig, "masp+sd-jwt", "EdDSA"), msg.disclosures)
+    assert jose.peek_header(renamed.jwt, 3)["alg"] == "EdDSA"
+    sub = wire.verify_submission(renamed.serialize(), registry, NOW)
+    assert sub.message_id == payload["jti"] and sub.message.claims == BODY
+
+    assertion = jose.sign({"iss": "police", "sub": "police", "aud": "broker", "jti": "j-9",
+                           "iat": wire.epoch(NOW), "exp": wire.epoch(NOW + timedelta(seconds=60))},
+                          police.sig, wire.TYP_AUTH, "EdDSA")
+    assert wire.verify_agency_auth(assertion, registry, NOW, timedelta(minutes=5))["sub"] == "police"
+    ack = jose.sign(_ack_claims(), agency_keys["nhs"].sig, wire.TYP_ACK, "EdDSA")
+    assert wire.verify_ack(ack, registry, NOW)["status"] == "accepted"
+    with pytest.raises(SignatureInvalid, match="must be Ed25519"):
+        jose.sign(payload, police.sig, "masp+sd-jwt", "ES256")

@@ -71,6 +71,19 @@ BODY: dict[str, Any] = {
     "offence_codes": ["PH97021"],
     "crime_reference": "44260012345",
 }
+#: The victim's consent to sharing with advocacy, as police record it (docs/spec/message.md#consent).
+VICTIM = SUBJECTS[1]
+CONSENT_REF = "CONSENT-0147-V1"
+CONSENT_BODY: dict[str, Any] = {
+    "victim_consent": {
+        "status": "given",
+        "scope": {"purposes": ["risk_management", "victim_support", "safeguarding"],
+                  "recipients": ["advocacy"],
+                  "message_types": ["case_referral", "cj_status_update", "risk_level_change"]},
+        "effective_date": "2026-11-21",
+        "given_by": "subject",
+    },
+}
 
 #: Files that hold a JWE: random, so checked by decryption, never byte for byte.
 RANDOM_FILES = frozenset({"submission.jwe", "delivery.nhs.jwe"})
@@ -271,6 +284,10 @@ async def _run(out: Out, keys: dict[str, AgencyKeys], registry: KeyRegistry, clo
     def auth(agency: str) -> dict[str, str]:
         return {"authorization": f"Bearer {wire.sign_agency_auth(keys[agency], clock())}"}
 
+    async def submit(message: sdjwt.SdJwt, agency: str) -> httpx.Response:
+        return await http.post("/v1/messages", content=wire.seal_submission(message, keys[BROKER].enc),
+                               headers={"content-type": "application/jose", **auth(agency)})
+
     out.json("jwks.json", (await http.get("/.well-known/jwks.json")).json())
     out.json("agency-keys.json", (await http.get("/v1/agency-keys")).json())
     out.text("catalogue-classes.md", catalogue_classes())
@@ -366,7 +383,39 @@ async def _run(out: Out, keys: dict[str, AgencyKeys], registry: KeyRegistry, clo
     problems["replay"] = refused.json()
     refused = await http.get("/v1/mailbox", headers={"authorization": f"Bearer {assertion}"})
     problems["unauthorized"] = refused.json()
+    # a mistyped field name (masked, with a hint) and a cross-field rule, in one body
+    mistyped = {k: v for k, v in BODY.items() if k != "offence_codes"} | {
+        "offence_code": ["PH97021"],
+        "orders": [{"kind": "restraining_order", "status": "breached", "status_date": "2026-11-20"}]}
+    invalid = wire.compose_message(keys["police"], "cj_status_update", mistyped, case_id=CASE_ID,
+                                   purpose="risk_management", subjects=SUBJECTS, now=clock(),
+                                   jti=wire.new_id())
+    problems["schema-invalid"] = (await submit(invalid, "police")).json()
+    # nhs is no recorder of a victim's consent (P6.consent_recorder): refused whole
+    forged = wire.compose_message(keys["nhs"], "consent_change", CONSENT_BODY, case_id=CASE_ID,
+                                  purpose="case_management", subjects=[VICTIM], now=clock(),
+                                  jti=wire.new_id(), consent_ref=CONSENT_REF)
+    problems["policy-refused"] = (await submit(forged, "nhs")).json()
     out.json("problems.json", problems)
+
+    # consent (P6): police record the victim's consent, then a message citing it reaches advocacy
+    consent = wire.compose_message(keys["police"], "consent_change", CONSENT_BODY, case_id=CASE_ID,
+                                   purpose="case_management", subjects=[VICTIM], now=clock(),
+                                   jti=wire.new_id(), consent_ref=CONSENT_REF)
+    out.json("consent-change.decoded.json", decode_sd_jwt(consent.serialize()))
+    recorded = await submit(consent, "police")
+    assert recorded.status_code == 202, recorded.text
+    out.json("consent-change.receipt-response.json", recorded.json())
+    citing = wire.compose_message(keys["police"], "cj_status_update", BODY, case_id=CASE_ID,
+                                  purpose="risk_management", subjects=SUBJECTS, now=clock(),
+                                  jti=wire.new_id(), consent_ref=CONSENT_REF)
+    cited = await submit(citing, "police")
+    assert cited.status_code == 202, cited.text
+    out.json("consent-cited.receipt-response.json", cited.json())
+    waiting = (await http.get("/v1/mailbox", headers=auth("advocacy"))).json()["deliveries"]
+    jwe = (await http.get(f"/v1/mailbox/{waiting[-1]['delivery_id']}", headers=auth("advocacy"))).text
+    token = json.loads(jose.decrypt(jwe, keys["advocacy"].decryption_keys(), wire.CTY_DELIVERY))["delivery"]
+    out.json("delivery.advocacy.token.decoded.json", decode_jws(token))
 
 
 # --- the markdown: example blocks hold the files' text ----------------------------------------

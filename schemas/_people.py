@@ -84,6 +84,10 @@ class ContactWindow(ValueObject):
 
     @model_validator(mode="after")
     def _ordered(self) -> ContactWindow:
+        if (self.start.tzinfo is None) != (self.end.tzinfo is None):
+            # Python cannot order a local time against one with an offset (TypeError): refused,
+            # typed, before the comparison is tried
+            raise cross_field_error("window_mixes_offsets", "start", "end")
         if self.end <= self.start:
             raise cross_field_error("window_ends_before_start", "start", "end")
         return self

@@ -245,3 +245,15 @@ def test_a_mistyped_field_is_answered_with_the_name_it_resembles_never_its_own()
     assert "<unknown> (extra_forbidden; did you mean victim_address?)" in str(exc)
     assert "adress" not in str(exc) and "postcod " not in str(exc) and "postcod)" not in str(exc)
     _assert_no_values(exc)
+
+
+@pytest.mark.parametrize(("start", "end"), [("09:30:00+01:00", "17:00:00"), ("09:30:00", "17:00:00Z")])
+def test_a_contact_window_mixing_local_and_offset_times_is_refused_not_a_crash(start: str, end: str) -> None:
+    """Python cannot order the two (a TypeError was a 500 over HTTP and a redelivery loop over AMQP)."""
+    claims = load_example("case_referral")
+    window = {"days": ["mon"], "start": start, "end": end, "methods": ["phone_call"]}
+    claims["victim_safe_contact_times"] = [window]
+    exc = _refusal("case_referral", claims)
+    assert ("victim_safe_contact_times[0].start", "window_mixes_offsets") in exc.errors
+    claims["victim_safe_contact_times"] = [{**window, "start": "09:30:00", "end": "17:00:00"}]
+    validate_body("case_referral", "1", claims)

@@ -190,6 +190,11 @@ def issue(clear: Mapping[str, Any], body: Mapping[str, Any], key: OKPKey, *, dec
     return SdJwt(jose.sign(payload, key, TYP), (*props, *elements))
 
 
+def _is_digest(value: str) -> bool:
+    """43 characters of canonical unpadded base64url: the encoding of a SHA-256 digest."""
+    return len(value) == 43 and jose.is_b64url(value)
+
+
 def _array_digests(payload: Mapping[str, Any]) -> list[str]:
     items = payload.get(SD_ARRAY)
     if not isinstance(items, list):
@@ -232,6 +237,10 @@ def verify(token: str | SdJwt, lookup: jose.KeyLookup) -> VerifiedSdJwt:
     if not isinstance(signed, list) or not all(isinstance(d, str) for d in signed):
         raise MalformedMessage("_sd must be a list of digests")
     elements = _array_digests(payload)
+    if not all(_is_digest(d) for d in (*signed, *elements)):
+        # decoys included: whatever stands where a digest goes has a digest's shape, so a
+        # recipient's validator (docs/spec/schemas/message-payload.schema.json) accepts it too
+        raise MalformedMessage("every _sd and subjects entry must be a base64url SHA-256 digest")
     _no_hidden_digests(payload)
     if len(set(signed) | set(elements)) != len(signed) + len(elements):
         raise MalformedMessage("a digest appears more than once in the signed payload")

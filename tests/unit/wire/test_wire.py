@@ -371,3 +371,23 @@ def test_everything_the_broker_verifies_accepts_the_eddsa_name(
     assert wire.verify_ack(ack, registry, NOW)["status"] == "accepted"
     with pytest.raises(SignatureInvalid, match="must be Ed25519"):
         jose.sign(payload, police.sig, "masp+sd-jwt", "ES256")
+
+
+@pytest.mark.parametrize("entry", ["not-a-digest", "A" * 42, "A" * 44, "A" * 42 + "B", "=" * 43, ""])
+@pytest.mark.parametrize("where", ["_sd", "subjects"])
+def test_what_stands_where_a_digest_goes_has_a_digests_shape(
+        agency_keys: dict[str, AgencyKeys], registry: KeyRegistry, entry: str, where: str) -> None:
+    """A decoy is any digest no disclosure matches, but it is still a digest: 43 characters of
+    canonical base64url. Anything else is refused before it reaches a recipient's validator."""
+    msg = _message(agency_keys)
+    payload = json.loads(jose.b64url_decode(msg.jwt.split(".")[1]))
+    if where == "_sd":
+        payload["_sd"] = sorted([*payload["_sd"], entry])
+    else:
+        payload["subjects"] = [*payload["subjects"], {"...": entry}]
+    forged = sdjwt.SdJwt(jose.sign(payload, agency_keys["police"].sig, "masp+sd-jwt"), msg.disclosures)
+    with pytest.raises(MalformedMessage, match="base64url SHA-256 digest"):
+        wire.verify_submission(forged.serialize(), registry, NOW)
+    payload[where] = payload[where][:-1] if where == "subjects" else [d for d in payload["_sd"] if d != entry]
+    honest = sdjwt.SdJwt(jose.sign(payload, agency_keys["police"].sig, "masp+sd-jwt"), msg.disclosures)
+    assert wire.verify_submission(honest.serialize(), registry, NOW).message_id == payload["jti"]

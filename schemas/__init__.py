@@ -7,6 +7,7 @@ data class, and the one entry point the broker and adapters validate bodies thro
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from types import MappingProxyType
 
@@ -85,7 +86,10 @@ def validate_body(
         raise SchemaInvalid(masp_type, [("masp_schema", "unsupported_schema_version")])
     body = check_mapping(masp_type, claims)
     try:
-        return model.model_validate(dict(body))
+        # strict, read as the JSON it arrived as: "3" is no integer, 1 no boolean, 20260101 no
+        # date; what passes is what the published JSON Schema says, so a recipient validating
+        # the forwarded values against it never finds one the broker let through
+        return model.model_validate_json(json.dumps(dict(body)), strict=True)
     except ValidationError as exc:
         problem = SchemaInvalid.from_validation_error(masp_type, exc, model)
     # Raised outside the handler so that pydantic's error, which holds the submitted

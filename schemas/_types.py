@@ -10,10 +10,22 @@ from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, Field
+from pydantic_core import PydanticCustomError
 
 
 def _upper_single_spaced(value: object) -> object:
     return " ".join(value.upper().split()) if isinstance(value, str) else value
+
+
+def _only_true(value: object) -> object:
+    # Literal[True] alone admits 1 and 1.0 (they compare equal to True), even when strict
+    if value is not True:
+        raise PydanticCustomError("literal_error", "must be true")
+    return value
+
+
+#: A declaration that must be made: JSON ``true`` and nothing that merely equals it.
+JsonTrue = Annotated[Literal[True], BeforeValidator(_only_true)]
 
 
 # --- free text -------------------------------------------------------------------------

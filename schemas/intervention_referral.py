@@ -10,14 +10,14 @@ only insists on what makes a referral a referral: who, where they stand, and con
 from __future__ import annotations
 
 from datetime import date
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import model_validator
 
 from ._base import CanonicalBody, DataClass, classified
 from ._case import BailConditions, Order, SrpRatings, check_sdash
 from ._people import Accommodation, Address, ContactDetails, PersonName, Referrer
-from ._types import CjStatus, ConcernLevel, PncId, ProbationCrn, RiskLevel, SdashAnswer, ShortText
+from ._types import CjStatus, ConcernLevel, JsonTrue, PncId, ProbationCrn, RiskLevel, SdashAnswer, ShortText
 
 _P = DataClass.PERPETRATOR_IDENTITY
 _A = DataClass.PERPETRATOR_ADDRESS
@@ -67,10 +67,10 @@ class InterventionReferral(CanonicalBody):
         _R, "Stalking Risk Profile domain ratings, if assessed", default=None
     )
     risk_assessed_on: date | None = classified(_R, "Date of the screening", default=None)
-    perpetrator_consents_to_referral: Literal[True] = classified(
+    perpetrator_consents_to_referral: JsonTrue = classified(
         _I, "The perpetrator has agreed to be referred (a referral needs it)"
     )
-    confidentiality_limits_acknowledged: Literal[True] = classified(
+    confidentiality_limits_acknowledged: JsonTrue = classified(
         _I,
         "The perpetrator was told that risk disclosures in treatment are shared with "
         "police and probation",

@@ -257,3 +257,20 @@ def test_a_contact_window_mixing_local_and_offset_times_is_refused_not_a_crash(s
     assert ("victim_safe_contact_times[0].start", "window_mixes_offsets") in exc.errors
     claims["victim_safe_contact_times"] = [{**window, "start": "09:30:00", "end": "17:00:00"}]
     validate_body("case_referral", "1", claims)
+
+
+@pytest.mark.parametrize(("masp_type", "path", "value", "kind"), [
+    ("case_referral", ("sdash_yes_count",), "3", "int_type"),
+    ("case_referral", ("sdash_yes_count",), 3.0, "int_type"),
+    ("intervention_referral", ("perpetrator_consents_to_referral",), 1, "literal_error"),
+    ("intervention_referral", ("confidentiality_limits_acknowledged",), 1.0, "literal_error"),
+    ("intervention_referral", ("perpetrator_consents_to_referral",), "true", "literal_error"),
+])
+def test_values_are_taken_as_the_json_schema_types_them_not_coerced(
+        masp_type: str, path: tuple[str, ...], value: object, kind: str) -> None:
+    """The broker forwards values as written: one it coerced ("3" read as 3) would reach a
+    recipient that validates against the published schema as a value that schema refuses."""
+    claims = load_example(masp_type)
+    claims[path[0]] = value
+    exc = _refusal(masp_type, claims)
+    assert exc.errors == ((path[0], kind),)

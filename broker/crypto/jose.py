@@ -51,6 +51,11 @@ _JWE_REGISTRY = _JweRegistry(algorithms=[KEY_ALG, CONTENT_ENC])
 #: Header parameters that point at (or carry) a key. Keys are found by ``kid`` in the registry
 #: only, so a header naming a key elsewhere is an attempt to choose the verifying key: refused.
 KEY_REFERENCE_HEADERS = frozenset({"jku", "jwk", "x5u", "x5c", "x5t", "x5t#S256"})
+#: What a protected header may hold beyond those (docs/spec/jose-profile.md). joserfc refuses
+#: anything it does not know as a failed signature or decryption, which misleads the sender:
+#: it is refused here first, typed, without naming the parameter (the sender's word).
+JWS_HEADERS = frozenset({"alg", "kid", "typ", "cty", "b64"})
+JWE_HEADERS = frozenset({"alg", "enc", "kid", "cty", "epk", "apu", "apv", "typ", "zip"})
 
 
 #: The base64url alphabet (RFC 4648 §5) and nothing else: no padding, no whitespace.
@@ -171,6 +176,10 @@ def verify(token: str, lookup: KeyLookup, typ: str) -> tuple[dict[str, Any], dic
     if len(token) > MAX_COMPACT_BYTES:
         raise PayloadTooLarge("signed token exceeds the size limit")
     header = peek_header(token, 3)
+    if not JWS_HEADERS.issuperset(header) or header.get("b64", True) is not True \
+            or not isinstance(header.get("cty", ""), str):
+        raise MalformedMessage("the JWS protected header has a parameter outside the profile "
+                               "(alg, kid, typ; cty and b64 true are ignored)")
     if header.get("alg") not in SIG_ALGS_ACCEPTED:
         raise SignatureInvalid("signature algorithm must be Ed25519")
     if header.get("typ") != typ:
@@ -213,6 +222,9 @@ def decrypt(token: str | bytes, keys: Mapping[str, OKPKey], cty: str,
             raise MalformedMessage("JWE compact serialization must be ASCII") from None
     token = token.strip()
     header = peek_header(token, 5)
+    if not JWE_HEADERS.issuperset(header):
+        raise MalformedMessage("the JWE protected header has a parameter outside the profile "
+                               "(alg, enc, kid, cty, epk, apu, apv; typ is ignored)")
     if "zip" in header:
         raise DecryptionFailed("compressed JWE is refused")
     if header.get("alg") != KEY_ALG or header.get("enc") != CONTENT_ENC:

@@ -201,7 +201,7 @@ class Exchange:
         sub: wire.Submission | None = None
         try:
             with telemetry.step("masp.decrypt"):
-                raw = wire.decrypt_submission(token, self.broker.decryption_keys(self.clock()),
+                raw = wire.decrypt_submission(token, self.broker.decryption_keys(self.clock(), retired=False),
                                               self.max_message_bytes)
             digest = payload_digest(raw)
             with telemetry.step("masp.verify"):

@@ -77,13 +77,17 @@ class AgencyKeys:
     home: Path | None = None
     _ring: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
-    def decryption_keys(self, now: datetime | None = None) -> dict[str, OKPKey]:
+    def decryption_keys(self, now: datetime | None = None, *,
+                        retired: bool = True) -> dict[str, OKPKey]:
         """Private encryption keys by kid: the current one and every one a rotation kept.
 
         A message encrypted to the previous key just before a rotation (still in a queue)
         must open after it; so must one encrypted to a key rotated in by another process. A
-        key whose overlap has ended (retired) or that was revoked opens nothing more: the sender
-        must seal to the current key (docs/spec/keys.md).
+        revoked key opens nothing more. ``retired``: whether a key whose overlap has ended
+        still opens what was sealed to it. A recipient's does (a delivery sealed before the
+        rotation may wait in its queue for as long as a delivery lives); the broker's own
+        submission key does not (``retired=False``): a sender seals to the current key once
+        the overlap is over (docs/spec/keys.md).
         """
         keys = {str(self.enc.kid): self.enc}
         if self.home is None:
@@ -103,7 +107,8 @@ class AgencyKeys:
         at = now or datetime.now(UTC)
         usable = {**cast(dict[str, OKPKey], self._ring["keys"]), **keys}
         return {kid: key for kid, key in usable.items()
-                if kid not in states or states[kid].refusal(at) is None}
+                if kid not in states or states[kid].refusal(at) is None
+                or (retired and states[kid].status == "retiring")}
 
     @classmethod
     def generate(cls, agency: str, day: date) -> AgencyKeys:

@@ -59,11 +59,15 @@ def test_rotation_overlap_then_retirement(keys_dir: Path) -> None:
     # and the process that loaded the old keys finds the new one, too
     to_new = jose.encrypt(b"after", new.enc, "masp-delivery+json")
     assert jose.decrypt(to_new, old.decryption_keys(NOW), "masp-delivery+json") == b"after"
-    # once the overlap has ended the old key opens nothing more: senders must use the new one
-    assert str(old.enc.kid) in new.decryption_keys(NOW + timedelta(hours=1))
-    assert str(old.enc.kid) not in new.decryption_keys(NOW + timedelta(hours=2))
+    # once the overlap has ended, a recipient still opens what was sealed before the rotation
+    # (it may wait in a queue as long as a delivery lives); the broker's submission key does
+    # not: senders must seal to the new one
+    after = NOW + timedelta(hours=2)
+    assert str(old.enc.kid) in new.decryption_keys(NOW + timedelta(hours=1), retired=False)
+    assert jose.decrypt(sealed, new.decryption_keys(after), "masp-delivery+json") == b"in flight"
+    assert str(old.enc.kid) not in new.decryption_keys(after, retired=False)
     with pytest.raises(DecryptionFailed, match="not addressed to a current key"):
-        jose.decrypt(sealed, new.decryption_keys(NOW + timedelta(hours=2)), "masp-delivery+json")
+        jose.decrypt(sealed, new.decryption_keys(after, retired=False), "masp-delivery+json")
 
     # a second rotation the same day gets a distinct kid
     again = rotate(keys_dir, "police", NOW + timedelta(minutes=5), timedelta(hours=1))
@@ -85,6 +89,14 @@ def test_revocation_is_immediate(keys_dir: Path) -> None:
     with pytest.raises(UnknownKey, match="no sig key registered for police"):
         registry.current("police", "sig")
     assert json.loads((keys_dir / "lifecycle.json").read_text())["keys"][kid]["status"] == "revoked"
+
+    # a revoked encryption key opens nothing, whoever asks
+    enc = str(police.enc.kid)
+    sealed = jose.encrypt(b"x", police.enc, "masp-delivery+json")
+    revoke(keys_dir, enc, NOW, "compromised")
+    assert enc not in AgencyKeys.load(keys_dir, "police").decryption_keys(NOW)
+    with pytest.raises(DecryptionFailed):
+        jose.decrypt(sealed, AgencyKeys.load(keys_dir, "police").decryption_keys(NOW), "masp-delivery+json")
 
 
 def test_revoke_refuses_unknown_keys_and_reasons(keys_dir: Path) -> None:

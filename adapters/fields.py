@@ -48,7 +48,11 @@ class Fields:
             return None
         return value
 
-    def text(self, name: str, *, required: bool = False, pattern: str | None = None) -> str | None:
+    def text(self, name: str, *, required: bool = False, pattern: str | None = None,
+             code: bool = False) -> str | None:
+        """A string, trimmed. An identifier read against ``pattern`` (or marked ``code``) is
+        written in its canonical form, upper case with single spaces: the broker checks values
+        exactly as sent and recipients validate them against the same published schema."""
         value = self.raw(name, required=required)
         if value is None:
             return None
@@ -56,6 +60,8 @@ class Fields:
             self.problem(name, "not_text")
             return None
         value = value.strip()
+        if pattern is not None or code:
+            value = " ".join(value.upper().split())
         if pattern is not None and not re.fullmatch(pattern, value):
             self.problem(name, "bad_format")
             return None

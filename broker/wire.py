@@ -136,7 +136,7 @@ def verify_submission(raw: str, registry: KeyRegistry, now: datetime,
     """Verify the sender's signature, its right to the ``iss`` it claims, the envelope's
     schema and the times."""
     token = sdjwt.SdJwt.parse(raw)
-    header = jose.peek_header(token.jwt, 3)
+    header = jose.peek_jws_header(token.jwt)
     kid = header.get("kid")
     claimed = _peek_iss(token.jwt)
     if not isinstance(kid, str):
@@ -273,7 +273,7 @@ def verify_ack(token: str, registry: KeyRegistry, now: datetime,
                max_skew: timedelta = timedelta(minutes=5)) -> dict[str, Any]:
     """A recipient's signed acknowledgement (docs/spec/acknowledgement.md): its signer, the
     delivery it names, and its times. Refusals name the claim, never its value."""
-    header = jose.peek_header(token, 3)
+    header = jose.peek_jws_header(token)
     kid = header.get("kid")
     agency = KeyId.parse(kid).agency if isinstance(kid, str) else None
     _, payload = jose.verify(token, _signer_lookup(registry, agency), TYP_ACK)
@@ -317,7 +317,7 @@ def sign_agency_auth(me: AgencyKeys, now: datetime, ttl: timedelta = timedelta(s
 
 def verify_agency_auth(token: str, registry: KeyRegistry, now: datetime,
                        max_age: timedelta) -> dict[str, Any]:
-    header = jose.peek_header(token, 3)
+    header = jose.peek_jws_header(token)
     kid = header.get("kid")
     agency = KeyId.parse(kid).agency if isinstance(kid, str) else None
     if agency == BROKER:

@@ -67,7 +67,10 @@ def classified(data_class: DataClass, description: str, **kwargs: Any) -> Any:
     return Field(description=description, json_schema_extra=extra, **kwargs)
 
 
-_STRICT_CONFIG = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+#: No normalisation: a value is checked exactly as written, because it is forwarded exactly as
+#: written (the sender's signature covers it), and a recipient validating against the published
+#: JSON Schema must never meet a value the broker accepted only after cleaning it up.
+_STRICT_CONFIG = ConfigDict(extra="forbid", frozen=True)
 
 
 class ValueObject(BaseModel):

@@ -13,10 +13,6 @@ from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 
-def _upper_single_spaced(value: object) -> object:
-    return " ".join(value.upper().split()) if isinstance(value, str) else value
-
-
 def _only_true(value: object) -> object:
     # Literal[True] alone admits 1 and 1.0 (they compare equal to True), even when strict
     if value is not True:
@@ -41,11 +37,10 @@ NamePart = Annotated[str, Field(min_length=1, max_length=100)]
 
 # --- identifiers -------------------------------------------------------------------------
 
-#: UK postcode, normalised to upper case with single spaces.
+#: UK postcode, in upper case (the canonical form: the broker forwards values as written).
 Postcode = Annotated[
     str,
     Field(pattern=r"^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$", max_length=8),
-    BeforeValidator(_upper_single_spaced),
 ]
 #: Telephone number: digits, spaces, an optional leading +.
 Phone = Annotated[str, Field(pattern=r"^\+?[0-9][0-9 ]{6,18}[0-9]$", max_length=21)]
@@ -54,23 +49,21 @@ Email = Annotated[str, Field(pattern=r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$", max_len
 PncId = Annotated[
     str,
     Field(pattern=r"^[0-9]{2}(?:[0-9]{2})?/[0-9]{1,7}[A-Z]$", max_length=13),
-    BeforeValidator(_upper_single_spaced),
 ]
 #: Probation case reference number (CRN), e.g. ``X123456``.
 ProbationCrn = Annotated[
-    str, Field(pattern=r"^[A-Z][0-9]{6}$"), BeforeValidator(_upper_single_spaced)
+    str, Field(pattern=r"^[A-Z][0-9]{6}$")
 ]
 #: CJS offence code, e.g. ``PH97003`` or ``COML025``.
 OffenceCode = Annotated[
     str,
     Field(pattern=r"^[A-Z]{2,4}[0-9]{3,5}[A-Z]?$", max_length=10),
-    BeforeValidator(_upper_single_spaced),
 ]
 #: A force's crime reference number.
 CrimeReference = Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9/-]{3,29}$")]
 #: A vehicle registration mark, e.g. ``HX19 ABC``.
 VehicleRegistration = Annotated[
-    str, Field(pattern=r"^[A-Z0-9 ]{2,10}$"), BeforeValidator(_upper_single_spaced)
+    str, Field(pattern=r"^[A-Z0-9 ]{2,10}$")
 ]
 #: A purpose code as DSA files spell them.
 PurposeCode = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{1,63}$")]

@@ -72,6 +72,13 @@ def received_schema(masp_type: str, fields: Iterable[str] | None = None,
     if fields is not None:
         keep = set(fields)
         schema["properties"] = {k: v for k, v in schema["properties"].items() if k in keep}
+        # and only the definitions those properties use: the shapes of fields withheld from
+        # this recipient (a victim's exclusion zones, for nhs) are not its business either
+        used = _referenced_defs(schema["properties"], schema.get("$defs", {}))
+        if "$defs" in schema:
+            schema["$defs"] = {k: v for k, v in schema["$defs"].items() if k in used}
+            if not schema["$defs"]:
+                del schema["$defs"]
     name = received_filename(masp_type)
     schema.update({"$id": ID_BASE + name,
                    "title": f"MASP {masp_type} body as received (any field may be withheld), "
@@ -81,6 +88,25 @@ def received_schema(masp_type: str, fields: Iterable[str] | None = None,
         schema["title"] = f"MASP {masp_type} body as {recipient} may receive it, schema v{SCHEMA_VERSION}"
         schema["x-masp-recipient"] = recipient
     return schema
+
+
+def _referenced_defs(value: Any, defs: dict[str, Any]) -> set[str]:
+    """Names of the ``$defs`` reachable through ``#/$defs/…`` references from ``value``."""
+    found: set[str] = set()
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            ref = item.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                name = ref.removeprefix("#/$defs/")
+                if name not in found and name in defs:
+                    found.add(name)
+                    pending.append(defs[name])
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return found
 
 
 def received_schemas() -> dict[str, dict[str, Any]]:

@@ -156,7 +156,7 @@ class _Occurrence:
             "perpetrator_aliases": s.texts("aliases") or None,
             "perpetrator_date_of_birth": s.date("dob"),
             "perpetrator_police_id": self.pnc,
-            "perpetrator_probation_id": s.text("probation_crn"),
+            "perpetrator_probation_id": s.text("probation_crn", code=True),
             "perpetrator_description": s.raw("description"),
             "perpetrator_address": address(s.nested("address")),
             "victim_name": person_name(v),
@@ -299,7 +299,7 @@ class _Occurrence:
             else None,
             "orders": orders or None,
             "offence_codes": [
-                c for c in (o.text("ho_code", required=True) for o in ev.items("offences")) if c
+                c for c in (o.text("ho_code", required=True, code=True) for o in ev.items("offences")) if c
             ]
             or None,
             "crime_reference": ev.text("crime_reference"),
@@ -345,7 +345,8 @@ class _Occurrence:
     @staticmethod
     def offences(occ: Fields) -> list[str]:
         return [
-            c for c in (o.text("ho_code", required=True) for o in occ.items("offences", required=True)) if c
+            c for c in (o.text("ho_code", required=True, code=True)
+                        for o in occ.items("offences", required=True)) if c
         ]
 
     @staticmethod

@@ -156,6 +156,17 @@ def peek_header(token: str, parts: int) -> dict[str, Any]:
 # --- JWS ------------------------------------------------------------------------------
 
 
+def peek_jws_header(token: str) -> dict[str, Any]:
+    """The protected header of a compact JWS, checked against the profile and nothing else
+    (no key is looked up): what every caller reads first, before it even parses the kid."""
+    header = peek_header(token, 3)
+    if not JWS_HEADERS.issuperset(header) or header.get("b64", True) is not True \
+            or not isinstance(header.get("cty", ""), str):
+        raise MalformedMessage("the JWS protected header has a parameter outside the profile "
+                               "(alg, kid, typ; cty and b64 true are ignored)")
+    return header
+
+
 def sign(payload: Mapping[str, Any], key: OKPKey, typ: str, alg: str = SIG_ALG) -> str:
     """A compact JWS. ``alg``: ``Ed25519`` (RFC 9864) or ``EdDSA`` (RFC 8037), the name the
     reader's library knows; the signature is the same Ed25519 signature either way."""
@@ -175,11 +186,7 @@ def verify(token: str, lookup: KeyLookup, typ: str) -> tuple[dict[str, Any], dic
     """
     if len(token) > MAX_COMPACT_BYTES:
         raise PayloadTooLarge("signed token exceeds the size limit")
-    header = peek_header(token, 3)
-    if not JWS_HEADERS.issuperset(header) or header.get("b64", True) is not True \
-            or not isinstance(header.get("cty", ""), str):
-        raise MalformedMessage("the JWS protected header has a parameter outside the profile "
-                               "(alg, kid, typ; cty and b64 true are ignored)")
+    header = peek_jws_header(token)
     if header.get("alg") not in SIG_ALGS_ACCEPTED:
         raise SignatureInvalid("signature algorithm must be Ed25519")
     if header.get("typ") != typ:

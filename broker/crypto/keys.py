@@ -18,10 +18,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Literal, cast
 
+import structlog
 from joserfc.jwk import OKPKey
 
 from broker.crypto.lifecycle import KeyState, read_states, stamp
 from broker.errors import ConfigurationError, KeyRevoked, UnknownKey
+
+log = structlog.get_logger("masp.keys")
 
 BROKER = "broker"
 AGENCIES: tuple[str, ...] = ("police", "probation", "nhs", "advocacy")
@@ -252,7 +255,13 @@ class KeyRegistry:
 
     @classmethod
     def from_public_dir(cls, keys_dir: Path, agencies: Iterable[str] | None = None) -> KeyRegistry:
-        """Load every ``<agency>/*.public.jwk`` under ``keys_dir``."""
+        """Load every ``<agency>/*.public.jwk`` under ``keys_dir``.
+
+        A key belongs to the party whose folder holds it, and its kid must say so: a file
+        whose kid names another party (``broker-sig-…`` under ``police/``), or a replaced key
+        filed under another name than its kid, is never trusted. It is skipped with an error
+        in the log, so one misplaced file cannot pass an agency's key off as the broker's.
+        """
         wanted = frozenset(agencies) if agencies is not None else None
         reg = cls(_dir=keys_dir, _wanted=wanted, _stamp=stamp(keys_dir))
         current = sorted(keys_dir.glob("*/*.public.jwk"))
@@ -261,7 +270,16 @@ class KeyRegistry:
             home = path.parent.parent if path.parent.name == "previous" else path.parent
             if wanted is not None and home.name not in wanted:
                 continue
-            reg.add(OKPKey.import_key(json.loads(path.read_text())))
+            key = OKPKey.import_key(json.loads(path.read_text()))
+            try:
+                owner: str | None = KeyId.parse(str(key.kid)).agency
+            except UnknownKey:
+                owner = None
+            filed = path.parent.name != "previous" or path.name == f"{key.kid}.public.jwk"
+            if owner != home.name or not filed:
+                log.error("key_file_misplaced", path=str(path.relative_to(keys_dir)))
+                continue
+            reg.add(key)
         reg._states = read_states(keys_dir)
         return reg
 

@@ -29,10 +29,11 @@ _NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
 
 def normalise_namespace(namespace: str) -> str:
-    """``""`` stays empty; ``demo1`` and ``demo1.`` become ``demo1.``; anything else is refused."""
-    bare = namespace.removesuffix(".")
-    if not bare:
+    """``""`` stays empty; ``demo1`` and ``demo1.`` become ``demo1.``; anything else (``.``
+    included: it would silently mean no namespace) is refused."""
+    if not namespace:
         return ""
+    bare = namespace.removesuffix(".")
     if not _NAMESPACE.fullmatch(bare):
         raise ConfigurationError("MASP_NAMESPACE: letters, digits, '-' and '_' (at most 63), "
                                  "optionally ending in '.'")

@@ -293,8 +293,6 @@ async def test_ack_headers_outside_the_profile_are_malformed_before_any_key(api:
 
 
 @in_process
-@pytest.mark.xfail(strict=True, reason="broker/wire.py verify_ack parses the kid (KeyId.parse) before "
-                   "jose.verify checks the header profile: 401 unknown-key instead of 400 malformed")
 async def test_an_ack_header_outside_the_profile_is_malformed_whatever_its_kid(api: Api) -> None:
     row = await fresh_delivery(api)
     marker = tag()
@@ -367,8 +365,6 @@ async def planted(tmp_path: Path) -> AsyncIterator[tuple[Api | None, str, BaseEx
         await service.close()
 
 
-@pytest.mark.xfail(strict=True, reason="KeyRegistry.from_public_dir takes a key's owner from its kid, "
-                   "not from the folder it was found in: a file in an agency's folder can add broker keys")
 async def test_a_key_in_an_agencys_folder_never_becomes_a_broker_key(
         planted: tuple[Api | None, str, BaseException | None]) -> None:
     api, kid, refused = planted
@@ -438,8 +434,6 @@ async def test_nhs_is_never_shown_a_victim_location_or_safety_plan_field(api: Ap
 
 
 @in_process
-@pytest.mark.xfail(strict=True, reason="schemas/export.py received_schema filters properties but keeps "
-                   "every $def: nhs is served victim-only shapes (ExclusionZone, SafetyMeasure)")
 async def test_a_served_schema_defines_nothing_its_properties_do_not_use(api: Api) -> None:
     for masp_type in MESSAGE_TYPES:
         schema = (await api.http.get(f"/v1/schemas/{masp_type}", headers=api.agency("nhs"))).json()
@@ -488,8 +482,6 @@ def _referral(**changes: Any) -> dict[str, Any]:
 
 
 @in_process
-@pytest.mark.xfail(strict=True, reason="schemas/_base.py _STRICT_CONFIG str_strip_whitespace and the "
-                   "_upper_single_spaced BeforeValidators accept values the published schema refuses")
 async def test_the_broker_refuses_what_the_published_schema_refuses(api: Api) -> None:
     """The recipient receives the disclosures as sent; it validates them against the schema
     the broker publishes. A value the broker normalises before checking passes the broker
@@ -579,8 +571,6 @@ def test_namespaces_end_in_one_dot(value: str, expected: str) -> None:
     assert normalise_namespace(value) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="topology.normalise_namespace maps '.' to '' (no namespace): "
-                   "a namespace of no characters silently shares the un-namespaced names")
 def test_a_lone_dot_is_not_a_namespace() -> None:
     with pytest.raises(ConfigurationError):
         normalise_namespace(".")

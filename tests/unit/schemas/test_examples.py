@@ -10,7 +10,7 @@ from typing import Any
 import pydantic
 import pytest
 
-from schemas import MESSAGE_TYPES, SCHEMA_VERSION, CaseReferral, validate_body
+from schemas import MESSAGE_TYPES, SCHEMA_VERSION, CaseReferral, SchemaInvalid, validate_body
 
 from .conftest import example_files, load_example, masp_type_of
 
@@ -62,14 +62,20 @@ def test_bodies_are_frozen(case_referral: dict[str, Any]) -> None:
         body.cj_status = "nfa"  # type: ignore[attr-defined]
 
 
-def test_values_are_normalised(case_referral: dict[str, Any]) -> None:
+def test_values_are_checked_as_written_never_cleaned_up(case_referral: dict[str, Any]) -> None:
+    """A value is forwarded exactly as the sender signed it, so it is checked exactly so: one
+    accepted only after normalising would reach a recipient as a value the published schema
+    refuses. Writing the canonical form is the sender's job (the adapters do it)."""
     case_referral["victim_address"]["postcode"] = "  po99   4lt "
     case_referral["perpetrator_police_id"] = "19/482913k"
-    case_referral["victim_name"]["given"] = "  Claire "
+    with pytest.raises(SchemaInvalid) as caught:
+        validate_body("case_referral", "1", case_referral)
+    assert set(caught.value.fields) == {"victim_address.postcode", "perpetrator_police_id"}
+    case_referral["victim_address"]["postcode"] = "PO99 4LT"
+    case_referral["perpetrator_police_id"] = "19/482913K"
+    case_referral["victim_name"]["given"] = "  Claire "  # free text: as written, as JSON Schema has it
     claims = validate_body("case_referral", "1", case_referral).to_claims()
-    assert claims["victim_address"]["postcode"] == "PO99 4LT"
-    assert claims["perpetrator_police_id"] == "19/482913K"
-    assert claims["victim_name"]["given"] == "Claire"
+    assert claims["victim_name"]["given"] == "  Claire "
 
 
 def test_absent_optional_fields_are_not_claims(case_referral: dict[str, Any]) -> None:

@@ -71,29 +71,16 @@ class Broker:
         return {"authorization": f"Bearer {token}"}
 
 
-def _postgres_database() -> tuple[str, str]:
-    name = f"masp_rc_{uuid.uuid4().hex[:10]}"
-
-    async def create() -> None:
+def _admin(statement: str) -> None:
+    """One statement as PostgreSQL's administrator (CREATE or DROP DATABASE)."""
+    async def run() -> None:
         admin = await asyncpg.connect(PG_ADMIN)
         try:
-            await admin.execute(f'CREATE DATABASE "{name}"')
+            await admin.execute(statement)
         finally:
             await admin.close()
 
-    asyncio.run(create())
-    return name, f"postgresql+asyncpg://postgres@127.0.0.1:5432/{name}"
-
-
-def _drop_database(name: str) -> None:
-    async def drop() -> None:
-        admin = await asyncpg.connect(PG_ADMIN)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-
-    asyncio.run(drop())
+    asyncio.run(run())
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -106,7 +93,9 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
            "MASP_WITNESS_EVERY_S": "3600", "PYTHONUNBUFFERED": "1"}
     database = None
     if request.param == "postgres":
-        database, env["MASP_DATABASE_URL"] = _postgres_database()
+        database = f"masp_rc_{uuid.uuid4().hex[:10]}"
+        _admin(f'CREATE DATABASE "{database}"')
+        env["MASP_DATABASE_URL"] = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{database}"
     log = (tmp_path / "serve.log").open("wb")
     server: subprocess.Popen[bytes] | None = None
     try:
@@ -126,7 +115,7 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
         asyncio.run(_delete_namespace(namespace))
         _delete_leftover_queues(namespace)
         if database is not None:
-            _drop_database(database)
+            _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 async def _delete_namespace(namespace: str) -> None:

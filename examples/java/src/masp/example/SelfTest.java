@@ -1,5 +1,7 @@
 package masp.example;
 
+import static masp.example.Checks.check;
+
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
 import java.util.List;
@@ -14,7 +16,6 @@ import java.util.UUID;
  * <pre>java -cp out masp.example.SelfTest [--no-amqp]</pre>
  */
 public final class SelfTest {
-    private static int failures;
 
     public static void main(String[] args) {
         check("base64url strict", SelfTest::base64url);
@@ -28,23 +29,9 @@ public final class SelfTest {
         if (!Arrays.asList(args).contains("--no-amqp")) {
             check("AMQP against RabbitMQ", SelfTest::amqp);
         }
-        System.out.println(failures == 0 ? "all passed" : failures + " failed");
-        System.exit(failures == 0 ? 0 : 1);
+        Checks.exit();
     }
 
-    interface Check {
-        void run() throws Exception;
-    }
-
-    private static void check(String name, Check c) {
-        try {
-            c.run();
-            System.out.println("ok   " + name);
-        } catch (Throwable t) {
-            failures++;
-            System.out.println("FAIL " + name + ": " + t);
-        }
-    }
 
     private static void eq(Object expected, Object actual, String what) {
         boolean same = expected instanceof byte[]
@@ -60,7 +47,7 @@ public final class SelfTest {
         return o instanceof byte[] ? hex((byte[]) o) : String.valueOf(o);
     }
 
-    private static void refuses(String what, Check c) {
+    private static void refuses(String what, Checks.Check c) {
         try {
             c.run();
         } catch (Exception expected) {

@@ -1,5 +1,7 @@
 package masp.example;
 
+import static masp.example.Checks.check;
+
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -17,7 +19,6 @@ import java.util.Objects;
  * <pre>java -cp out masp.example.SpecExamples [path/to/docs/spec]   (default ../../docs/spec)</pre>
  */
 public final class SpecExamples {
-    private static int failures;
     private static Path ex;
 
     public static void main(String[] args) throws Exception {
@@ -36,23 +37,9 @@ public final class SpecExamples {
         check("delivery.nhs.jwe", () -> delivery(spec));
         check("ack.jwt", SpecExamples::ack);
         check("a recipient refuses altered deliveries", () -> refusals(spec));
-        System.out.println(failures == 0 ? "all passed" : failures + " failed");
-        System.exit(failures == 0 ? 0 : 1);
+        Checks.exit();
     }
 
-    interface Check {
-        void run() throws Exception;
-    }
-
-    private static void check(String name, Check c) {
-        try {
-            c.run();
-            System.out.println("ok   " + name);
-        } catch (Throwable t) {
-            failures++;
-            System.out.println("FAIL " + name + ": " + t);
-        }
-    }
 
     private static String text(String name) throws Exception {
         return Files.readString(ex.resolve(name), StandardCharsets.UTF_8).trim();

@@ -16,8 +16,6 @@ from typing import Literal
 
 DeliveryMode = Literal["amqp", "mailbox"]
 AlgName = Literal["Ed25519", "EdDSA"]
-DELIVERY_MODES: tuple[DeliveryMode, ...] = ("amqp", "mailbox")
-ALG_NAMES: tuple[AlgName, ...] = ("Ed25519", "EdDSA")
 
 
 @dataclass(frozen=True)

@@ -284,13 +284,43 @@ class KeyRegistry:
         return reg
 
 
+def known_kids(home: Path) -> set[str]:
+    """Every kid a party's folder has held: its current keys and the ones rotations kept."""
+    kids = {json.loads(p.read_text())["kid"] for p in home.glob("*.public.jwk")}
+    return kids | {p.name.removesuffix(".public.jwk") for p in (home / "previous").glob("*.public.jwk")}
+
+
+def next_kid_n(agency: str, use: KeyUse, day: date, taken: set[str]) -> int | None:
+    """The kid suffix that makes a new key of ``day`` unique (none for the first of the day)."""
+    n: int | None = None
+    while str(KeyId(agency, use, day, n)) in taken:
+        n = 1 if n is None else n + 1
+    return n
+
+
 def init_keys(keys_dir: Path, day: date, agencies: Iterable[str] = (*AGENCIES, BROKER),
               *, force: bool = False) -> list[str]:
-    """Create keys for each agency lacking them; return the agencies created."""
+    """Create keys for each agency lacking them; return the agencies created.
+
+    ``force`` replaces existing keys, under new kids: a key made the same day as the one it
+    replaces takes the next ``-n``, so nothing sealed to the old key (still in a queue) is
+    mistaken for a message to the new one, which would look like tampering.
+    """
     created: list[str] = []
     for agency in agencies:
-        if not force and (keys_dir / agency / "sig.private.jwk").exists():
+        home = keys_dir / agency
+        if not force and (home / "sig.private.jwk").exists():
             continue
-        AgencyKeys.generate(agency, day).write(keys_dir)
+        # every kid of the day up to the highest this folder holds counts as taken: a forced
+        # replacement keeps no trace of the key it replaced, so only a rising -n is unique
+        taken: set[str] = set()
+        for kid in known_kids(home) if home.is_dir() else set():
+            held = KeyId.parse(kid)
+            if held.day == day:
+                taken |= {str(KeyId(agency, u, day, m or None)) for u in ("sig", "enc")
+                          for m in range((held.n or 0) + 1)}
+        sig = generate_key(agency, "sig", day, next_kid_n(agency, "sig", day, taken))
+        enc = generate_key(agency, "enc", day, next_kid_n(agency, "enc", day, taken))
+        AgencyKeys(agency, sig, enc).write(keys_dir)
         created.append(agency)
     return created

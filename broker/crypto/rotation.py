@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from broker.crypto.keys import AgencyKeys, KeyId, KeyUse, generate_key, public_jwk
+from broker.crypto.keys import AgencyKeys, KeyId, generate_key, known_kids, next_kid_n, public_jwk
 from broker.crypto.lifecycle import REVOKE_REASONS, KeyState, locked, read_states, write_states
 from broker.errors import ConfigurationError, UnknownKey
 
@@ -26,19 +26,6 @@ class Rotation:
     new: dict[str, str]  # use -> new kid
     retiring: dict[str, str]  # use -> replaced kid
     until: datetime
-
-
-def _known_kids(home: Path) -> set[str]:
-    kids = {json.loads(p.read_text())["kid"] for p in home.glob("*.public.jwk")}
-    return kids | {p.name.removesuffix(".public.jwk") for p in (home / "previous").glob("*.public.jwk")}
-
-
-def _next_n(agency: str, use: KeyUse, day: datetime, taken: set[str]) -> int | None:
-    """The kid suffix that makes today's new kid unique (none for the first key of the day)."""
-    n: int | None = None
-    while str(KeyId(agency, use, day.date(), n)) in taken:
-        n = 1 if n is None else n + 1
-    return n
 
 
 def _write(path: Path, doc: dict[str, str], private: bool) -> None:
@@ -60,7 +47,7 @@ def _rotate(keys_dir: Path, agency: str, now: datetime, overlap: timedelta) -> R
     home = keys_dir / agency
     previous = home / "previous"
     previous.mkdir(mode=0o700, exist_ok=True)
-    taken = _known_kids(home)
+    taken = known_kids(home)
     states = read_states(keys_dir)
     until = now + overlap
     retiring: dict[str, str] = {}
@@ -73,8 +60,8 @@ def _rotate(keys_dir: Path, agency: str, now: datetime, overlap: timedelta) -> R
         if states.get(kid, KeyState("active")).status != "revoked":
             states[kid] = KeyState("retiring", until=until)
         retiring[use] = kid
-    fresh_sig = generate_key(agency, "sig", now.date(), _next_n(agency, "sig", now, taken))
-    fresh_enc = generate_key(agency, "enc", now.date(), _next_n(agency, "enc", now, taken))
+    fresh_sig = generate_key(agency, "sig", now.date(), next_kid_n(agency, "sig", now.date(), taken))
+    fresh_enc = generate_key(agency, "enc", now.date(), next_kid_n(agency, "enc", now.date(), taken))
     fresh = AgencyKeys(agency, fresh_sig, fresh_enc)
     fresh.write(keys_dir)
     new = {"sig": str(fresh_sig.kid), "enc": str(fresh_enc.kid)}
@@ -88,7 +75,7 @@ def revoke(keys_dir: Path, kid: str, now: datetime, reason: str) -> KeyState:
         raise ConfigurationError(f"reason must be one of {', '.join(REVOKE_REASONS)}")
     parsed = KeyId.parse(kid)
     home = keys_dir / parsed.agency
-    if not home.is_dir() or kid not in _known_kids(home):
+    if not home.is_dir() or kid not in known_kids(home):
         raise UnknownKey(f"key {kid} is not in {keys_dir}")
     with locked(keys_dir):
         states = read_states(keys_dir)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -106,3 +106,20 @@ def test_revoke_refuses_unknown_keys_and_reasons(keys_dir: Path) -> None:
         revoke(keys_dir, "not a kid", NOW, "compromised")
     with pytest.raises(ConfigurationError, match="reason must be one of"):
         revoke(keys_dir, str(AgencyKeys.load(keys_dir, "police").sig.kid), NOW, "because")
+
+
+def test_keys_replaced_by_force_the_same_day_get_new_kids(tmp_path: Path) -> None:
+    """Re-initialising keys the day they were made must not reuse a kid: a delivery sealed to
+    the old key would then be taken for one to the new key, and fail as if tampered with."""
+    day = NOW.date()
+    init_keys(tmp_path, day, ["police"])
+    first = AgencyKeys.load(tmp_path, "police")
+    assert init_keys(tmp_path, day, ["police"]) == []  # kept without force
+    assert init_keys(tmp_path, day, ["police"], force=True) == ["police"]
+    second = AgencyKeys.load(tmp_path, "police")
+    assert (str(first.sig.kid), str(second.sig.kid)) == ("police-sig-20261121", "police-sig-20261121-1")
+    assert str(second.enc.kid) == "police-enc-20261121-1"
+    init_keys(tmp_path, day, ["police"], force=True)  # and a third: never back to a kid used before
+    assert str(AgencyKeys.load(tmp_path, "police").sig.kid) == "police-sig-20261121-2"
+    init_keys(tmp_path, date(2026, 11, 22), ["police"], force=True)  # a new day starts afresh
+    assert str(AgencyKeys.load(tmp_path, "police").sig.kid) == "police-sig-20261122"

@@ -32,9 +32,9 @@ import java.util.UUID;
  * operator out of band; without it the keys fetched at start-up are pinned as they are),
  * MASP_SCHEMAS_DIR (the repository's schemas/json, default ../../schemas/json), MASP_TIMEOUT_S
  * (how long to wait for each asynchronous step, default 60), and what the operator set up
- * for each agency in the operator's own notation: MASP_DELIVERY_MODES (default
- * {@code advocacy=mailbox}; others amqp) and MASP_JWS_ALG_NAMES (default
- * {@code probation=EdDSA}; others Ed25519).
+ * for each agency in the operator's own notation: MASP_DELIVERY_MODES (e.g.
+ * {@code advocacy=mailbox}; unlisted agencies amqp) and MASP_JWS_ALG_NAMES (e.g.
+ * {@code probation=EdDSA}; unlisted agencies Ed25519), the broker's defaults when unset.
  */
 public final class Main {
     private static final SecureRandom RNG = new SecureRandom();
@@ -89,8 +89,8 @@ public final class Main {
         this.ns = n.isEmpty() ? "" : n + ".";
         this.schemasDir = findSchemas(env.get("MASP_SCHEMAS_DIR"));
         this.timeoutMs = 1000L * Long.parseLong(env.getOrDefault("MASP_TIMEOUT_S", "60"));
-        this.deliveryModes = pairs(env.getOrDefault("MASP_DELIVERY_MODES", "advocacy=mailbox"));
-        this.algNames = pairs(env.getOrDefault("MASP_JWS_ALG_NAMES", "probation=EdDSA"));
+        this.deliveryModes = pairs(env.getOrDefault("MASP_DELIVERY_MODES", ""));
+        this.algNames = pairs(env.getOrDefault("MASP_JWS_ALG_NAMES", ""));
         Path keys = Path.of(require(env, "MASP_KEYS_DIR"));
         for (String a : List.of("police", "probation", "nhs", "advocacy")) {
             agencies.put(a, new Agency(a, keys));

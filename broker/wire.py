@@ -58,7 +58,11 @@ def from_epoch(seconds: int) -> datetime:
         raise MalformedMessage("a NumericDate is out of range") from None
 
 
-def _signer_lookup(registry: KeyRegistry, issuer: str | None = None) -> jose.KeyLookup:
+def _signer_lookup(registry: KeyRegistry, issuer: str | None = None,
+                   at: datetime | None = None) -> jose.KeyLookup:
+    """Kid -> the registered signing key, of ``issuer`` if given, usable at ``at`` (default
+    now): a retired key still verifies what was signed before its overlap ended; a revoked one
+    verifies nothing, whenever it was signed."""
     def lookup(kid: str) -> OKPKey:
         try:
             agency = KeyId.parse(kid).agency
@@ -69,7 +73,7 @@ def _signer_lookup(registry: KeyRegistry, issuer: str | None = None) -> jose.Key
         if issuer is not None and agency != issuer:
             # neither the kid nor the claimed issuer is repeated: both are the sender's words
             raise SignatureInvalid("the signing key does not belong to the claimed issuer")
-        return registry.get(kid, use="sig", agency=agency)
+        return registry.get(kid, use="sig", agency=agency, now=at)
 
     return lookup
 
@@ -183,6 +187,17 @@ def _envelope_problem(exc: ValidationError) -> MalformedMessage:
                             claim=where.split(".", 1)[0])
 
 
+def _sealed_at(token: str) -> datetime | None:
+    """The ``iat`` a signed token claims, before it is verified (None if it has none): only the
+    time at which the signing key's retirement is judged, never trusted for anything else, and
+    no later than now (a token from the future cannot extend a key's life)."""
+    payload = jose.loads_json(jose.b64url_decode(jose.compact_segments(token, 3)[1]), "signed payload")
+    iat = payload.get("iat") if isinstance(payload, dict) else None
+    if type(iat) is not int:
+        return None
+    return min(from_epoch(iat), datetime.now(UTC))
+
+
 def _peek_iss(jwt: str) -> str:
     segments = jwt.split(".")
     if len(segments) != 3:
@@ -230,11 +245,15 @@ def open_delivery(jwe: str | bytes, me: AgencyKeys, registry: KeyRegistry) -> De
         raise MalformedMessage("delivery is not {sd_jwt, delivery}") from None
     if not isinstance(sd_raw, str) or not isinstance(token, str):
         raise MalformedMessage("delivery members must be strings")
-    _, claims = jose.verify(token, _signer_lookup(registry, BROKER), TYP_DELIVERY)
+    # A delivery may wait in a queue for as long as it lives: the keys are judged as they stood
+    # when the broker sealed it (the token's iat), so a rotation's overlap ending meanwhile
+    # does not turn an honest delivery into a dead letter. Revocation still refuses at once.
+    sealed_at = _sealed_at(token)
+    _, claims = jose.verify(token, _signer_lookup(registry, BROKER, sealed_at), TYP_DELIVERY)
     if claims.get("aud") != me.agency:
         raise SignatureInvalid("delivery is addressed to another agency")
     sender = claims.get("sender")
-    message = sdjwt.verify(sd_raw, _signer_lookup(registry, str(sender)))
+    message = sdjwt.verify(sd_raw, _signer_lookup(registry, str(sender), sealed_at))
     if message.payload.get("iss") != sender or message.payload.get("jti") != claims.get("message_id"):
         raise SignatureInvalid("delivery token does not describe this message")
     if message.payload.get("masp_type") != claims.get("masp_type"):
@@ -324,7 +343,8 @@ def verify_agency_auth(token: str, registry: KeyRegistry, now: datetime,
         raise UnknownSender("the broker's key does not authenticate agencies")
     _, p = jose.verify(token, _signer_lookup(registry, agency), TYP_AUTH)
     if p.get("iss") != agency or p.get("sub") != agency or p.get("aud") != BROKER:
-        raise SignatureInvalid("assertion iss/sub/aud do not match its key")
+        raise SignatureInvalid("assertion iss and sub must name the signing key's agency, "
+                               "and aud must be the string \"broker\"")
     if not isinstance(p.get("jti"), str) or type(p.get("exp")) is not int or type(p.get("iat")) is not int:
         raise MalformedMessage("assertion needs jti, iat and exp")
     iat, exp = from_epoch(p["iat"]), from_epoch(p["exp"])

@@ -123,3 +123,30 @@ def test_keys_replaced_by_force_the_same_day_get_new_kids(tmp_path: Path) -> Non
     assert str(AgencyKeys.load(tmp_path, "police").sig.kid) == "police-sig-20261121-2"
     init_keys(tmp_path, date(2026, 11, 22), ["police"], force=True)  # a new day starts afresh
     assert str(AgencyKeys.load(tmp_path, "police").sig.kid) == "police-sig-20261122"
+
+
+def test_a_delivery_outlives_its_senders_key_overlap_but_not_a_revocation(tmp_path: Path) -> None:
+    """A delivery sealed while the sender's old key was still retiring may wait in the queue past
+    the overlap: its signatures are judged as the keys stood when the broker sealed it. A revoked
+    key verifies nothing, whenever the delivery was sealed."""
+    init_keys(tmp_path, NOW.date() - timedelta(days=30), ["police", "nhs", "broker"])
+    old_police = AgencyKeys.load(tmp_path, "police")
+    rotate(tmp_path, "police", NOW, timedelta(hours=1))  # old key retired at NOW + 1 h
+    registry = KeyRegistry.from_public_dir(tmp_path)
+    sealed_at = NOW + timedelta(minutes=30)
+    message = wire.compose_message(old_police, "case_referral", {"offence_codes": ["PH97003"]},
+                                   case_id="C-1", purpose="risk_management",
+                                   subjects=[{"ref": "P-1", "category": "suspect"}], now=sealed_at)
+    message_id = json.loads(jose.b64url_decode(message.jwt.split(".")[1]))["jti"]
+    token = wire.sign_delivery_token(AgencyKeys.load(tmp_path, "broker"), {
+        "aud": "nhs", "jti": wire.new_id(), "message_id": message_id, "sender": "police",
+        "masp_type": "case_referral", "purpose": "risk_management",
+        "disclosed": [d.digest for d in message.disclosures], "iat": wire.epoch(sealed_at)})
+    nhs = AgencyKeys.load(tmp_path, "nhs")
+    jwe = wire.seal_delivery(message, token, nhs.enc)
+    assert datetime.now(UTC) > NOW + timedelta(hours=1)  # read long after the overlap ended
+    assert wire.open_delivery(jwe, nhs, registry).token["sender"] == "police"
+
+    revoke(tmp_path, str(old_police.sig.kid), NOW + timedelta(hours=2), "compromised")
+    with pytest.raises(KeyRevoked):
+        wire.open_delivery(jwe, nhs, registry)

@@ -147,14 +147,20 @@ def verify_submission(raw: str, registry: KeyRegistry, now: datetime,
         raise SignatureInvalid("message has no kid")
     verified = sdjwt.verify(token, _signer_lookup(registry, claimed))
     envelope = read_envelope(verified)
-    iat, exp = from_epoch(envelope.iat), from_epoch(envelope.exp)
-    if iat > now + max_skew:
-        raise MessageExpired("message is issued in the future")
-    if exp <= now:
-        raise MessageExpired("message has expired")
-    if exp - iat > MAX_LIFETIME:
-        raise MessageExpired("message lifetime exceeds 24 hours")
+    _check_lifetime("message", envelope.iat, envelope.exp, now, max_skew, MAX_LIFETIME)
     return Submission(verified, raw, envelope)
+
+
+def _check_lifetime(what: str, iat: int, exp: int, now: datetime, max_skew: timedelta,
+                    longest: timedelta) -> None:
+    """Issued no later than ``now + max_skew``, not expired at ``now``, living at most ``longest``."""
+    issued, expires = from_epoch(iat), from_epoch(exp)
+    if issued > now + max_skew:
+        raise MessageExpired(f"{what} is issued in the future")
+    if expires <= now:
+        raise MessageExpired(f"{what} has expired")
+    if expires - issued > longest:
+        raise MessageExpired(f"{what} lifetime exceeds {longest.total_seconds() / 3600:g} hours")
 
 
 def read_envelope(message: sdjwt.VerifiedSdJwt) -> Envelope:
@@ -313,13 +319,7 @@ def verify_ack(token: str, registry: KeyRegistry, now: datetime,
         if type(payload.get(claim)) is not int:
             raise MalformedMessage(f"acknowledgement claim {claim} must be a NumericDate (integer "
                                    "seconds)", claim=claim)
-    iat, exp = from_epoch(payload["iat"]), from_epoch(payload["exp"])
-    if iat > now + max_skew:
-        raise MessageExpired("acknowledgement is issued in the future")
-    if exp <= now:
-        raise MessageExpired("acknowledgement has expired")
-    if exp - iat > MAX_ACK_LIFETIME:
-        raise MessageExpired("acknowledgement lifetime exceeds 24 hours")
+    _check_lifetime("acknowledgement", payload["iat"], payload["exp"], now, max_skew, MAX_ACK_LIFETIME)
     return payload
 
 

@@ -16,6 +16,11 @@ async function readJwk(path) {
 export async function loadAgencyKeys(keysDir, agency) {
   const sig = await readJwk(join(keysDir, agency, 'sig.private.jwk'));
   const enc = await readJwk(join(keysDir, agency, 'enc.private.jwk'));
+  return agencyKeysFrom(agency, sig, enc);
+}
+
+// An agency's keys from its two private JWKs, checked: right curves, private halves, own kids.
+export async function agencyKeysFrom(agency, sig, enc) {
   if (sig.kty !== 'OKP' || sig.crv !== 'Ed25519' || !sig.d) throw new Error(`${agency}: sig key is not a private Ed25519 JWK`);
   if (enc.kty !== 'OKP' || enc.crv !== 'X25519' || !enc.d) throw new Error(`${agency}: enc key is not a private X25519 JWK`);
   for (const k of [sig, enc]) {

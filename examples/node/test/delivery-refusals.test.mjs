@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import * as jose from 'jose';
-import { loadAgencyKeys } from '../lib/keys.mjs';
+import { loadTestKeys as loadKeys } from '../test-support/testkeys.mjs';
 import { KeySet } from '../lib/keyset.mjs';
 import * as jwe from '../lib/jwe.mjs';
 import * as jws from '../lib/jws.mjs';
@@ -19,11 +19,12 @@ const SCHEMAS = fileURLToPath(new URL('../../../schemas/json/', import.meta.url)
 const skip = existsSync(`${EXAMPLES}delivery.nhs.body.json`) ? false : `no spec examples at ${EXAMPLES}`;
 
 const json = async (name) => JSON.parse(await readFile(EXAMPLES + name, 'utf8'));
+const loadTestKeys = (party) => loadKeys(`${EXAMPLES}keys`, party);
 
 async function setup() {
-  const broker = await loadAgencyKeys(`${EXAMPLES}keys`, 'broker');
-  const police = await loadAgencyKeys(`${EXAMPLES}keys`, 'police');
-  const nhs = await loadAgencyKeys(`${EXAMPLES}keys`, 'nhs');
+  const broker = await loadTestKeys('broker');
+  const police = await loadTestKeys('police');
+  const nhs = await loadTestKeys('nhs');
   const nhsEncPublic = await jose.importJWK(JSON.parse(await readFile(`${EXAMPLES}keys/nhs/enc.public.jwk`, 'utf8')), jwe.KEY_ALG);
   const checks = {
     own: nhs,
@@ -62,7 +63,7 @@ test('a faithful re-sealing of the example passes', { skip }, async () => {
 test('check 1: the wrong content type, or a key that is not ours', { skip }, async () => {
   const { checks, deliver } = await setup();
   const good = await deliver();
-  const other = await loadAgencyKeys(`${EXAMPLES}keys`, 'probation');
+  const other = await loadTestKeys('probation');
   await refused(openDelivery(good, { ...checks, own: other }), 1);
 });
 

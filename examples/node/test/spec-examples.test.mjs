@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { loadAgencyKeys } from '../lib/keys.mjs';
+import { loadTestKeys } from '../test-support/testkeys.mjs';
 import { KeySet } from '../lib/keyset.mjs';
 import * as message from '../lib/message.mjs';
 import * as jwe from '../lib/jwe.mjs';
@@ -37,7 +37,7 @@ test('message.sd-jwt verifies, and its disclosures are those of message.decoded.
 });
 
 test('submission.jwe opens with the broker test key to message.sd-jwt', { skip }, async () => {
-  const broker = await loadAgencyKeys(`${EXAMPLES}keys`, 'broker');
+  const broker = await loadTestKeys(`${EXAMPLES}keys`, 'broker');
   const { plaintext } = await jwe.open(await text('submission.jwe'), {
     cty: 'masp+sd-jwt',
     keyFor: (kid) => (kid === broker.enc.kid ? broker.enc.key : null),
@@ -60,7 +60,7 @@ test('the receipt verifies against the pinned broker key and the recomputed payl
 
 test('delivery.nhs.jwe passes every recipient check and shows what delivery.nhs.view.json shows', { skip }, async () => {
   const { broker, agencies } = await keySets();
-  const own = await loadAgencyKeys(`${EXAMPLES}keys`, 'nhs');
+  const own = await loadTestKeys(`${EXAMPLES}keys`, 'nhs');
   const view = await json('delivery.nhs.view.json');
   const d = await openDelivery(await text('delivery.nhs.jwe'), {
     own,

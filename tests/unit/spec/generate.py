@@ -18,7 +18,6 @@ import asyncio
 import hashlib
 import json
 import re
-import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -42,7 +41,7 @@ from broker.api.app import create_app
 from broker.audit.entry import AuditEntry
 from broker.clock import FrozenClock
 from broker.crypto import jose, sdjwt
-from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyId, KeyRegistry
+from broker.crypto.keys import AGENCIES, BROKER, AgencyKeys, KeyId, KeyRegistry, public_jwk
 from broker.safeguarding import SafeguardingTimers
 from broker.service import BrokerService, init_state
 from broker.settings import Settings
@@ -113,18 +112,25 @@ def derive_key(agency: str, use: str) -> OKPKey:
 
 
 def write_keys(directory: Path = KEYS) -> None:
+    """The public halves, as files; the private halves are derived where they are needed and
+    never stored in the repository."""
     for agency in PARTIES:
-        AgencyKeys(agency, derive_key(agency, "sig"), derive_key(agency, "enc")).write(directory)
+        for use in ("sig", "enc"):
+            path = directory / agency / f"{use}.public.jwk"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(public_jwk(derive_key(agency, use)), indent=2) + "\n")
     (directory / "README.md").write_text(
         "# Test keys: never use them for anything but the examples\n\n"
-        "Fixed keys of the worked examples in `docs/spec/`, private halves included. Each\n"
-        "private scalar is SHA-256 of `masp-wire/2 example/key/<kid>`, so they are public\n"
-        "knowledge. A deployment that registers or trusts one of them has no security.\n\n"
-        "`<party>/{sig,enc}.private.jwk` (OKP JWK with `d`) and `.public.jwk`.\n")
+        "Fixed keys of the worked examples in `docs/spec/`. Only the public halves are files\n"
+        "here (`<party>/{sig,enc}.public.jwk`); the private half of each is public knowledge\n"
+        "all the same: its scalar `d` is SHA-256 of the ASCII text\n"
+        "`masp-wire/2 example/key/<kid>`, base64url-encoded. A deployment that registers or\n"
+        "trusts one of them has no security.\n")
 
 
-def fixed_keys(directory: Path = KEYS) -> dict[str, AgencyKeys]:
-    return {a: AgencyKeys.load(directory, a) for a in PARTIES}
+def fixed_keys() -> dict[str, AgencyKeys]:
+    """Every party's fixed test keys, private halves derived."""
+    return {a: AgencyKeys(a, derive_key(a, "sig"), derive_key(a, "enc")) for a in PARTIES}
 
 
 def fixed_registry(keys: dict[str, AgencyKeys]) -> KeyRegistry:
@@ -252,11 +258,11 @@ def _settings(state: Path) -> Settings:
                     jws_alg_names={"probation": "EdDSA"})
 
 
-async def generate(out_dir: Path = EXAMPLES, keys_dir: Path = KEYS) -> dict[str, str]:
+async def generate(out_dir: Path = EXAMPLES) -> dict[str, str]:
     """Write every example into ``out_dir``; return {file name: text}."""
     out_dir.mkdir(parents=True, exist_ok=True)
     out = Out(out_dir)
-    keys = fixed_keys(keys_dir)
+    keys = fixed_keys()
     registry = fixed_registry(keys)
     clock = FrozenClock(NOW)
     seq = Sequences()
@@ -264,7 +270,7 @@ async def generate(out_dir: Path = EXAMPLES, keys_dir: Path = KEYS) -> dict[str,
         state = Path(tmp) / "state"
         settings = _settings(state)
         for party in PARTIES:
-            shutil.copytree(keys_dir / party, settings.keys_dir / party)
+            keys[party].write(settings.keys_dir)
         init_state(settings, NOW.date())  # the audit log's key; agency keys are ours
         service = await BrokerService.open(settings, clock=clock)
         http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(service)),

@@ -18,9 +18,14 @@ public final class Agency {
     public final String alg = "Ed25519";
 
     public Agency(String id, Path keysDir) throws Exception {
+        this(id, Jwk.read(keysDir.resolve(id).resolve("sig.private.jwk")),
+                Jwk.read(keysDir.resolve(id).resolve("enc.private.jwk")));
+    }
+
+    public Agency(String id, Jwk sig, Jwk enc) {
         this.id = id;
-        this.sig = Jwk.read(keysDir.resolve(id).resolve("sig.private.jwk"));
-        this.enc = Jwk.read(keysDir.resolve(id).resolve("enc.private.jwk"));
+        this.sig = sig;
+        this.enc = enc;
         if (!sig.isEd25519() || sig.d == null || !id.equals(Keys.agencyOfKid(sig.kid))) {
             throw new IllegalStateException(id + ": sig.private.jwk is not its private Ed25519 key");
         }

@@ -20,6 +20,7 @@ import copy
 import json
 import sys
 from collections.abc import Iterable, Sequence
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,12 @@ def schema_filename(masp_type: str) -> str:
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
+    """File name -> JSON Schema of each body type (a copy: callers may change it)."""
+    return copy.deepcopy(_json_schemas())
+
+
+@cache
+def _json_schemas() -> dict[str, dict[str, Any]]:
     """File name -> JSON Schema of each body type, with ``$id`` and ``title`` set."""
     out: dict[str, dict[str, Any]] = {}
     for masp_type, model in MESSAGE_TYPES.items():
@@ -66,7 +73,7 @@ def received_schema(masp_type: str, fields: Iterable[str] | None = None,
     """The body schema of ``masp_type`` as a recipient gets it: nothing required, nothing
     outside the schema, and, given ``fields``, only those properties (what a recipient may
     be shown under the agreements); every property keeps its own schema and data class."""
-    schema = copy.deepcopy(json_schemas()[schema_filename(masp_type)])
+    schema = copy.deepcopy(_json_schemas()[schema_filename(masp_type)])
     schema.pop("required", None)
     schema["additionalProperties"] = False
     if fields is not None:
